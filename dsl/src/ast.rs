@@ -1,0 +1,240 @@
+//! The syntax tree of a rule file, with a byte span on everything a diagnostic may point at.
+
+/// A byte range in the source text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+impl Span {
+    /// A span from `start` to `end`.
+    pub fn new(start: usize, end: usize) -> Self {
+        Span { start, end }
+    }
+}
+
+/// A value with the span it came from.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// Every rule of one file.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RuleFile {
+    /// The rules in file order.
+    pub rules: Vec<RuleAst>,
+}
+
+/// One `rule id { … }` block, as written. Clauses that were written twice are kept in
+/// `duplicates` so that the checker can point at them.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RuleAst {
+    /// The rule id.
+    pub id: Spanned<String>,
+    /// `version N`.
+    pub version: Option<Spanned<u64>>,
+    /// `title "…"`.
+    pub title: Option<Spanned<String>>,
+    /// `severity NAME`.
+    pub severity: Option<Spanned<String>>,
+    /// `tags [...]`.
+    pub tags: Vec<Spanned<String>>,
+    /// `description "…"`.
+    pub description: Option<Spanned<String>>,
+    /// `match EXPR`.
+    pub match_expr: Option<Expr>,
+    /// `when AGG THRESHOLD [by FIELDS] within WINDOW`.
+    pub when: Option<When>,
+    /// `suppress [for] DURATION`.
+    pub suppress: Option<Spanned<u64>>,
+    /// Spans of clauses given more than once, with the clause keyword.
+    pub duplicates: Vec<(&'static str, Span)>,
+    /// The whole rule.
+    pub span: Span,
+}
+
+/// A boolean match expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// All must hold.
+    And(Vec<Expr>),
+    /// Any must hold.
+    Or(Vec<Expr>),
+    /// Negation.
+    Not(Box<Expr>),
+    /// A test on one field.
+    Cmp(Comparison),
+}
+
+/// `FIELD OP OPERAND`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// The field path.
+    pub field: Spanned<String>,
+    /// The operator.
+    pub op: Spanned<CmpOp>,
+    /// The right-hand side.
+    pub operand: Operand,
+    /// The whole comparison.
+    pub span: Span,
+}
+
+/// Comparison operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `=~` (equal ignoring case)
+    EqCi,
+    /// `!~` (not equal ignoring case)
+    NeCi,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `in [..]`, or `in~` ignoring case; `negated` for `not in`.
+    In {
+        /// Ignore case.
+        ci: bool,
+        /// `not in`.
+        negated: bool,
+    },
+    /// `contains`, `contains~`.
+    Contains {
+        /// Ignore case.
+        ci: bool,
+    },
+    /// `startswith`, `startswith~`.
+    StartsWith {
+        /// Ignore case.
+        ci: bool,
+    },
+    /// `endswith`, `endswith~`.
+    EndsWith {
+        /// Ignore case.
+        ci: bool,
+    },
+    /// `matches /re/`.
+    Matches,
+    /// `cidr "net"` or `cidr [..]`.
+    Cidr,
+    /// `exists`.
+    Exists,
+}
+
+impl CmpOp {
+    /// The operator as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::EqCi => "=~",
+            CmpOp::NeCi => "!~",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::In { ci: false, negated: false } => "in",
+            CmpOp::In { ci: true, negated: false } => "in~",
+            CmpOp::In { ci: false, negated: true } => "not in",
+            CmpOp::In { ci: true, negated: true } => "not in~",
+            CmpOp::Contains { ci: false } => "contains",
+            CmpOp::Contains { ci: true } => "contains~",
+            CmpOp::StartsWith { ci: false } => "startswith",
+            CmpOp::StartsWith { ci: true } => "startswith~",
+            CmpOp::EndsWith { ci: false } => "endswith",
+            CmpOp::EndsWith { ci: true } => "endswith~",
+            CmpOp::Matches => "matches",
+            CmpOp::Cidr => "cidr",
+            CmpOp::Exists => "exists",
+        }
+    }
+}
+
+/// The right-hand side of a comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operand {
+    /// `exists` has none.
+    None,
+    /// One literal.
+    Literal(Spanned<Literal>),
+    /// `[a, b, …]`.
+    List(Vec<Spanned<Literal>>),
+    /// `/re/` or `/re/i`.
+    Regex {
+        /// The pattern between the slashes, with `\/` unescaped.
+        pattern: Spanned<String>,
+        /// `/…/i`.
+        ci: bool,
+    },
+}
+
+/// A literal value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Literal {
+    /// A string.
+    Str(String),
+    /// A number.
+    Num(f64),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+impl Literal {
+    /// The literal's type, as named in diagnostics.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Literal::Str(_) => "string",
+            Literal::Num(_) => "number",
+            Literal::Bool(_) => "boolean",
+        }
+    }
+}
+
+/// `when AGG THRESHOLD [by FIELDS] within WINDOW`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct When {
+    /// What is aggregated.
+    pub aggregate: Aggregate,
+    /// `>= N` / `> N`.
+    pub threshold: Spanned<(String, f64)>,
+    /// `by a, b`.
+    pub group_by: Vec<Spanned<String>>,
+    /// Window kind, `sliding` when not written.
+    pub window_kind: WindowKind,
+    /// Window length in milliseconds.
+    pub window: Spanned<u64>,
+    /// The whole clause.
+    pub span: Span,
+}
+
+/// The aggregate of a `when` clause.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Aggregate {
+    /// `count`.
+    Count,
+    /// `distinct count of FIELD`.
+    DistinctCount(Spanned<String>),
+}
+
+/// Window kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Exact sliding window `(t − W, t]`.
+    Sliding,
+    /// Windows aligned to multiples of W since the epoch.
+    Tumbling,
+}

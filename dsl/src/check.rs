@@ -1,0 +1,513 @@
+//! Semantic checks and lowering: from the syntax tree to [`RulePlan`]s, with every problem
+//! reported as a diagnostic that points at the offending text.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use vigil_model::Severity;
+
+use crate::ast::*;
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::plan::*;
+use crate::schema::{FieldInfo, FieldType, Schema};
+use crate::template::Template;
+
+/// Longest window or suppression a rule may declare: state must stay bounded.
+pub const MAX_WINDOW_MS: u64 = 30 * 86_400_000;
+/// Most group-by fields a rule may declare.
+pub const MAX_GROUP_FIELDS: usize = 8;
+
+const TACTICS: &[&str] = &[
+    "reconnaissance",
+    "resource_development",
+    "initial_access",
+    "execution",
+    "persistence",
+    "privilege_escalation",
+    "defense_evasion",
+    "credential_access",
+    "discovery",
+    "lateral_movement",
+    "collection",
+    "command_and_control",
+    "exfiltration",
+    "impact",
+];
+
+/// Interns field paths to ids shared by every rule of a rule set.
+#[derive(Debug, Default)]
+pub(crate) struct Fields {
+    ids: HashMap<String, FieldId>,
+    pub(crate) paths: Vec<String>,
+}
+
+impl Fields {
+    fn intern(&mut self, path: &str) -> FieldId {
+        if let Some(&id) = self.ids.get(path) {
+            return id;
+        }
+        let id = FieldId(u16::try_from(self.paths.len()).unwrap_or(u16::MAX));
+        self.paths.push(path.to_owned());
+        self.ids.insert(path.to_owned(), id);
+        id
+    }
+}
+
+pub(crate) struct Checker<'a> {
+    pub(crate) schema: &'a Schema,
+    pub(crate) fields: &'a mut Fields,
+    pub(crate) diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, span: Span, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::error(span, msg));
+    }
+
+    /// Checks one rule; returns its plan when it has no errors.
+    pub(crate) fn rule(&mut self, r: &RuleAst, origin: String) -> Option<RulePlan> {
+        let before = self.diags.len();
+        let id_ok = !r.id.value.is_empty()
+            && r
+                .id
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+        if !id_ok {
+            self.err(
+                r.id.span,
+                format!("invalid rule id `{}`: use lowercase letters, digits, `_` and `.`", r.id.value),
+            );
+        }
+        for (name, span) in &r.duplicates {
+            self.err(*span, format!("`{name}` is given more than once"));
+        }
+        let version = match &r.version {
+            None => 1,
+            Some(v) if v.value >= 1 && v.value <= u64::from(u32::MAX) => v.value as u32,
+            Some(v) => {
+                self.err(v.span, "version must be between 1 and 4294967295");
+                1
+            }
+        };
+        let severity = match &r.severity {
+            None => {
+                self.missing(r, "severity", "severity high");
+                Severity::Medium
+            }
+            Some(s) => Severity::parse(&s.value).unwrap_or_else(|| {
+                let names = Severity::ALL.map(Severity::as_str);
+                let mut d = Diagnostic::error(s.span, format!("unknown severity `{}`", s.value));
+                d = match did_you_mean(&s.value, names) {
+                    Some(m) => d.with_hint(format!("did you mean `{m}`?")),
+                    None => d.with_hint(format!("expected one of {}", names.join(", "))),
+                };
+                self.diags.push(d);
+                Severity::Medium
+            }),
+        };
+        for t in &r.tags {
+            self.tag(t);
+        }
+        let title = match &r.title {
+            None => {
+                self.missing(r, "title", "title \"What happened\"");
+                None
+            }
+            Some(t) => match Template::parse(&t.value, t.span) {
+                Ok(tpl) => Some((tpl, t.span)),
+                Err(d) => {
+                    self.diags.push(d);
+                    None
+                }
+            },
+        };
+        let filter = match &r.match_expr {
+            None => {
+                self.missing(r, "match", "match event.category == \"authentication\"");
+                Predicate::Const(false)
+            }
+            Some(e) => self.expr(e),
+        };
+        let kind = match &r.when {
+            None => {
+                if let Some(s) = &r.suppress {
+                    self.err(s.span, "`suppress` applies to `when` aggregations only");
+                }
+                RuleKind::Single
+            }
+            Some(w) => self.when(w, r.suppress.as_ref()),
+        };
+        let mut title_fields = Vec::new();
+        if let Some((tpl, span)) = &title {
+            for f in tpl.fields() {
+                match &kind {
+                    RuleKind::Aggregate(a) => {
+                        if !a.group_by.iter().any(|&g| self.fields.paths[usize::from(g.0)] == f) {
+                            let by: Vec<&str> = a.group_by.iter().map(|&g| self.fields.paths[usize::from(g.0)].as_str()).collect();
+                            let d = Diagnostic::error(
+                                *span,
+                                format!("title placeholder `{{{f}}}` is not a group-by field of this rule"),
+                            );
+                            self.diags.push(if by.is_empty() {
+                                d.with_hint("an aggregation's title can only show its `by` fields")
+                            } else {
+                                d.with_hint(format!("use one of: {}", by.join(", ")))
+                            });
+                        }
+                    }
+                    RuleKind::Single => {
+                        if let Some(info) = self.field_info(f, *span) {
+                            if info.array {
+                                self.err(*span, format!("title placeholder `{{{f}}}` is an array field"));
+                            } else {
+                                title_fields.push(self.fields.intern(f));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if self.diags[before..].iter().any(|d| d.level == crate::diag::Level::Error) {
+            return None;
+        }
+        let (title, _) = title?;
+        let mut plan = RulePlan {
+            id: r.id.value.clone(),
+            version,
+            title,
+            severity,
+            tags: r.tags.iter().map(|t| t.value.clone()).collect(),
+            description: r.description.as_ref().map(|d| d.value.clone()),
+            filter,
+            kind,
+            title_fields,
+            origin,
+            plan_hash: String::new(),
+        };
+        plan.compute_hash(&self.fields.paths);
+        Some(plan)
+    }
+
+    fn missing(&mut self, r: &RuleAst, clause: &str, example: &str) {
+        self.diags.push(
+            Diagnostic::error(r.id.span, format!("rule `{}` has no `{clause}`", r.id.value))
+                .with_hint(format!("add a line such as `{example}`")),
+        );
+    }
+
+    fn tag(&mut self, t: &Spanned<String>) {
+        let v = &t.value;
+        let Some(rest) = v.strip_prefix("attack.") else {
+            if v.to_ascii_lowercase().starts_with("attack.") {
+                self.diags.push(
+                    Diagnostic::error(t.span, format!("ATT&CK tags are lowercase: `{v}`"))
+                        .with_hint(format!("write `{}`", v.to_ascii_lowercase())),
+                );
+            }
+            return;
+        };
+        let technique = rest.strip_prefix('t').is_some_and(|n| {
+            let (main, sub) = n.split_once('.').unwrap_or((n, ""));
+            main.len() == 4
+                && main.bytes().all(|b| b.is_ascii_digit())
+                && (sub.is_empty() || (sub.len() == 3 && sub.bytes().all(|b| b.is_ascii_digit())))
+        });
+        if !technique && !TACTICS.contains(&rest) {
+            let mut d = Diagnostic::error(
+                t.span,
+                format!("`{v}` is neither an ATT&CK technique (`attack.t1110`, `attack.t1110.003`) nor a tactic"),
+            );
+            if let Some(m) = did_you_mean(rest, TACTICS.iter().copied()) {
+                d = d.with_hint(format!("did you mean `attack.{m}`?"));
+            } else if rest.starts_with('T') {
+                d = d.with_hint(format!("ATT&CK tags are lowercase: `attack.{}`", rest.to_ascii_lowercase()));
+            }
+            self.diags.push(d);
+        }
+    }
+
+    fn field_info(&mut self, path: &str, span: Span) -> Option<FieldInfo> {
+        if let Some(info) = self.schema.field(path) {
+            return Some(info);
+        }
+        let mut d = Diagnostic::error(span, format!("unknown field `{path}`"));
+        if let Some(m) = did_you_mean(path, self.schema.paths()) {
+            d = d.with_hint(format!("did you mean `{m}`?"));
+        } else {
+            d = d.with_hint("fields come from the canonical schema (docs/schema/event.schema.json); custom fields go under `labels.`");
+        }
+        self.diags.push(d);
+        None
+    }
+
+    fn scalar_field(&mut self, f: &Spanned<String>, what: &str) -> Option<FieldId> {
+        let info = self.field_info(&f.value, f.span)?;
+        if info.array {
+            self.err(f.span, format!("cannot {what} the array field `{}`", f.value));
+            return None;
+        }
+        Some(self.fields.intern(&f.value))
+    }
+
+    fn when(&mut self, w: &When, suppress: Option<&Spanned<u64>>) -> RuleKind {
+        let agg = match &w.aggregate {
+            Aggregate::Count => AggKind::Count,
+            Aggregate::DistinctCount(f) => match self.scalar_field(f, "count distinct values of") {
+                Some(id) => AggKind::DistinctCount(id),
+                None => AggKind::Count,
+            },
+        };
+        let (op, n) = &w.threshold.value;
+        let min = if n.fract() != 0.0 || *n < 0.0 || !n.is_finite() {
+            self.err(w.threshold.span, "a count threshold must be a whole number");
+            1
+        } else {
+            match op.as_str() {
+                ">=" => *n as u64,
+                ">" => *n as u64 + 1,
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(w.threshold.span, format!("a count threshold cannot use `{op}`"))
+                            .with_hint("a rule fires when the count reaches a level: write `>= N` or `> N`"),
+                    );
+                    1
+                }
+            }
+        };
+        if min == 0 {
+            self.err(w.threshold.span, "a threshold of zero events fires on nothing; use `>= 1` or more");
+        }
+        let mut group_by: Vec<(String, FieldId)> = Vec::new();
+        for g in &w.group_by {
+            if group_by.iter().any(|(p, _)| p == &g.value) {
+                self.err(g.span, format!("`{}` is grouped by twice", g.value));
+            } else if let Some(id) = self.scalar_field(g, "group by") {
+                group_by.push((g.value.clone(), id));
+            }
+        }
+        if w.group_by.len() > MAX_GROUP_FIELDS {
+            self.err(w.span, format!("at most {MAX_GROUP_FIELDS} group-by fields are allowed"));
+        }
+        group_by.sort();
+        if w.window.value == 0 {
+            self.err(w.window.span, "the window must be longer than zero");
+        } else if w.window.value > MAX_WINDOW_MS {
+            self.err(w.window.span, "windows longer than 30d are not supported: state must stay bounded");
+        }
+        let suppress_ms = match suppress {
+            None => w.window.value,
+            Some(s) if s.value > MAX_WINDOW_MS => {
+                self.err(s.span, "suppression longer than 30d is not supported");
+                w.window.value
+            }
+            Some(s) => s.value,
+        };
+        RuleKind::Aggregate(AggregatePlan {
+            agg,
+            min,
+            group_by: group_by.into_iter().map(|(_, id)| id).collect(),
+            window: w.window_kind,
+            window_ms: w.window.value,
+            suppress_ms,
+        })
+    }
+
+    fn expr(&mut self, e: &Expr) -> Predicate {
+        match e {
+            Expr::And(es) => Predicate::And(es.iter().map(|e| self.expr(e)).collect()),
+            Expr::Or(es) => Predicate::Or(es.iter().map(|e| self.expr(e)).collect()),
+            Expr::Not(e) => Predicate::Not(Box::new(self.expr(e))),
+            Expr::Cmp(c) => self.comparison(c).unwrap_or(Predicate::Const(false)),
+        }
+    }
+
+    fn comparison(&mut self, c: &Comparison) -> Option<Predicate> {
+        let info = self.field_info(&c.field.value, c.field.span)?;
+        let id = self.fields.intern(&c.field.value);
+        let op = c.op.value;
+        let field = &c.field.value;
+        let ty = info.ty;
+        let test = |t: Test| Some(Predicate::Test(id, t));
+        let not = |p: Option<Predicate>| p.map(|p| Predicate::Not(Box::new(p)));
+        match (op, &c.operand) {
+            (CmpOp::Exists, _) => test(Test::Exists),
+            (CmpOp::Eq | CmpOp::Ne, Operand::Literal(lit)) => {
+                let t = self.eq_test(field, ty, lit)?;
+                if op == CmpOp::Ne { not(test(t)) } else { test(t) }
+            }
+            (CmpOp::EqCi | CmpOp::NeCi, Operand::Literal(lit)) => {
+                let s = self.text_literal(field, ty, op, lit)?;
+                let t = test(Test::EqStrCi(s.to_lowercase()));
+                if op == CmpOp::NeCi { not(t) } else { t }
+            }
+            (CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge, Operand::Literal(lit)) => {
+                let Literal::Num(n) = lit.value else {
+                    self.err(lit.span, format!("`{}` compares numbers, found a {}", op.as_str(), lit.value.type_name()));
+                    return None;
+                };
+                if !ty.is_numeric() {
+                    self.type_err(c, ty, "numbers");
+                    return None;
+                }
+                let nop = match op {
+                    CmpOp::Lt => NumOp::Lt,
+                    CmpOp::Le => NumOp::Le,
+                    CmpOp::Gt => NumOp::Gt,
+                    _ => NumOp::Ge,
+                };
+                test(Test::Cmp(nop, n))
+            }
+            (CmpOp::In { ci, negated }, Operand::List(items)) => {
+                if items.is_empty() {
+                    self.err(c.span, "`in` needs at least one value");
+                    return None;
+                }
+                let t = if ci {
+                    let mut out = Vec::new();
+                    for lit in items {
+                        out.push(self.text_literal(field, ty, op, lit)?.to_lowercase());
+                    }
+                    Test::InStrCi(out)
+                } else {
+                    let mut strs = Vec::new();
+                    let mut nums = Vec::new();
+                    for lit in items {
+                        match self.eq_test(field, ty, lit)? {
+                            Test::EqStr(s) => strs.push(s),
+                            Test::EqNum(n) => nums.push(n),
+                            _ => {
+                                self.err(lit.span, "`in` lists hold strings or numbers");
+                                return None;
+                            }
+                        }
+                    }
+                    if nums.is_empty() { Test::InStr(strs) } else { Test::InNum(nums) }
+                };
+                if negated { not(test(t)) } else { test(t) }
+            }
+            (CmpOp::Contains { ci } | CmpOp::StartsWith { ci } | CmpOp::EndsWith { ci }, Operand::Literal(lit)) => {
+                let s = self.text_literal(field, ty, op, lit)?;
+                if ty != FieldType::Keyword {
+                    self.type_err(c, ty, "strings");
+                    return None;
+                }
+                let (s, lower) = (s.to_owned(), s.to_lowercase());
+                test(match (op, ci) {
+                    (CmpOp::Contains { .. }, false) => Test::Contains(s),
+                    (CmpOp::Contains { .. }, true) => Test::ContainsCi(lower),
+                    (CmpOp::StartsWith { .. }, false) => Test::StartsWith(s),
+                    (CmpOp::StartsWith { .. }, true) => Test::StartsWithCi(lower),
+                    (_, false) => Test::EndsWith(s),
+                    (_, true) => Test::EndsWithCi(lower),
+                })
+            }
+            (CmpOp::Matches, Operand::Regex { pattern, ci }) => {
+                if ty != FieldType::Keyword {
+                    self.type_err(c, ty, "strings");
+                    return None;
+                }
+                match regex::RegexBuilder::new(&pattern.value)
+                    .case_insensitive(*ci)
+                    .size_limit(1 << 20)
+                    .build()
+                {
+                    Ok(re) => test(Test::Matches(re)),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let last = msg.lines().last().unwrap_or("invalid regex").trim().to_owned();
+                        self.err(pattern.span, format!("invalid regex: {}", last.trim_start_matches("error: ")));
+                        None
+                    }
+                }
+            }
+            (CmpOp::Cidr, operand) => {
+                if ty != FieldType::Ip {
+                    self.type_err(c, ty, "IP addresses");
+                    return None;
+                }
+                let lits: Vec<&Spanned<Literal>> = match operand {
+                    Operand::Literal(l) => vec![l],
+                    Operand::List(ls) if !ls.is_empty() => ls.iter().collect(),
+                    _ => {
+                        self.err(c.span, "`cidr` needs a network such as \"10.0.0.0/8\"");
+                        return None;
+                    }
+                };
+                let mut nets = Vec::new();
+                for l in lits {
+                    match &l.value {
+                        Literal::Str(s) => match Cidr::parse(s) {
+                            Some(n) => nets.push(n),
+                            None => self.err(l.span, format!("invalid network `{s}`: expected such as \"10.0.0.0/8\"")),
+                        },
+                        other => self.err(l.span, format!("`cidr` needs a string, found a {}", other.type_name())),
+                    }
+                }
+                (nets.len() == lits_len(operand)).then(|| Predicate::Test(id, Test::Cidr(nets)))
+            }
+            _ => {
+                self.err(c.span, format!("`{}` cannot take this operand", op.as_str()));
+                None
+            }
+        }
+    }
+
+    fn type_err(&mut self, c: &Comparison, ty: FieldType, wants: &str) {
+        self.err(
+            c.op.span,
+            format!("`{}` works on {wants}, but `{}` is a {} field", c.op.value.as_str(), c.field.value, ty.name()),
+        );
+    }
+
+    fn text_literal<'l>(&mut self, field: &str, ty: FieldType, op: CmpOp, lit: &'l Spanned<Literal>) -> Option<&'l str> {
+        match &lit.value {
+            Literal::Str(s) if ty.is_textual() => Some(s),
+            Literal::Str(_) => {
+                self.err(lit.span, format!("`{}` compares strings, but `{field}` is a {} field", op.as_str(), ty.name()));
+                None
+            }
+            other => {
+                self.err(lit.span, format!("`{}` needs a string, found a {}", op.as_str(), other.type_name()));
+                None
+            }
+        }
+    }
+
+    fn eq_test(&mut self, field: &str, ty: FieldType, lit: &Spanned<Literal>) -> Option<Test> {
+        match (&lit.value, ty) {
+            (Literal::Str(s), FieldType::Ip) => match s.parse::<IpAddr>() {
+                // Events carry IPs in canonical text form (the normalizer's job), so compare the
+                // literal's canonical form.
+                Ok(ip) => Some(Test::EqStr(ip.to_string())),
+                Err(_) => {
+                    self.diags.push(
+                        Diagnostic::error(lit.span, format!("`{s}` is not an IP address"))
+                            .with_hint("for networks use `cidr \"10.0.0.0/8\"`"),
+                    );
+                    None
+                }
+            },
+            (Literal::Str(s), t) if t.is_textual() => Some(Test::EqStr(s.clone())),
+            (Literal::Num(n), t) if t.is_numeric() => {
+                if t == FieldType::Integer && n.fract() != 0.0 {
+                    self.err(lit.span, format!("`{field}` is an integer field; `{n}` is not a whole number"));
+                    return None;
+                }
+                Some(Test::EqNum(*n))
+            }
+            (Literal::Bool(b), FieldType::Boolean) => Some(Test::EqBool(*b)),
+            (v, t) => {
+                self.err(lit.span, format!("cannot compare the {} field `{field}` with a {}", t.name(), v.type_name()));
+                None
+            }
+        }
+    }
+}
+
+fn lits_len(o: &Operand) -> usize {
+    match o {
+        Operand::List(l) => l.len(),
+        _ => 1,
+    }
+}

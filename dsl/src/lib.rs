@@ -1,0 +1,173 @@
+//! Vigil's rule language: grammar (pest), syntax tree, diagnostics, type checking against the
+//! canonical schema, and lowering to a [`RuleSet`] plan that the engine executes.
+//!
+//! This crate knows nothing of timely, files or the network: callers hand it source text and get
+//! back either a rule set or diagnostics that render as
+//! `path:line:col: error: message` with the source line and a caret.
+//!
+//! ```
+//! let src = vigil_dsl::SourceFile::new("r.rule", r#"
+//! rule brute_force_login {
+//!     title    "Brute force against {user.name}"
+//!     severity high
+//!     match    event.category == "authentication" and event.outcome == "failure"
+//!     when     count >= 10 by user.name within 5m
+//! }"#);
+//! let (rules, warnings) = vigil_dsl::compile(&[src]).unwrap();
+//! assert_eq!(rules.rules[0].id, "brute_force_login");
+//! assert!(warnings.is_empty());
+//! ```
+
+pub mod ast;
+mod check;
+pub mod diag;
+mod parse;
+pub mod plan;
+pub mod schema;
+pub mod template;
+
+use std::collections::HashMap;
+use std::fmt;
+
+pub use diag::{Diagnostic, Level};
+pub use parse::parse;
+pub use plan::*;
+pub use schema::{FieldInfo, FieldType, Schema};
+
+/// A rule file's path (for messages) and text.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// Path as the user should see it.
+    pub path: String,
+    /// The file's text.
+    pub text: String,
+}
+
+impl SourceFile {
+    /// A source file from a path and its text.
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> Self {
+        SourceFile {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// The diagnostics of one file.
+#[derive(Clone, Debug)]
+pub struct FileDiagnostics {
+    /// The file's path.
+    pub path: String,
+    /// The file's text, for rendering.
+    pub text: String,
+    /// Every problem, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl FileDiagnostics {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.level == Level::Error)
+    }
+}
+
+impl fmt::Display for FileDiagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            f.write_str(&d.render(&self.path, &self.text))?;
+        }
+        Ok(())
+    }
+}
+
+/// Rule files that did not compile: every file's diagnostics (warnings included).
+#[derive(Clone, Debug)]
+pub struct CompileError {
+    /// Files with at least one diagnostic.
+    pub files: Vec<FileDiagnostics>,
+}
+
+impl CompileError {
+    /// Number of errors over all files.
+    pub fn error_count(&self) -> usize {
+        self.files
+            .iter()
+            .flat_map(|f| &f.diagnostics)
+            .filter(|d| d.level == Level::Error)
+            .count()
+    }
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for file in &self.files {
+            write!(f, "{file}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// Compiles rule files against the canonical schema.
+///
+/// On success returns the rule set and the files that had warnings; on failure every file's
+/// diagnostics, all errors of each file at once.
+pub fn compile(files: &[SourceFile]) -> Result<(RuleSet, Vec<FileDiagnostics>), CompileError> {
+    compile_with(files, Schema::canonical())
+}
+
+/// [`compile`] against a given schema.
+pub fn compile_with(
+    files: &[SourceFile],
+    schema: &Schema,
+) -> Result<(RuleSet, Vec<FileDiagnostics>), CompileError> {
+    let mut fields = check::Fields::default();
+    let mut rules: Vec<RulePlan> = Vec::new();
+    let mut reports = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for file in files {
+        let (ast, mut diags) = parse(&file.text);
+        let mut checker = check::Checker {
+            schema,
+            fields: &mut fields,
+            diags: Vec::new(),
+        };
+        for r in &ast.rules {
+            let (line, _) = Diagnostic::error(r.span, "").line_col(&file.text);
+            let origin = format!("{}:{line}", file.path);
+            if let Some(first) = seen.get(&r.id.value) {
+                checker.diags.push(
+                    Diagnostic::error(r.id.span, format!("duplicate rule id `{}`", r.id.value))
+                        .with_hint(format!("first defined at {first}")),
+                );
+                continue;
+            }
+            seen.insert(r.id.value.clone(), origin.clone());
+            if let Some(plan) = checker.rule(r, origin) {
+                rules.push(plan);
+            }
+        }
+        diags.append(&mut checker.diags);
+        diags.sort_by_key(|d| (d.span.start, d.span.end));
+        if !diags.is_empty() {
+            reports.push(FileDiagnostics {
+                path: file.path.clone(),
+                text: file.text.clone(),
+                diagnostics: diags,
+            });
+        }
+    }
+    if reports.iter().any(FileDiagnostics::has_errors) {
+        return Err(CompileError { files: reports });
+    }
+    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((
+        RuleSet {
+            rules,
+            fields: fields.paths,
+            files: files.len(),
+        },
+        reports,
+    ))
+}

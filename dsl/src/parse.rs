@@ -1,0 +1,609 @@
+//! The pest parser and the conversion of its pairs into the syntax tree.
+//!
+//! Syntax errors are reported for every rule of a file, not just the first: when the whole file
+//! does not parse, it is split at lines that start a rule and each piece is parsed on its own.
+//! The parser never panics, whatever the input (see the `no_panic_on_garbage` test and the fuzz
+//! target).
+
+use pest::Parser as _;
+use pest::error::InputLocation;
+use pest::iterators::Pair;
+
+use crate::ast::*;
+use crate::diag::Diagnostic;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar.pest"]
+struct RuleParser;
+
+/// Parses a rule file. Returns the rules that parsed and every syntax error.
+pub fn parse(source: &str) -> (RuleFile, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    match RuleParser::parse(Rule::file, source) {
+        Ok(mut pairs) => {
+            let mut file = RuleFile::default();
+            if let Some(top) = pairs.next() {
+                for pair in top.into_inner() {
+                    if pair.as_rule() == Rule::rule {
+                        file.rules.push(build_rule(pair, 0, &mut diags));
+                    }
+                }
+            }
+            (file, diags)
+        }
+        Err(whole) => {
+            let file = parse_segments(source, &mut diags);
+            if diags.is_empty() {
+                // The pieces parsed on their own although the whole did not: report the
+                // whole-file error rather than pretending the file is fine.
+                diags.push(convert_error(&whole, source, 0));
+            }
+            (file, diags)
+        }
+    }
+}
+
+fn parse_segments(source: &str, diags: &mut Vec<Diagnostic>) -> RuleFile {
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("rule")
+            && rest.starts_with([' ', '\t'])
+        {
+            starts.push(offset + (line.len() - trimmed.len()));
+        }
+        offset += line.len();
+    }
+    let first = starts.first().copied().unwrap_or(source.len());
+    if let Some(d) = junk_before_first_rule(&source[..first]) {
+        diags.push(d);
+    }
+    let mut file = RuleFile::default();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(source.len());
+        let piece = &source[start..end];
+        match RuleParser::parse(Rule::segment, piece) {
+            Ok(mut pairs) => {
+                if let Some(rule) = pairs.next().and_then(|p| p.into_inner().next()) {
+                    file.rules.push(build_rule(rule, start, diags));
+                }
+            }
+            Err(e) => diags.push(convert_error(&e, piece, start)),
+        }
+    }
+    file
+}
+
+fn junk_before_first_rule(prefix: &str) -> Option<Diagnostic> {
+    let mut offset = 0;
+    for line in prefix.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let content = trimmed.trim_end();
+        if !(content.is_empty() || content.starts_with('#') || content.starts_with("//")) {
+            let at = offset + (line.len() - trimmed.len());
+            let word_len = content.find(char::is_whitespace).unwrap_or(content.len());
+            return Some(Diagnostic::error(
+                Span::new(at, at + word_len),
+                format!("expected `rule`, found `{}`", &content[..word_len]),
+            ));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn convert_error(e: &pest::error::Error<Rule>, piece: &str, base: usize) -> Diagnostic {
+    let pos = match e.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let found = describe_found(&piece[pos.min(piece.len())..]);
+    let message = match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => {
+            let mut wanted: Vec<&str> = Vec::new();
+            for r in positives {
+                let d = describe(*r);
+                if !wanted.contains(&d) {
+                    wanted.push(d);
+                }
+            }
+            match wanted.len() {
+                0 => format!("unexpected {found}"),
+                1 => format!("expected {}, found {found}", wanted[0]),
+                _ => {
+                    let last = wanted.pop().unwrap_or_default();
+                    format!("expected {} or {last}, found {found}", wanted.join(", "))
+                }
+            }
+        }
+        pest::error::ErrorVariant::CustomError { message } => message.clone(),
+    };
+    let len = found_len(&piece[pos.min(piece.len())..]);
+    Diagnostic::error(Span::new(base + pos, base + pos + len), message)
+}
+
+fn found_len(rest: &str) -> usize {
+    match rest.chars().next() {
+        None => 0,
+        Some(c) if c.is_alphanumeric() || c == '_' => rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len()),
+        Some(c) => c.len_utf8(),
+    }
+}
+
+fn describe_found(rest: &str) -> String {
+    match rest.chars().next() {
+        None => "end of file".to_owned(),
+        Some('\n') | Some('\r') => "end of line".to_owned(),
+        Some(_) => format!("`{}`", &rest[..found_len(rest)]),
+    }
+}
+
+fn describe(r: Rule) -> &'static str {
+    match r {
+        Rule::rule | Rule::k_rule => "`rule`",
+        Rule::rule_id => "a rule id",
+        Rule::k_version
+        | Rule::k_title
+        | Rule::k_severity
+        | Rule::k_tags
+        | Rule::k_description
+        | Rule::k_match
+        | Rule::k_when
+        | Rule::k_suppress => {
+            "a clause (`title`, `severity`, `tags`, `description`, `version`, `match`, `when`, `suppress`) or `}`"
+        }
+        Rule::EOI => "end of file",
+        Rule::expr | Rule::and_expr | Rule::not_expr | Rule::negation | Rule::comparison => {
+            "an expression"
+        }
+        Rule::field | Rule::field_seg => "a field name",
+        Rule::cmp_op
+        | Rule::in_op
+        | Rule::text_op
+        | Rule::k_exists
+        | Rule::k_cidr
+        | Rule::k_matches
+        | Rule::not_kw
+        | Rule::in_pred
+        | Rule::cidr_pred
+        | Rule::matches_pred
+        | Rule::text_pred
+        | Rule::cmp_pred
+        | Rule::exists_pred => {
+            "an operator (`==`, `!=`, `<`, `in`, `contains`, `startswith`, `endswith`, `matches`, `cidr`, `exists`)"
+        }
+        Rule::k_and | Rule::k_or => "`and`, `or`",
+        Rule::string | Rule::dq_string | Rule::sq_string => "a string",
+        Rule::number | Rule::integer => "a number",
+        Rule::boolean => "a boolean",
+        Rule::list => "a list `[…]`",
+        Rule::regex => "a regex `/…/`",
+        Rule::duration => "a duration such as `5m`",
+        Rule::ident => "a name",
+        Rule::tag | Rule::tag_list => "a tag or a list of tags",
+        Rule::aggregate | Rule::count | Rule::k_count | Rule::distinct_count | Rule::k_distinct => {
+            "an aggregate (`count`, `distinct count of FIELD`)"
+        }
+        Rule::k_of => "`of`",
+        Rule::threshold => "a threshold such as `>= 10`",
+        Rule::group_by | Rule::k_by => "`by`",
+        Rule::k_within => "`within`",
+        Rule::window | Rule::window_kind | Rule::k_sliding | Rule::k_tumbling => {
+            "a window (`5m`, `sliding 5m`, `tumbling 1h`)"
+        }
+        Rule::k_for => "`for`",
+        Rule::k_not => "`not`",
+        _ => "more input",
+    }
+}
+
+fn span_of(p: &Pair<'_, Rule>, base: usize) -> Span {
+    let s = p.as_span();
+    Span::new(base + s.start(), base + s.end())
+}
+
+fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> RuleAst {
+    let mut r = RuleAst {
+        span: span_of(&pair, base),
+        ..RuleAst::default()
+    };
+    for p in pair.into_inner() {
+        let span = span_of(&p, base);
+        let kind = p.as_rule();
+        let text = p.as_str();
+        let mut inner = p.into_inner().filter(|q| !is_keyword(q.as_rule()));
+        let mut first = || inner.next();
+        match kind {
+            Rule::rule_id => {
+                r.id = Spanned {
+                    value: text.to_owned(),
+                    span,
+                }
+            }
+            Rule::version_clause => {
+                let Some(n) = first() else { continue };
+                let nspan = span_of(&n, base);
+                let value = n.as_str().parse::<u64>().unwrap_or_else(|_| {
+                    diags.push(Diagnostic::error(nspan, "version is too large"));
+                    1
+                });
+                set_once(&mut r.version, Spanned { value, span: nspan }, "version", span, &mut r.duplicates);
+            }
+            Rule::title_clause => {
+                let Some(s) = first() else { continue };
+                let v = build_string(&s, base, diags);
+                set_once(&mut r.title, v, "title", span, &mut r.duplicates);
+            }
+            Rule::description_clause => {
+                let Some(s) = first() else { continue };
+                let v = build_string(&s, base, diags);
+                set_once(&mut r.description, v, "description", span, &mut r.duplicates);
+            }
+            Rule::severity_clause => {
+                let Some(s) = first() else { continue };
+                let v = Spanned {
+                    value: s.as_str().to_owned(),
+                    span: span_of(&s, base),
+                };
+                set_once(&mut r.severity, v, "severity", span, &mut r.duplicates);
+            }
+            Rule::tags_clause => {
+                if !r.tags.is_empty() {
+                    r.duplicates.push(("tags", span));
+                    continue;
+                }
+                let Some(t) = first() else { continue };
+                let tags: Vec<Pair<'_, Rule>> = if t.as_rule() == Rule::tag_list {
+                    t.into_inner().collect()
+                } else {
+                    vec![t]
+                };
+                r.tags = tags
+                    .into_iter()
+                    .map(|t| Spanned {
+                        value: t.as_str().to_owned(),
+                        span: span_of(&t, base),
+                    })
+                    .collect();
+            }
+            Rule::match_clause => {
+                let Some(e) = first() else { continue };
+                let e = build_expr(e, base, diags);
+                set_once(&mut r.match_expr, e, "match", span, &mut r.duplicates);
+            }
+            Rule::when_clause => {
+                let w = build_when(inner.collect(), span, base, diags);
+                set_once(&mut r.when, w, "when", span, &mut r.duplicates);
+            }
+            Rule::suppress_clause => {
+                let Some(d) = first() else { continue };
+                let v = build_duration(&d, base, diags);
+                set_once(&mut r.suppress, v, "suppress", span, &mut r.duplicates);
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    name: &'static str,
+    span: Span,
+    dups: &mut Vec<(&'static str, Span)>,
+) {
+    if slot.is_some() {
+        dups.push((name, span));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+fn is_keyword(r: Rule) -> bool {
+    matches!(
+        r,
+        Rule::k_rule
+            | Rule::k_version
+            | Rule::k_title
+            | Rule::k_severity
+            | Rule::k_tags
+            | Rule::k_description
+            | Rule::k_match
+            | Rule::k_when
+            | Rule::k_suppress
+            | Rule::k_for
+            | Rule::k_within
+            | Rule::k_by
+            | Rule::k_of
+            | Rule::k_distinct
+            | Rule::k_and
+            | Rule::k_or
+    )
+}
+
+fn build_string(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Spanned<String> {
+    let span = span_of(p, base);
+    let raw = p.as_str();
+    let value = if let Some(body) = raw.strip_prefix('\'') {
+        body.strip_suffix('\'').unwrap_or(body).to_owned()
+    } else {
+        let body = raw
+            .strip_prefix('"')
+            .and_then(|b| b.strip_suffix('"'))
+            .unwrap_or(raw);
+        unescape(body, span.start + 1, diags)
+    };
+    Spanned { value, span }
+}
+
+fn unescape(body: &str, at: usize, diags: &mut Vec<Diagnostic>) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some((j, e)) = chars.next() else { break };
+        match e {
+            '"' => out.push('"'),
+            '\\' => out.push('\\'),
+            '/' => out.push('/'),
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            'u' => {
+                let hex: String = chars.by_ref().take(4).map(|(_, h)| h).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) if hex.len() == 4 => out.push(ch),
+                    _ => diags.push(Diagnostic::error(
+                        Span::new(at + i, at + j + 1 + hex.len()),
+                        "invalid unicode escape: expected `\\u` and four hex digits",
+                    )),
+                }
+            }
+            other => diags.push(
+                Diagnostic::error(
+                    Span::new(at + i, at + j + other.len_utf8()),
+                    format!("unknown escape `\\{other}`"),
+                )
+                .with_hint("write `\\\\` for a backslash, or use a single-quoted raw string such as 'C:\\Windows'"),
+            ),
+        }
+    }
+    out
+}
+
+fn build_duration(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Spanned<u64> {
+    let span = span_of(p, base);
+    let value = vigil_model::parse_duration(p.as_str()).unwrap_or_else(|e| {
+        diags.push(Diagnostic::error(span, e.to_string()));
+        0
+    });
+    Spanned { value, span }
+}
+
+fn build_literal(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Spanned<Literal> {
+    let span = span_of(p, base);
+    let value = match p.as_rule() {
+        Rule::string => Literal::Str(build_string(p, base, diags).value),
+        Rule::boolean => Literal::Bool(p.as_str() == "true"),
+        _ => Literal::Num(p.as_str().parse().unwrap_or(f64::NAN)),
+    };
+    Spanned { value, span }
+}
+
+fn build_expr(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Expr {
+    match p.as_rule() {
+        Rule::expr | Rule::and_expr => {
+            let is_or = p.as_rule() == Rule::expr;
+            let mut parts: Vec<Expr> = p
+                .into_inner()
+                .filter(|q| !is_keyword(q.as_rule()))
+                .map(|q| build_expr(q, base, diags))
+                .collect();
+            if parts.len() == 1 {
+                parts.pop().unwrap_or(Expr::And(Vec::new()))
+            } else if is_or {
+                Expr::Or(parts)
+            } else {
+                Expr::And(parts)
+            }
+        }
+        Rule::not_expr => match p.into_inner().next() {
+            Some(q) => build_expr(q, base, diags),
+            None => Expr::And(Vec::new()),
+        },
+        Rule::negation => {
+            let inner = p
+                .into_inner()
+                .find(|q| q.as_rule() != Rule::k_not)
+                .map(|q| build_expr(q, base, diags))
+                .unwrap_or(Expr::And(Vec::new()));
+            Expr::Not(Box::new(inner))
+        }
+        Rule::comparison => Expr::Cmp(build_comparison(p, base, diags)),
+        _ => Expr::And(Vec::new()),
+    }
+}
+
+fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Comparison {
+    let span = span_of(&p, base);
+    let mut inner = p.into_inner();
+    let field = inner
+        .next()
+        .map(|f| Spanned {
+            value: f.as_str().to_owned(),
+            span: span_of(&f, base),
+        })
+        .unwrap_or_else(|| Spanned {
+            value: String::new(),
+            span,
+        });
+    let Some(pred) = inner.next() else {
+        return Comparison {
+            field,
+            op: Spanned { value: CmpOp::Exists, span },
+            operand: Operand::None,
+            span,
+        };
+    };
+    let pred_span = span_of(&pred, base);
+    let kind = pred.as_rule();
+    let parts: Vec<Pair<'_, Rule>> = pred.into_inner().collect();
+    let op_span = parts.first().map_or(pred_span, |q| span_of(q, base));
+    let (op, operand) = match kind {
+        Rule::exists_pred => (CmpOp::Exists, Operand::None),
+        Rule::in_pred => {
+            let negated = parts.iter().any(|q| q.as_rule() == Rule::not_kw);
+            let ci = parts
+                .iter()
+                .any(|q| q.as_rule() == Rule::in_op && q.as_str().ends_with('~'));
+            let list = parts
+                .iter()
+                .find(|q| q.as_rule() == Rule::list)
+                .map(|l| build_list(l, base, diags))
+                .unwrap_or_default();
+            (CmpOp::In { ci, negated }, Operand::List(list))
+        }
+        Rule::cidr_pred => {
+            let operand = match parts.iter().find(|q| q.as_rule() != Rule::k_cidr) {
+                Some(q) if q.as_rule() == Rule::list => Operand::List(build_list(q, base, diags)),
+                Some(q) => Operand::Literal(build_literal(q, base, diags)),
+                None => Operand::None,
+            };
+            (CmpOp::Cidr, operand)
+        }
+        Rule::matches_pred => {
+            let operand = match parts.iter().find(|q| q.as_rule() == Rule::regex) {
+                Some(q) => {
+                    let raw = q.as_str();
+                    let ci = raw.ends_with('i');
+                    let body = raw.trim_end_matches('i');
+                    let body = body.strip_prefix('/').and_then(|b| b.strip_suffix('/')).unwrap_or(body);
+                    Operand::Regex {
+                        pattern: Spanned {
+                            value: body.replace("\\/", "/"),
+                            span: span_of(q, base),
+                        },
+                        ci,
+                    }
+                }
+                None => Operand::None,
+            };
+            (CmpOp::Matches, operand)
+        }
+        Rule::text_pred => {
+            let op_text = parts.first().map_or("", |q| q.as_str());
+            let ci = op_text.ends_with('~');
+            let op = if op_text.starts_with("contains") {
+                CmpOp::Contains { ci }
+            } else if op_text.starts_with("startswith") {
+                CmpOp::StartsWith { ci }
+            } else {
+                CmpOp::EndsWith { ci }
+            };
+            let operand = parts
+                .get(1)
+                .map_or(Operand::None, |q| Operand::Literal(build_literal(q, base, diags)));
+            (op, operand)
+        }
+        _ => {
+            let op = match parts.first().map_or("", |q| q.as_str()) {
+                "==" => CmpOp::Eq,
+                "!=" => CmpOp::Ne,
+                "=~" => CmpOp::EqCi,
+                "!~" => CmpOp::NeCi,
+                "<" => CmpOp::Lt,
+                "<=" => CmpOp::Le,
+                ">" => CmpOp::Gt,
+                _ => CmpOp::Ge,
+            };
+            let operand = parts
+                .get(1)
+                .map_or(Operand::None, |q| Operand::Literal(build_literal(q, base, diags)));
+            (op, operand)
+        }
+    };
+    Comparison {
+        field,
+        op: Spanned { value: op, span: op_span },
+        operand,
+        span,
+    }
+}
+
+fn build_list(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Vec<Spanned<Literal>> {
+    p.clone()
+        .into_inner()
+        .map(|q| build_literal(&q, base, diags))
+        .collect()
+}
+
+fn build_when(parts: Vec<Pair<'_, Rule>>, span: Span, base: usize, diags: &mut Vec<Diagnostic>) -> When {
+    let mut w = When {
+        aggregate: Aggregate::Count,
+        threshold: Spanned {
+            value: (">=".to_owned(), 1.0),
+            span,
+        },
+        group_by: Vec::new(),
+        window_kind: WindowKind::Sliding,
+        window: Spanned { value: 0, span },
+        span,
+    };
+    for p in parts {
+        match p.as_rule() {
+            Rule::aggregate => {
+                if let Some(a) = p.into_inner().next()
+                    && a.as_rule() == Rule::distinct_count
+                    && let Some(f) = a.into_inner().find(|q| q.as_rule() == Rule::field)
+                {
+                    w.aggregate = Aggregate::DistinctCount(Spanned {
+                        value: f.as_str().to_owned(),
+                        span: span_of(&f, base),
+                    });
+                }
+            }
+            Rule::threshold => {
+                let tspan = span_of(&p, base);
+                let mut it = p.into_inner();
+                let op = it.next().map_or(">=", |q| q.as_str()).to_owned();
+                let n = it.next().and_then(|q| q.as_str().parse().ok()).unwrap_or(f64::NAN);
+                w.threshold = Spanned {
+                    value: (op, n),
+                    span: tspan,
+                };
+            }
+            Rule::group_by => {
+                w.group_by = p
+                    .into_inner()
+                    .filter(|q| q.as_rule() == Rule::field)
+                    .map(|f| Spanned {
+                        value: f.as_str().to_owned(),
+                        span: span_of(&f, base),
+                    })
+                    .collect();
+            }
+            Rule::window => {
+                for q in p.into_inner() {
+                    match q.as_rule() {
+                        Rule::window_kind => {
+                            if q.as_str() == "tumbling" {
+                                w.window_kind = WindowKind::Tumbling;
+                            }
+                        }
+                        Rule::duration => w.window = build_duration(&q, base, diags),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    w
+}

@@ -1,0 +1,440 @@
+//! The compiled rule set: what the engine executes. Field references are interned to
+//! [`FieldId`]s into [`RuleSet::fields`]; everything is validated, so evaluation cannot fail.
+
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+use vigil_model::Severity;
+
+use crate::template::Template;
+
+/// Index into [`RuleSet::fields`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldId(pub u16);
+
+/// Every compiled rule, sorted by id, and the fields they reference.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    /// The rules, sorted by id (ids are unique).
+    pub rules: Vec<RulePlan>,
+    /// Dotted paths of every field any rule reads, indexed by [`FieldId`].
+    pub fields: Vec<String>,
+    /// Number of files the rules came from.
+    pub files: usize,
+}
+
+impl RuleSet {
+    /// The path of a field id.
+    pub fn path(&self, f: FieldId) -> &str {
+        &self.fields[usize::from(f.0)]
+    }
+}
+
+/// One compiled rule.
+#[derive(Clone, Debug)]
+pub struct RulePlan {
+    /// Rule id.
+    pub id: String,
+    /// Rule version (≥ 1).
+    pub version: u32,
+    /// Title template.
+    pub title: Template,
+    /// Severity.
+    pub severity: Severity,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Which events the rule looks at.
+    pub filter: Predicate,
+    /// Single-event or aggregation.
+    pub kind: RuleKind,
+    /// Fields the title template reads, for single-event rules (aggregations use the group).
+    pub title_fields: Vec<FieldId>,
+    /// Where the rule was defined, as `path:line`.
+    pub origin: String,
+    /// Hash of the compiled plan (hex): a rule is unchanged when id, version and this are equal.
+    pub plan_hash: String,
+}
+
+/// What a rule does with the events that match its filter.
+#[derive(Clone, Debug)]
+pub enum RuleKind {
+    /// Every matching event raises an alert.
+    Single,
+    /// Matching events are aggregated per group over a window.
+    Aggregate(AggregatePlan),
+}
+
+/// `when AGG THRESHOLD by FIELDS within WINDOW`, compiled.
+#[derive(Clone, Debug)]
+pub struct AggregatePlan {
+    /// What is aggregated.
+    pub agg: AggKind,
+    /// Fires when the aggregate is at least this (`> N` compiles to `>= N + 1`).
+    pub min: u64,
+    /// Group-by fields, sorted by path (the order of the alert's `group` and of its id).
+    pub group_by: Vec<FieldId>,
+    /// Window kind.
+    pub window: WindowKind,
+    /// Window length in milliseconds.
+    pub window_ms: u64,
+    /// After firing, a group stays quiet until event time reaches alert time + this.
+    pub suppress_ms: u64,
+}
+
+/// Aggregates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggKind {
+    /// Number of events.
+    Count,
+    /// Number of distinct values of a field.
+    DistinctCount(FieldId),
+}
+
+pub use crate::ast::WindowKind;
+
+/// A compiled boolean expression.
+#[derive(Clone, Debug)]
+pub enum Predicate {
+    /// Always this.
+    Const(bool),
+    /// All hold.
+    And(Vec<Predicate>),
+    /// Any holds.
+    Or(Vec<Predicate>),
+    /// Negation.
+    Not(Box<Predicate>),
+    /// A test on one field: true when any of the field's values passes (arrays match on any
+    /// element); false when the field is absent.
+    Test(FieldId, Test),
+}
+
+/// A test on one value.
+#[derive(Clone, Debug)]
+pub enum Test {
+    /// The field is present (with any value, including `null`).
+    Exists,
+    /// Equal to a string.
+    EqStr(String),
+    /// Equal to a string, ignoring case (stored lowercase).
+    EqStrCi(String),
+    /// Equal to a number.
+    EqNum(f64),
+    /// Equal to a boolean.
+    EqBool(bool),
+    /// Numeric comparison.
+    Cmp(NumOp, f64),
+    /// One of these strings.
+    InStr(Vec<String>),
+    /// One of these strings, ignoring case (stored lowercase).
+    InStrCi(Vec<String>),
+    /// One of these numbers.
+    InNum(Vec<f64>),
+    /// Substring.
+    Contains(String),
+    /// Substring, ignoring case (stored lowercase).
+    ContainsCi(String),
+    /// Prefix.
+    StartsWith(String),
+    /// Prefix, ignoring case (stored lowercase).
+    StartsWithCi(String),
+    /// Suffix.
+    EndsWith(String),
+    /// Suffix, ignoring case (stored lowercase).
+    EndsWithCi(String),
+    /// Regular expression (unanchored, like `grep`).
+    Matches(regex::Regex),
+    /// The value is an IP address inside one of these networks.
+    Cidr(Vec<Cidr>),
+}
+
+/// Numeric comparison operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumOp {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// An IP network such as `10.0.0.0/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `x::/n`, or a bare address (a /32 or /128).
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
+            None => {
+                let a = s.parse::<IpAddr>().ok()?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is inside the network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            (IpAddr::V4(_), IpAddr::V6(ip)) => ip.to_ipv4_mapped().is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            (IpAddr::V6(_), IpAddr::V4(_)) => false,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// One value of a field in an event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValueRef<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A number.
+    Num(f64),
+    /// A boolean.
+    Bool(bool),
+    /// JSON `null`.
+    Null,
+}
+
+/// Read access to the fields of one decoded event.
+pub trait EventView {
+    /// Calls `f` on each value of `field` (one for scalars, each element for arrays) until it
+    /// returns true; returns whether it did. Returns false when the field is absent.
+    fn any_value(&self, field: FieldId, f: &mut dyn FnMut(ValueRef<'_>) -> bool) -> bool;
+
+    /// Whether the field is present at all.
+    fn has(&self, field: FieldId) -> bool {
+        self.any_value(field, &mut |_| true)
+    }
+}
+
+impl Predicate {
+    /// Evaluates the predicate on an event.
+    pub fn eval<E: EventView + ?Sized>(&self, e: &E) -> bool {
+        match self {
+            Predicate::Const(b) => *b,
+            Predicate::And(ps) => ps.iter().all(|p| p.eval(e)),
+            Predicate::Or(ps) => ps.iter().any(|p| p.eval(e)),
+            Predicate::Not(p) => !p.eval(e),
+            Predicate::Test(f, Test::Exists) => e.has(*f),
+            Predicate::Test(f, t) => e.any_value(*f, &mut |v| t.test(v)),
+        }
+    }
+
+    /// Renders the predicate with field paths, as `vigil explain` shows it.
+    pub fn display<'a>(&'a self, fields: &'a [String]) -> impl fmt::Display + 'a {
+        PredDisplay(self, fields)
+    }
+}
+
+impl Test {
+    /// Tests one value.
+    pub fn test(&self, v: ValueRef<'_>) -> bool {
+        match (self, v) {
+            (Test::Exists, _) => true,
+            (Test::EqStr(s), ValueRef::Str(v)) => v == s,
+            (Test::EqStrCi(s), ValueRef::Str(v)) => eq_ci(v, s),
+            (Test::EqNum(n), ValueRef::Num(v)) => v == *n,
+            (Test::EqBool(b), ValueRef::Bool(v)) => v == *b,
+            (Test::Cmp(op, n), ValueRef::Num(v)) => match op {
+                NumOp::Lt => v < *n,
+                NumOp::Le => v <= *n,
+                NumOp::Gt => v > *n,
+                NumOp::Ge => v >= *n,
+            },
+            (Test::InStr(list), ValueRef::Str(v)) => list.iter().any(|s| s == v),
+            (Test::InStrCi(list), ValueRef::Str(v)) => list.iter().any(|s| eq_ci(v, s)),
+            (Test::InNum(list), ValueRef::Num(v)) => list.contains(&v),
+            (Test::Contains(s), ValueRef::Str(v)) => v.contains(s.as_str()),
+            (Test::ContainsCi(s), ValueRef::Str(v)) => contains_ci(v, s),
+            (Test::StartsWith(s), ValueRef::Str(v)) => v.starts_with(s.as_str()),
+            (Test::StartsWithCi(s), ValueRef::Str(v)) => affix_ci(v, s, true),
+            (Test::EndsWith(s), ValueRef::Str(v)) => v.ends_with(s.as_str()),
+            (Test::EndsWithCi(s), ValueRef::Str(v)) => affix_ci(v, s, false),
+            (Test::Matches(re), ValueRef::Str(v)) => re.is_match(v),
+            (Test::Cidr(nets), ValueRef::Str(v)) => v
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| nets.iter().any(|n| n.contains(ip))),
+            _ => false,
+        }
+    }
+}
+
+/// `v` equals `lower` (already lowercase) ignoring case; allocation-free for ASCII.
+fn eq_ci(v: &str, lower: &str) -> bool {
+    if v.is_ascii() && lower.is_ascii() {
+        v.eq_ignore_ascii_case(lower)
+    } else {
+        v.to_lowercase() == lower
+    }
+}
+
+fn contains_ci(v: &str, lower: &str) -> bool {
+    if v.is_ascii() && lower.is_ascii() {
+        let (v, n) = (v.as_bytes(), lower.as_bytes());
+        n.is_empty() || v.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    } else {
+        v.to_lowercase().contains(lower)
+    }
+}
+
+/// `v` starts (or ends) with `lower` ignoring case; allocation-free for ASCII.
+fn affix_ci(v: &str, lower: &str, prefix: bool) -> bool {
+    if v.is_ascii() && lower.is_ascii() {
+        let (v, n) = (v.as_bytes(), lower.as_bytes());
+        let Some(rest) = v.len().checked_sub(n.len()) else {
+            return false;
+        };
+        let part = if prefix { &v[..n.len()] } else { &v[rest..] };
+        part.eq_ignore_ascii_case(n)
+    } else {
+        // Lowercasing may change byte lengths outside ASCII, so compare whole strings.
+        let v = v.to_lowercase();
+        if prefix { v.starts_with(lower) } else { v.ends_with(lower) }
+    }
+}
+
+struct PredDisplay<'a>(&'a Predicate, &'a [String]);
+
+impl fmt::Display for PredDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields = self.1;
+        let join = |f: &mut fmt::Formatter<'_>, ps: &[Predicate], sep: &str| -> fmt::Result {
+            f.write_char('(')?;
+            for (i, p) in ps.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(sep)?;
+                }
+                write!(f, "{}", PredDisplay(p, fields))?;
+            }
+            f.write_char(')')
+        };
+        match self.0 {
+            Predicate::Const(b) => write!(f, "{b}"),
+            Predicate::And(ps) => join(f, ps, " and "),
+            Predicate::Or(ps) => join(f, ps, " or "),
+            Predicate::Not(p) => write!(f, "not {}", PredDisplay(p, fields)),
+            Predicate::Test(id, t) => {
+                let path = fields.get(usize::from(id.0)).map_or("?", String::as_str);
+                write!(f, "{path} ")?;
+                match t {
+                    Test::Exists => f.write_str("exists"),
+                    Test::EqStr(s) => write!(f, "== {s:?}"),
+                    Test::EqStrCi(s) => write!(f, "=~ {s:?}"),
+                    Test::EqNum(n) => write!(f, "== {n}"),
+                    Test::EqBool(b) => write!(f, "== {b}"),
+                    Test::Cmp(op, n) => {
+                        let op = match op {
+                            NumOp::Lt => "<",
+                            NumOp::Le => "<=",
+                            NumOp::Gt => ">",
+                            NumOp::Ge => ">=",
+                        };
+                        write!(f, "{op} {n}")
+                    }
+                    Test::InStr(l) => write!(f, "in {l:?}"),
+                    Test::InStrCi(l) => write!(f, "in~ {l:?}"),
+                    Test::InNum(l) => write!(f, "in {l:?}"),
+                    Test::Contains(s) => write!(f, "contains {s:?}"),
+                    Test::ContainsCi(s) => write!(f, "contains~ {s:?}"),
+                    Test::StartsWith(s) => write!(f, "startswith {s:?}"),
+                    Test::StartsWithCi(s) => write!(f, "startswith~ {s:?}"),
+                    Test::EndsWith(s) => write!(f, "endswith {s:?}"),
+                    Test::EndsWithCi(s) => write!(f, "endswith~ {s:?}"),
+                    Test::Matches(re) => write!(f, "matches /{}/", re.as_str()),
+                    Test::Cidr(nets) => {
+                        let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
+                        write!(f, "cidr {nets:?}")
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl RulePlan {
+    /// Computes the plan hash from everything that changes what the rule does.
+    pub(crate) fn compute_hash(&mut self, fields: &[String]) {
+        let mut canon = String::new();
+        let _ = write!(
+            canon,
+            "title={}\nseverity={}\ntags={:?}\ndescription={:?}\nfilter={}\n",
+            self.title.source(),
+            self.severity,
+            self.tags,
+            self.description,
+            self.filter.display(fields)
+        );
+        if let RuleKind::Aggregate(a) = &self.kind {
+            let path = |f: FieldId| fields[usize::from(f.0)].as_str();
+            let agg = match a.agg {
+                AggKind::Count => "count".to_owned(),
+                AggKind::DistinctCount(f) => format!("distinct count of {}", path(f)),
+            };
+            let by: Vec<&str> = a.group_by.iter().map(|&f| path(f)).collect();
+            let _ = write!(
+                canon,
+                "agg={agg} min={} by={by:?} window={:?} {} suppress={}\n",
+                a.min, a.window, a.window_ms, a.suppress_ms
+            );
+        }
+        let digest = Sha256::digest(canon.as_bytes());
+        self.plan_hash = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_membership() {
+        let n = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("1.2.3.4".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("10.0.0/8").is_none());
+        assert_eq!(Cidr::parse("1.2.3.4").unwrap().to_string(), "1.2.3.4/32");
+    }
+
+    #[test]
+    fn case_insensitive_tests() {
+        assert!(Test::EqStrCi("powershell.exe".into()).test(ValueRef::Str("PowerShell.EXE")));
+        assert!(Test::ContainsCi("-enc".into()).test(ValueRef::Str("powershell -EncodedCommand x")));
+        assert!(Test::StartsWithCi("c:\\windows".into()).test(ValueRef::Str("C:\\Windows\\x")));
+        assert!(Test::EndsWithCi("\\certutil.exe".into()).test(ValueRef::Str("C:\\X\\CertUtil.exe")));
+        assert!(!Test::EndsWithCi("longer than value".into()).test(ValueRef::Str("short")));
+        assert!(Test::EqStrCi("émile".into()).test(ValueRef::Str("ÉMILE")));
+        assert!(!Test::EqStr("a".into()).test(ValueRef::Num(1.0)));
+    }
+}
