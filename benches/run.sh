@@ -6,11 +6,12 @@
 #
 # Data and results go to ${VIGIL_BENCH_DIR:-var/bench}. Generated files are kept
 # and reused; their name encodes the generator flags. Results: results.md there.
-# The VM is noisy: only ratios measured within one interleaved run mean anything.
+# --baseline-only skips building and running the engine; VIGIL_ENGINE overrides
+# the engine binary. The VM is noisy: only ratios within one run mean anything.
 set -euo pipefail
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 EVENTS=3000000
@@ -46,13 +47,14 @@ else
 fi
 GEN=target/release/vigil-gen
 BASE=target/release/vigil-baseline
-VIGIL=target/release/vigil
+VIGIL="${VIGIL_ENGINE:-target/release/vigil}"   # override to bench another engine build
 
 # timed LABEL STDERR_FILE CMD... : runs CMD under GNU time; sets WALL (s) and RSS (KiB).
 timed() {
     local label="$1" errf="$2"
     shift 2
     local tf="$errf.time"
+    rm -f "$tf"
     if ! "$TIME" -f '%e %M' -o "$tf" "$@" 2>"$errf"; then
         echo "run.sh: $label failed; stderr ($errf):" >&2
         tail -n 20 "$errf" >&2
@@ -159,8 +161,13 @@ for ratio in "${RATIOS[@]}"; do
     declare -A eps=() rss=() bpk=()
     for w in 1 2; do
         echo "== [$ratio] engine --workers $w" >&2
+        rm -f "$stem.w$w.jsonl"
         timed "engine w$w" "$stem.w$w.err" \
             "$VIGIL" run --rules "$RULES" --input "$data" --output "$stem.w$w.jsonl" --workers "$w"
+        if [[ ! -f "$stem.w$w.jsonl" ]]; then
+            echo "run.sh: engine (workers $w) exited 0 but wrote no $stem.w$w.jsonl" >&2
+            exit 1
+        fi
         eps[$w]=$(events_per_s "$stem.w$w.err" "$WALL")
         rss[$w]=$RSS
         bpk[$w]=$(state_bytes_per_key "$stem.w$w.err")

@@ -78,7 +78,11 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let hour = digits(b, 11, 2)?;
     let minute = digits(b, 14, 2)?;
     let second = digits(b, 17, 2)?;
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':'
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return None;
     }
@@ -205,14 +209,23 @@ mod tests {
             parse_rfc3339_ms("2026-11-30T05:30:00-04:30"),
             parse_rfc3339_ms("2026-11-30T10:00:00Z")
         );
-        assert_eq!(parse_rfc3339_ms("2026-11-30T10:00:00.5Z"), Some(1_796_032_800_500));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-30T10:00:00.5Z"),
+            Some(1_796_032_800_500)
+        );
         assert_eq!(
             parse_rfc3339_ms("2026-11-30T10:00:00.123999999Z"),
             Some(1_796_032_800_123)
         );
         assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59.999Z"), Some(-1));
-        assert_eq!(parse_rfc3339_ms("0000-01-01T00:00:00.000Z"), Some(MIN_EPOCH_MS));
-        assert_eq!(parse_rfc3339_ms("9999-12-31T23:59:59.999Z"), Some(MAX_EPOCH_MS));
+        assert_eq!(
+            parse_rfc3339_ms("0000-01-01T00:00:00.000Z"),
+            Some(MIN_EPOCH_MS)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("9999-12-31T23:59:59.999Z"),
+            Some(MAX_EPOCH_MS)
+        );
     }
 
     #[test]
@@ -249,7 +262,10 @@ mod tests {
             assert_eq!(parse_rfc3339_ms(&s), Some(ms), "{s}");
             ms += 86_400_000 * 13 + 3_723_457;
         }
-        assert_eq!(format_rfc3339_ms(1_796_032_800_123), "2026-11-30T10:00:00.123Z");
+        assert_eq!(
+            format_rfc3339_ms(1_796_032_800_123),
+            "2026-11-30T10:00:00.123Z"
+        );
         assert_eq!(format_rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(format_rfc3339_ms(MAX_EPOCH_MS), "9999-12-31T23:59:59.999Z");
     }

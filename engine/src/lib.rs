@@ -1,1 +1,315 @@
-//! placeholder
+//! Vigil's detection engine: compiles a [`vigil_dsl::RuleSet`] into a timely dataflow and runs
+//! it over a source, writing alerts and rejects to sinks.
+//!
+//! The dataflow per worker (see `docs/ARCHITECTURE.md` and ADR 0001):
+//!
+//! ```text
+//! reader thread ─chunks (round robin, bounded channels)─► Source ──hits──► exchange(tenant, rule, group)
+//!                                                           │  └─summaries─► broadcast ─┐   │
+//!                                                           └─parsed chunks─► Lateness ◄─┤   ▼
+//!                                                                                        └► KeyedWindows ─► alerts sink
+//! ```
+//!
+//! Delivery: embedded mode reads files and stdin, so there is nothing to acknowledge; every
+//! alert is written before `run` returns, and the sinks are flushed. Backpressure: each worker's
+//! chunk channel holds a few chunks; a reader blocks when it is full.
+//!
+//! The engine does no IO of its own: sources and sinks are plugged in through [`io`].
+
+mod decode;
+pub mod io;
+mod rules;
+mod source;
+mod stats;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::scheduling::SyncActivator;
+use vigil_model::TenantId;
+use vigil_model::time::{format_rfc3339_millis, now_millis};
+use vigil_operators::keyed_windows::{WindowStats, WindowStatsHandle};
+use vigil_operators::{KeyedWindows, Lateness};
+
+pub use io::{AlertSink, ChunkSink, EventSource, Reject, RejectReason, RejectSink, SinkError, SourceError};
+pub use rules::{Compiled, MAX_EVENT_REFS};
+pub use stats::RunStats;
+
+use crate::source::{Chunk, SourceCtx};
+use crate::stats::WorkerStats;
+
+/// Default allowed lateness: 10 s.
+pub const DEFAULT_LATENESS_MS: u64 = 10_000;
+
+/// How a run is set up.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Allowed out-of-orderness of the source, ms.
+    pub lateness_ms: u64,
+    /// Tenant of events without `tenant_id`; events with a different one are rejected.
+    pub default_tenant: Option<TenantId>,
+    /// Chunks buffered per worker before the reader blocks.
+    pub channel_chunks: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 1,
+            lateness_ms: DEFAULT_LATENESS_MS,
+            default_tenant: None,
+            channel_chunks: 4,
+        }
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A sink failed.
+    #[error("{0}")]
+    Sink(String),
+    /// Timely could not start or a worker failed.
+    #[error("engine worker failed: {0}")]
+    Worker(String),
+    /// Bad configuration.
+    #[error("invalid engine configuration: {0}")]
+    Config(String),
+}
+
+/// The sinks of a run.
+#[derive(Clone)]
+pub struct Sinks {
+    /// Where alerts go.
+    pub alerts: Arc<dyn AlertSink>,
+    /// Where rejected lines (including late events) go, if anywhere.
+    pub rejects: Option<Arc<dyn RejectSink>>,
+}
+
+impl std::fmt::Debug for Sinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sinks").field("rejects", &self.rejects.is_some()).finish()
+    }
+}
+
+struct Dispatch {
+    senders: Vec<SyncSender<Chunk>>,
+    activators: Vec<SyncActivator>,
+    seq: u64,
+    stopped: bool,
+}
+
+impl ChunkSink for Dispatch {
+    fn send(&mut self, data: Vec<u8>, offset: u64, wall_ms: Option<i64>) -> bool {
+        if self.stopped {
+            return false;
+        }
+        let w = (self.seq % self.senders.len() as u64) as usize;
+        let chunk = Chunk {
+            seq: self.seq,
+            source: 0,
+            offset,
+            data,
+            wall_ms,
+        };
+        if self.senders[w].send(chunk).is_err() {
+            self.stopped = true;
+            return false;
+        }
+        let _ = self.activators[w].activate();
+        self.seq += 1;
+        true
+    }
+}
+
+/// Runs `rules` over `source` until the input ends, then flushes every window.
+pub fn run(
+    config: &EngineConfig,
+    rules: Arc<Compiled>,
+    source: Box<dyn EventSource>,
+    sinks: Sinks,
+) -> Result<RunStats, EngineError> {
+    if config.workers == 0 {
+        return Err(EngineError::Config("workers must be at least 1".into()));
+    }
+    let started = Instant::now();
+    let workers = config.workers;
+    let (mut senders, mut receivers) = (Vec::new(), Vec::new());
+    for _ in 0..workers {
+        let (tx, rx) = sync_channel::<Chunk>(config.channel_chunks.max(1));
+        senders.push(tx);
+        receivers.push(Mutex::new(Some(rx)));
+    }
+    let receivers: Arc<Vec<Mutex<Option<Receiver<Chunk>>>>> = Arc::new(receivers);
+    let (act_tx, act_rx) = std::sync::mpsc::channel::<(usize, SyncActivator)>();
+    let act_tx = Mutex::new(act_tx);
+    let source_name: Arc<str> = source.name().into();
+
+    let reader = std::thread::Builder::new()
+        .name("vigil-reader".into())
+        .spawn(move || -> Result<(), SourceError> {
+            let mut slots: Vec<Option<SyncActivator>> = (0..workers).map(|_| None).collect();
+            for _ in 0..workers {
+                match act_rx.recv() {
+                    Ok((i, a)) => slots[i] = Some(a),
+                    Err(_) => return Ok(()),
+                }
+            }
+            let activators: Vec<SyncActivator> = slots.into_iter().flatten().collect();
+            let mut dispatch = Dispatch {
+                senders,
+                activators,
+                seq: 0,
+                stopped: false,
+            };
+            let result = source.run(&mut dispatch);
+            let Dispatch { senders, activators, .. } = dispatch;
+            drop(senders);
+            for a in &activators {
+                let _ = a.activate();
+            }
+            result
+        })
+        .map_err(|e| EngineError::Worker(format!("failed to start the reader thread: {e}")))?;
+
+    let timely_config = if workers == 1 {
+        timely::Config::thread()
+    } else {
+        timely::Config::process(workers)
+    };
+    let lateness = config.lateness_ms;
+    let default_tenant = config.default_tenant.clone();
+    let worker_rules = Arc::clone(&rules);
+    let worker_sinks = sinks.clone();
+    let guards = timely::execute(timely_config, move |worker| {
+        let index = worker.index();
+        let rx = receivers[index]
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or_else(|| sync_channel(1).1);
+        let stats = Rc::new(RefCell::new(WorkerStats::default()));
+        let window_stats: WindowStatsHandle = Rc::new(RefCell::new(WindowStats::default()));
+        let rules = Arc::clone(&worker_rules);
+        let sinks = worker_sinks.clone();
+        let address = worker.dataflow::<u64, _, _>(|scope| {
+            let ctx = SourceCtx {
+                rules: Arc::clone(&rules),
+                default_tenant: default_tenant.clone(),
+                source_name: Arc::clone(&source_name),
+                rejects: sinks.rejects.clone(),
+                stats: Rc::clone(&stats),
+            };
+            let (hits, chunks, summaries, address) = source::source(scope, rx, ctx);
+            let summaries = summaries.broadcast();
+            let late_sink = sinks.rejects.clone();
+            let late_stats = Rc::clone(&stats);
+            let done_stats = Rc::clone(&stats);
+            let late_name = Arc::clone(&source_name);
+            chunks.lateness(
+                summaries.clone(),
+                lateness,
+                vec![lateness],
+                move |c: &source::ParsedChunk, i| {
+                    let Some(sink) = &late_sink else { return };
+                    let (line, offset, ts) = c.line(i);
+                    let r = Reject {
+                        reason: RejectReason::Late,
+                        detail: format!(
+                            "event time {} is older than the watermark of its tenant (allowed lateness {})",
+                            format_rfc3339_millis(ts),
+                            vigil_model::duration::format_duration(lateness)
+                        ),
+                        source: &late_name,
+                        offset,
+                        line,
+                    };
+                    if let Err(e) = sink.write(&r) {
+                        late_stats.borrow_mut().sink_error(e);
+                    }
+                },
+                move |_c, late| done_stats.borrow_mut().late += late,
+            );
+            let alert_rules = Arc::clone(&rules);
+            let alert_stats = Rc::clone(&stats);
+            let alert_sink = Arc::clone(&sinks.alerts);
+            hits.keyed_windows(summaries, rules.specs.clone(), lateness, vec![lateness], Rc::clone(&window_stats))
+                .sink(Pipeline, "Alerts", move |(input, _frontier)| {
+                    let mut batch = Vec::new();
+                    input.for_each(|_, data| {
+                        let now = now_millis();
+                        for f in data.drain(..) {
+                            *alert_stats.borrow_mut().alerts.entry(f.rule).or_default() += 1;
+                            batch.push(alert_rules.alert(f, now));
+                        }
+                    });
+                    if !batch.is_empty()
+                        && let Err(e) = alert_sink.write(&batch)
+                    {
+                        alert_stats.borrow_mut().sink_error(e);
+                    }
+                });
+            address
+        });
+        if let Ok(tx) = act_tx.lock() {
+            let _ = tx.send((index, worker.sync_activator_for(address.to_vec())));
+        }
+        while worker.step_or_park(None) {}
+        let stats = stats.take();
+        let windows = window_stats.take();
+        (stats, windows)
+    })
+    .map_err(EngineError::Worker)?;
+
+    let mut total = RunStats::default();
+    let mut sink_errors = Vec::new();
+    for result in guards.join() {
+        let (w, win) = result.map_err(EngineError::Worker)?;
+        total.lines += w.lines;
+        total.events += w.events;
+        total.late += w.late;
+        for (r, n) in w.rejected {
+            *total.rejected.entry(r).or_default() += n;
+        }
+        for (rule, n) in w.alerts {
+            *total.alerts.entry(rules.rule_id(rule).to_owned()).or_default() += n;
+        }
+        for ((rule, tenant), n) in win.late {
+            *total
+                .late_by_rule
+                .entry((rules.rule_id(rule).to_owned(), tenant))
+                .or_default() += n;
+        }
+        total.peak_keys += win.peak_keys;
+        total.peak_state_bytes += win.peak_bytes;
+        sink_errors.extend(w.sink_errors);
+    }
+    match reader.join() {
+        Ok(r) => r?,
+        Err(_) => return Err(EngineError::Worker("the reader thread panicked".into())),
+    }
+    if let Err(e) = sinks.alerts.flush() {
+        sink_errors.push(e.to_string());
+    }
+    if let Some(r) = &sinks.rejects
+        && let Err(e) = r.flush()
+    {
+        sink_errors.push(e.to_string());
+    }
+    if let Some(first) = sink_errors.into_iter().next() {
+        return Err(EngineError::Sink(first));
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}

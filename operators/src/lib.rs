@@ -1,1 +1,28 @@
-//! placeholder
+//! Timely operators for Vigil's detection dataflow, one per file, plus the pure state machines
+//! they drive.
+//!
+//! Time in these dataflows is the *epoch*: the sequence number of an input chunk (a batch of
+//! lines), not event time. Event time travels in the records, and watermarks are computed per
+//! (source, tenant) from per-epoch summaries that every worker receives ([`watermark`]), so one
+//! tenant's clock never makes another tenant's events late. Operators act on epoch `e` once the
+//! frontier has passed it, which makes every decision (late or not, fire or not) independent of
+//! the number of workers and of scheduling.
+//!
+//! - [`watermark`]: per-(source, tenant) watermarks, lateness and idleness.
+//! - [`window`]: per-key window state for single-event, sliding and tumbling rules.
+//! - [`keyed_windows`]: the operator that applies hits to window state in event-time order.
+//! - [`lateness`]: the operator that classifies every event as on time or late.
+
+pub mod event_id;
+pub mod keyed_windows;
+pub mod lateness;
+pub mod records;
+pub mod watermark;
+pub mod window;
+
+pub use event_id::EventId;
+pub use keyed_windows::KeyedWindows;
+pub use lateness::Lateness;
+pub use records::{EpochSummary, Firing, Hit};
+pub use watermark::WatermarkTracker;
+pub use window::{WindowSpec, WindowState};

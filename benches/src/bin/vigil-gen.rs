@@ -19,7 +19,10 @@ use vigil_bench::{parse_rfc3339_ms, write_rfc3339_ms};
 const DEFAULT_LATENESS_MS: u64 = 10_000;
 
 #[derive(Debug, Parser)]
-#[command(name = "vigil-gen", about = "Seeded JSONL event generator for Vigil benchmarks")]
+#[command(
+    name = "vigil-gen",
+    about = "Seeded JSONL event generator for Vigil benchmarks"
+)]
 struct Args {
     /// Output file (default: stdout).
     #[arg(long, short)]
@@ -62,19 +65,67 @@ struct Args {
 const BASE_TENANTS: [&str; 4] = ["acme", "globex", "initech", "umbrella"];
 
 const LAST: [&str; 48] = [
-    "smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez",
-    "martinez", "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor",
-    "moore", "jackson", "martin", "lee", "perez", "thompson", "white", "harris", "sanchez",
-    "clark", "ramirez", "lewis", "robinson", "walker", "young", "allen", "king", "wright",
-    "scott", "torres", "nguyen", "hill", "flores", "green", "adams", "nelson", "baker", "hall",
-    "rivera", "campbell", "mitchell",
+    "smith",
+    "johnson",
+    "williams",
+    "brown",
+    "jones",
+    "garcia",
+    "miller",
+    "davis",
+    "rodriguez",
+    "martinez",
+    "hernandez",
+    "lopez",
+    "gonzalez",
+    "wilson",
+    "anderson",
+    "thomas",
+    "taylor",
+    "moore",
+    "jackson",
+    "martin",
+    "lee",
+    "perez",
+    "thompson",
+    "white",
+    "harris",
+    "sanchez",
+    "clark",
+    "ramirez",
+    "lewis",
+    "robinson",
+    "walker",
+    "young",
+    "allen",
+    "king",
+    "wright",
+    "scott",
+    "torres",
+    "nguyen",
+    "hill",
+    "flores",
+    "green",
+    "adams",
+    "nelson",
+    "baker",
+    "hall",
+    "rivera",
+    "campbell",
+    "mitchell",
 ];
 
 const PROCESSES: [(&str, &str); 12] = [
     ("cmd.exe", "cmd.exe /c whoami /all"),
-    ("powershell.exe", "powershell.exe -NoProfile -File C:\\scripts\\inv.ps1"),
+    (
+        "powershell.exe",
+        "powershell.exe -NoProfile -File C:\\scripts\\inv.ps1",
+    ),
     ("svchost.exe", "svchost.exe -k netsvcs -p -s Schedule"),
-    ("chrome.exe", "\"C:\\Program Files\\Google\\Chrome\\chrome.exe\" --type=renderer"),
+    (
+        "chrome.exe",
+        "\"C:\\Program Files\\Google\\Chrome\\chrome.exe\" --type=renderer",
+    ),
     ("outlook.exe", "OUTLOOK.EXE /recycle"),
     ("rundll32.exe", "rundll32.exe shell32.dll,Control_RunDLL"),
     ("bash", "/bin/bash /usr/local/bin/backup.sh"),
@@ -86,9 +137,18 @@ const PROCESSES: [(&str, &str); 12] = [
 ];
 
 const DOMAINS: [&str; 12] = [
-    "www.google.com", "login.microsoftonline.com", "outlook.office365.com", "github.com",
-    "api.slack.com", "updates.example.com", "cdn.jsdelivr.net", "s3.amazonaws.com",
-    "time.windows.com", "ocsp.digicert.com", "teams.microsoft.com", "x7kq2p.badcdn.top",
+    "www.google.com",
+    "login.microsoftonline.com",
+    "outlook.office365.com",
+    "github.com",
+    "api.slack.com",
+    "updates.example.com",
+    "cdn.jsdelivr.net",
+    "s3.amazonaws.com",
+    "time.windows.com",
+    "ocsp.digicert.com",
+    "teams.microsoft.com",
+    "x7kq2p.badcdn.top",
 ];
 
 const DST_PORTS: [u16; 8] = [443, 443, 443, 80, 22, 445, 3389, 8443];
@@ -96,7 +156,12 @@ const DST_PORTS: [u16; 8] = [443, 443, 443, 80, 22, 445, 3389, 8443];
 /// Authentication datasets: (dataset, host prefix, success message, failure message).
 const AUTH_SOURCES: [(&str, &str, &str, &str); 3] = [
     ("windows.security", "dc", "4624 logon", "4625 logon failed"),
-    ("system.auth", "srv", "sshd accepted password", "sshd failed password"),
+    (
+        "system.auth",
+        "srv",
+        "sshd accepted password",
+        "sshd failed password",
+    ),
     ("okta.system", "okta", "okta login ok", "okta login failed"),
 ];
 
@@ -123,7 +188,9 @@ struct Gen {
 }
 
 fn tenant_name(i: usize) -> String {
-    BASE_TENANTS.get(i).map_or_else(|| format!("tenant_{}", i + 1), |s| (*s).to_string())
+    BASE_TENANTS
+        .get(i)
+        .map_or_else(|| format!("tenant_{}", i + 1), |s| (*s).to_string())
 }
 
 /// Account names in the common corporate style: initial + last name (+ a number).
@@ -212,10 +279,23 @@ fn push_uuid_v4(out: &mut Vec<u8>, rng: &mut SmallRng) {
 }
 
 enum Kind<'a> {
-    Auth { failure: bool, source: usize },
-    Process { name: &'a str, command_line: &'a str },
-    Network { dst_ip: u32, dst_port: u16, failure: bool },
-    Dns { name: &'a str, resolver: u32 },
+    Auth {
+        failure: bool,
+        source: usize,
+    },
+    Process {
+        name: &'a str,
+        command_line: &'a str,
+    },
+    Network {
+        dst_ip: u32,
+        dst_port: u16,
+        failure: bool,
+    },
+    Dns {
+        name: &'a str,
+        resolver: u32,
+    },
 }
 
 impl Gen {
@@ -239,7 +319,13 @@ impl Gen {
                 failure,
                 AUTH_SOURCES[source].0,
             ),
-            Kind::Process { .. } => ("[\"process\"]", "[\"start\"]", "process_started", false, "endpoint.process"),
+            Kind::Process { .. } => (
+                "[\"process\"]",
+                "[\"start\"]",
+                "process_started",
+                false,
+                "endpoint.process",
+            ),
             Kind::Network { failure, .. } => (
                 "[\"network\"]",
                 "[\"connection\",\"start\"]",
@@ -247,7 +333,13 @@ impl Gen {
                 failure,
                 "endpoint.network",
             ),
-            Kind::Dns { .. } => ("[\"network\"]", "[\"protocol\"]", "dns_query", false, "endpoint.dns"),
+            Kind::Dns { .. } => (
+                "[\"network\"]",
+                "[\"protocol\"]",
+                "dns_query",
+                false,
+                "endpoint.dns",
+            ),
         };
         if failure {
             self.auth_failures += u64::from(matches!(kind, Kind::Auth { .. }));
@@ -301,7 +393,11 @@ impl Gen {
                 push_str(out, command_line);
                 out.extend_from_slice(b"},\"message\":\"process start\"");
             }
-            Kind::Network { dst_ip, dst_port, failure } => {
+            Kind::Network {
+                dst_ip,
+                dst_port,
+                failure,
+            } => {
                 out.extend_from_slice(b",\"destination\":{\"ip\":");
                 push_ip(out, dst_ip);
                 out.extend_from_slice(b",\"port\":");
@@ -380,7 +476,13 @@ fn plan_attacks(
         let auth_source = rng.random_range(0..AUTH_SOURCES.len()) as u8;
         for _ in 0..n {
             let nominal_ms = at + rng.random_range(0..=dur);
-            evs.push(AttackEvent { nominal_ms, tenant, user, ip, auth_source });
+            evs.push(AttackEvent {
+                nominal_ms,
+                tenant,
+                user,
+                ip,
+                auth_source,
+            });
         }
         bursts += 1;
     }
@@ -396,7 +498,13 @@ fn plan_attacks(
         let auth_source = rng.random_range(0..AUTH_SOURCES.len()) as u8;
         for user in rand::seq::index::sample(rng, args.users, n) {
             let nominal_ms = at + rng.random_range(0..=dur);
-            evs.push(AttackEvent { nominal_ms, tenant, user: user as u32, ip, auth_source });
+            evs.push(AttackEvent {
+                nominal_ms,
+                tenant,
+                user: user as u32,
+                ip,
+                auth_source,
+            });
         }
         sprays += 1;
     }
@@ -407,7 +515,9 @@ fn plan_attacks(
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.jitter_ms >= DEFAULT_LATENESS_MS {
-        bail!("--jitter-ms must stay below the engine's default lateness ({DEFAULT_LATENESS_MS} ms)");
+        bail!(
+            "--jitter-ms must stay below the engine's default lateness ({DEFAULT_LATENESS_MS} ms)"
+        );
     }
     if !(0.0..=1.0).contains(&args.failure_ratio) {
         bail!("--failure-ratio must be within [0, 1]");
@@ -421,7 +531,8 @@ fn main() -> Result<()> {
     if args.ips > 254 * 256 {
         bail!("--ips must be at most {}", 254 * 256);
     }
-    let start_ms = parse_rfc3339_ms(&args.start).context("--start must be RFC 3339, e.g. 2026-11-30T00:00:00Z")?;
+    let start_ms = parse_rfc3339_ms(&args.start)
+        .context("--start must be RFC 3339, e.g. 2026-11-30T00:00:00Z")?;
     let span_ms = (args.events as f64 * 1000.0 / args.rate).ceil() as i64;
 
     let mut rng = SmallRng::seed_from_u64(args.seed);
@@ -462,7 +573,10 @@ fn main() -> Result<()> {
         };
         if let Some(a) = attack {
             let ts = a.nominal_ms - g.rng.random_range(0..=jitter);
-            let kind = Kind::Auth { failure: true, source: usize::from(a.auth_source) };
+            let kind = Kind::Auth {
+                failure: true,
+                source: usize::from(a.auth_source),
+            };
             g.event(ts, a.tenant as usize, a.user as usize, a.ip, &kind);
         } else if let Some(t) = bg_nominal {
             let ts = t - g.rng.random_range(0..=jitter);

@@ -1,0 +1,70 @@
+//! Finding and compiling rule files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use vigil_dsl::{RuleSet, SourceFile};
+
+/// The outcome of loading rules.
+pub enum Loaded {
+    /// Every rule compiled; `warnings` is rendered text (possibly empty).
+    Ok { rules: RuleSet, warnings: String },
+    /// Rendered diagnostics and a closing count line.
+    Failed(String),
+}
+
+/// Loads every rule file under `paths` (files, or directories searched recursively for
+/// `*.rule`), in sorted order.
+pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files)?;
+    }
+    if files.is_empty() {
+        anyhow::bail!(
+            "no rule files found in {}: rule files end in `.rule`",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let mut sources = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("failed to read rule file {}", f.display()))?;
+        sources.push(SourceFile::new(f.display().to_string(), text));
+    }
+    Ok(match vigil_dsl::compile(&sources) {
+        Ok((rules, warnings)) => Loaded::Ok {
+            rules,
+            warnings: warnings.iter().map(ToString::to_string).collect(),
+        },
+        Err(e) => {
+            let n = e.error_count();
+            Loaded::Failed(format!(
+                "{e}error: {n} error{} in {} file{}\n",
+                if n == 1 { "" } else { "s" },
+                e.files.iter().filter(|f| f.has_errors()).count(),
+                if e.files.len() == 1 { "" } else { "s" }
+            ))
+        }
+    })
+}
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(p).with_context(|| format!("failed to read rules from {}", p.display()))?;
+    if meta.is_file() {
+        out.push(p.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+        .with_context(|| format!("failed to list rule directory {}", p.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for e in entries {
+        if e.is_dir() {
+            collect(&e, out)?;
+        } else if e.extension().is_some_and(|x| x == "rule") {
+            out.push(e);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The loaded rule set as the engine executes it: decode slots, filters, group slots, window
+//! specs, and the conversion of firings into alerts.
+
+use std::collections::BTreeMap;
+
+use vigil_dsl::{AggKind, FieldId, RuleKind, RulePlan, RuleSet, WindowKind as DslWindow};
+use vigil_model::{Alert, AlertWindow, TenantId, alert_id};
+use vigil_operators::window::WindowKind;
+use vigil_operators::{Firing, WindowSpec};
+
+use crate::decode::{FieldTrie, Val};
+
+/// Most contributing event ids an alert lists.
+pub const MAX_EVENT_REFS: usize = 10;
+
+/// The per-rule facts the source operator needs.
+#[derive(Debug)]
+pub(crate) struct SourceRule {
+    pub(crate) plan: RulePlan,
+    pub(crate) group: Vec<u16>,
+    pub(crate) distinct: Option<u16>,
+    pub(crate) title: Vec<u16>,
+}
+
+/// The compiled rule set: decode trie, source rules and window specs, in rule-index order.
+#[derive(Debug)]
+pub struct Compiled {
+    pub(crate) trie: FieldTrie,
+    pub(crate) ts_slot: u16,
+    pub(crate) tenant_slot: u16,
+    pub(crate) id_slot: u16,
+    pub(crate) rules: Vec<SourceRule>,
+    pub(crate) specs: Vec<WindowSpec>,
+    /// Dotted paths by slot.
+    pub(crate) paths: Vec<String>,
+}
+
+impl Compiled {
+    /// Prepares a rule set for execution.
+    pub fn new(set: &RuleSet) -> Compiled {
+        let mut paths = set.fields.clone();
+        let mut slot_of = |p: &str| -> u16 {
+            let i = match paths.iter().position(|q| q == p) {
+                Some(i) => i,
+                None => {
+                    paths.push(p.to_owned());
+                    paths.len() - 1
+                }
+            };
+            u16::try_from(i).unwrap_or(u16::MAX)
+        };
+        let ts_slot = slot_of("@timestamp");
+        let tenant_slot = slot_of("tenant_id");
+        let id_slot = slot_of("event.id");
+        let slot = |f: FieldId| f.0;
+        let mut rules = Vec::new();
+        let mut specs = Vec::new();
+        for plan in &set.rules {
+            let (group, distinct, spec) = match &plan.kind {
+                RuleKind::Single => (
+                    Vec::new(),
+                    None,
+                    WindowSpec {
+                        kind: WindowKind::Single,
+                        distinct: false,
+                        window_ms: 0,
+                        min: 1,
+                        suppress_ms: 0,
+                        max_refs: MAX_EVENT_REFS,
+                    },
+                ),
+                RuleKind::Aggregate(a) => (
+                    a.group_by.iter().map(|&f| slot(f)).collect(),
+                    match a.agg {
+                        AggKind::Count => None,
+                        AggKind::DistinctCount(f) => Some(slot(f)),
+                    },
+                    WindowSpec {
+                        kind: match a.window {
+                            DslWindow::Sliding => WindowKind::Sliding,
+                            DslWindow::Tumbling => WindowKind::Tumbling,
+                        },
+                        distinct: matches!(a.agg, AggKind::DistinctCount(_)),
+                        window_ms: i64::try_from(a.window_ms).unwrap_or(i64::MAX),
+                        min: a.min,
+                        suppress_ms: i64::try_from(a.suppress_ms).unwrap_or(i64::MAX),
+                        max_refs: MAX_EVENT_REFS,
+                    },
+                ),
+            };
+            rules.push(SourceRule {
+                plan: plan.clone(),
+                group,
+                distinct,
+                title: plan.title_fields.iter().map(|&f| slot(f)).collect(),
+            });
+            specs.push(spec);
+        }
+        Compiled {
+            trie: FieldTrie::new(&paths),
+            ts_slot,
+            tenant_slot,
+            id_slot,
+            rules,
+            specs,
+            paths,
+        }
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The id of rule `i`.
+    pub fn rule_id(&self, i: u32) -> &str {
+        &self.rules[i as usize].plan.id
+    }
+
+    /// Builds the alert for a firing.
+    pub(crate) fn alert(&self, f: Firing, detected_at: i64) -> Alert {
+        let rule = &self.rules[f.rule as usize];
+        let plan = &rule.plan;
+        let (group, title) = if rule.group.is_empty() && f.group.is_empty() && rule.specs_single() {
+            let group: BTreeMap<String, String> = [("event.id".to_owned(), f.event_id.clone())].into();
+            let mut values = f.title_values.iter();
+            let title = plan.title.render(|_| values.next().and_then(|v| v.as_deref()));
+            (group, title)
+        } else {
+            let group: BTreeMap<String, String> = rule
+                .group
+                .iter()
+                .map(|&s| self.paths[usize::from(s)].clone())
+                .zip(f.group.iter().cloned())
+                .collect();
+            let title = plan.title.render(|p| group.get(p).map(String::as_str));
+            (group, title)
+        };
+        let id = alert_id(
+            &f.tenant,
+            &plan.id,
+            plan.version,
+            group.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            f.end,
+        );
+        Alert {
+            id,
+            schema_version: vigil_model::SCHEMA_VERSION,
+            // The tenant was validated when the event was decoded.
+            tenant_id: TenantId::parse(&f.tenant).unwrap_or_else(|_| unreachable_tenant(&f.tenant)),
+            rule_id: plan.id.clone(),
+            rule_version: plan.version,
+            title,
+            severity: plan.severity,
+            tags: plan.tags.clone(),
+            description: plan.description.clone(),
+            group,
+            window: AlertWindow {
+                start: f.start,
+                end: f.end,
+            },
+            value: f.value,
+            timestamp: f.end,
+            detected_at,
+            events: f.events,
+            event_count: f.event_count,
+        }
+    }
+}
+
+#[cold]
+fn unreachable_tenant(t: &str) -> TenantId {
+    panic!("tenant `{t}` reached the sink without validation")
+}
+
+impl SourceRule {
+    fn specs_single(&self) -> bool {
+        matches!(self.plan.kind, RuleKind::Single)
+    }
+}
+
+/// The canonical string of a value used as a group key or distinct value; `None` for `null`.
+pub(crate) fn canonical(v: &Val<'_>) -> Option<String> {
+    match v {
+        Val::Str(s) => Some((*s).to_owned()),
+        Val::Owned(s) => Some(s.clone()),
+        Val::Num(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => Some(format!("{}", *n as i64)),
+        Val::Num(n) => Some(format!("{n}")),
+        Val::Bool(b) => Some(b.to_string()),
+        Val::Null => None,
+    }
+}

@@ -1,0 +1,395 @@
+//! The source operator: drains this worker's chunk channel, decodes every line, rejects bad
+//! ones, evaluates every rule's filter and emits, per chunk (epoch):
+//! - [`Hit`]s, one per (event, matching rule), to be exchanged by key;
+//! - a [`ParsedChunk`] (per-event tenant and time, and the raw bytes) for the lateness operator;
+//! - one [`EpochSummary`], to be broadcast, so that every worker tracks every watermark.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::{Scope, StreamVec};
+use vigil_model::{TenantId, is_valid_tenant, time::parse_rfc3339};
+use vigil_operators::lateness::EventTimes;
+use vigil_operators::{EpochSummary, Hit};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
+
+use crate::decode::{Decoded, Val};
+use crate::io::{Reject, RejectReason, RejectSink};
+use crate::rules::{Compiled, canonical};
+use crate::stats::WorkerStats;
+
+/// A chunk of whole lines from a source, numbered in read order.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) seq: u64,
+    pub(crate) source: u16,
+    pub(crate) offset: u64,
+    pub(crate) data: Vec<u8>,
+    pub(crate) wall_ms: Option<i64>,
+}
+
+/// Time and tenant of one valid event, by position in its chunk.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventMeta {
+    tenant: u16,
+    ts: i64,
+    prior_max: i64,
+    start: u32,
+    len: u32,
+}
+
+/// What the lateness operator needs of a chunk. Stays on its worker.
+#[derive(Debug)]
+pub(crate) struct ParsedChunk {
+    pub(crate) epoch: u64,
+    pub(crate) source: u16,
+    pub(crate) offset: u64,
+    pub(crate) data: Vec<u8>,
+    pub(crate) tenants: Vec<String>,
+    pub(crate) events: Vec<EventMeta>,
+}
+
+impl ParsedChunk {
+    /// The line and byte offset of event `i`.
+    pub(crate) fn line(&self, i: usize) -> (&[u8], u64, i64) {
+        let e = self.events[i];
+        let start = e.start as usize;
+        (&self.data[start..start + e.len as usize], self.offset + u64::from(e.start), e.ts)
+    }
+}
+
+impl EventTimes for ParsedChunk {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+    fn source(&self) -> u16 {
+        self.source
+    }
+    fn for_each_event(&self, f: &mut dyn FnMut(usize, &str, i64, i64)) {
+        for (i, e) in self.events.iter().enumerate() {
+            f(i, &self.tenants[usize::from(e.tenant)], e.ts, e.prior_max);
+        }
+    }
+}
+
+/// Everything the source operator shares with the worker.
+pub(crate) struct SourceCtx {
+    pub(crate) rules: Arc<Compiled>,
+    pub(crate) default_tenant: Option<TenantId>,
+    pub(crate) source_name: Arc<str>,
+    pub(crate) rejects: Option<Arc<dyn RejectSink>>,
+    pub(crate) stats: Rc<RefCell<WorkerStats>>,
+}
+
+type Outputs<'s> = (
+    StreamVec<'s, u64, Hit>,
+    StreamVec<'s, u64, ParsedChunk>,
+    StreamVec<'s, u64, EpochSummary>,
+    Rc<[usize]>,
+);
+
+/// Builds the source operator on `scope`; returns its three outputs and its address (for the
+/// reader thread's activator).
+pub(crate) fn source<'s>(scope: Scope<'s, u64>, rx: Receiver<Chunk>, ctx: SourceCtx) -> Outputs<'s> {
+    let mut builder = OperatorBuilder::new("Source".to_owned(), scope);
+    let info = builder.operator_info();
+    let (hits_out, hits) = builder.new_output();
+    let (chunks_out, chunks) = builder.new_output();
+    let (sums_out, sums) = builder.new_output();
+    let mut hits_out = OutputBuilder::from(hits_out);
+    let mut chunks_out = OutputBuilder::from(chunks_out);
+    let mut sums_out = OutputBuilder::from(sums_out);
+    let me = scope.index() as u64;
+    let peers = scope.peers() as u64;
+    let self_activator = scope.activator_for(info.address.clone());
+    let address = info.address.clone();
+    builder.build(move |mut caps| {
+        for c in &mut caps {
+            c.downgrade(&me);
+        }
+        let mut caps = Some(caps);
+        let mut parser = Parser::new(ctx);
+        move |_frontiers| {
+            let Some(held) = caps.as_mut() else { return };
+            // A bounded amount of work per activation keeps the worker responsive.
+            for _ in 0..4 {
+                match rx.try_recv() {
+                    Ok(chunk) => {
+                        let seq = chunk.seq;
+                        let (hits, parsed, summary) = parser.chunk(chunk);
+                        let mut h = hits_out.activate();
+                        h.session(&held[0].delayed(&seq)).give_iterator(hits.into_iter());
+                        let mut c = chunks_out.activate();
+                        c.session(&held[1].delayed(&seq)).give(parsed);
+                        let mut s = sums_out.activate();
+                        s.session(&held[2].delayed(&seq)).give(summary);
+                        for c in held.iter_mut() {
+                            c.downgrade(&(seq + peers));
+                        }
+                    }
+                    Err(TryRecvError::Empty) => return,
+                    Err(TryRecvError::Disconnected) => {
+                        caps = None;
+                        return;
+                    }
+                }
+            }
+            self_activator.activate();
+        }
+    });
+    (hits, chunks, sums, address)
+}
+
+struct Parser {
+    ctx: SourceCtx,
+    scratch: Option<Decoded<'static>>,
+}
+
+impl Parser {
+    fn new(ctx: SourceCtx) -> Self {
+        Parser {
+            ctx,
+            scratch: Some(Decoded::default()),
+        }
+    }
+
+    fn reject(&self, reason: RejectReason, detail: String, offset: u64, line: &[u8]) {
+        self.ctx.stats.borrow_mut().reject(reason);
+        if let Some(sink) = &self.ctx.rejects {
+            let r = Reject {
+                reason,
+                detail,
+                source: &self.ctx.source_name,
+                offset,
+                line,
+            };
+            if let Err(e) = sink.write(&r) {
+                self.ctx.stats.borrow_mut().sink_error(e);
+            }
+        }
+    }
+
+    fn chunk(&mut self, chunk: Chunk) -> (Vec<Hit>, ParsedChunk, EpochSummary) {
+        let rules = Arc::clone(&self.ctx.rules);
+        let mut hits = Vec::new();
+        let mut tenants: Vec<String> = Vec::new();
+        let mut maxima: Vec<i64> = Vec::new();
+        let mut events = Vec::new();
+        let mut lines = 0u64;
+        let data = &chunk.data;
+        let mut start = 0usize;
+        let mut scratch = self.scratch.take().unwrap_or_default();
+        while start < data.len() {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            let raw = &data[start..end];
+            let line_start = start;
+            start = end + 1;
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            lines += 1;
+            let offset = chunk.offset + line_start as u64;
+            let mut d = scratch.recycle();
+            if let Err(e) = d.decode(&rules.trie, line) {
+                self.reject(RejectReason::InvalidJson, e.to_string(), offset, line);
+                scratch = d.recycle();
+                continue;
+            }
+            let event = match self.identify(&rules, &d) {
+                Ok(v) => v,
+                Err((reason, detail)) => {
+                    self.reject(reason, detail, offset, line);
+                    scratch = d.recycle();
+                    continue;
+                }
+            };
+            let (tenant, ts) = event;
+            let ti = match tenants.iter().position(|t| t == tenant) {
+                Some(i) => i,
+                None => {
+                    tenants.push(tenant.to_owned());
+                    maxima.push(i64::MIN);
+                    tenants.len() - 1
+                }
+            };
+            let prior_max = maxima[ti];
+            maxima[ti] = prior_max.max(ts);
+            events.push(EventMeta {
+                tenant: u16::try_from(ti).unwrap_or(u16::MAX),
+                ts,
+                prior_max,
+                start: line_start as u32,
+                len: line.len() as u32,
+            });
+            let mut event_id: Option<String> = None;
+            for (ri, rule) in rules.rules.iter().enumerate() {
+                if !rule.plan.filter.eval(&d) {
+                    continue;
+                }
+                let Some(group) = rule.group.iter().map(|&s| d.first(s).and_then(canonical)).collect::<Option<Vec<String>>>() else {
+                    continue;
+                };
+                let distinct = match rule.distinct {
+                    Some(s) => match d.first(s).and_then(canonical) {
+                        Some(v) => Some(v),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                let id = event_id
+                    .get_or_insert_with(|| match d.first(rules.id_slot).and_then(Val::as_str) {
+                        Some(id) => id.to_owned(),
+                        None => derived_id(offset, line),
+                    })
+                    .clone();
+                let title_values = rule
+                    .title
+                    .iter()
+                    .map(|&s| d.first(s).and_then(canonical))
+                    .collect();
+                let rule_idx = ri as u32;
+                hits.push(Hit {
+                    epoch: chunk.seq,
+                    route: route(&tenants[ti], rule_idx, &group),
+                    rule: rule_idx,
+                    source: chunk.source,
+                    ts,
+                    prior_max,
+                    tenant: tenants[ti].clone(),
+                    event_id: id,
+                    group,
+                    distinct,
+                    title_values,
+                });
+            }
+            scratch = d.recycle();
+        }
+        self.scratch = Some(scratch);
+        {
+            let mut st = self.ctx.stats.borrow_mut();
+            st.lines += lines;
+            st.events += events.len() as u64;
+        }
+        let summary = EpochSummary {
+            epoch: chunk.seq,
+            source: chunk.source,
+            tenants: tenants.iter().cloned().zip(maxima).collect(),
+            wall_ms: chunk.wall_ms,
+        };
+        let parsed = ParsedChunk {
+            epoch: chunk.seq,
+            source: chunk.source,
+            offset: chunk.offset,
+            data: chunk.data,
+            tenants,
+            events,
+        };
+        (hits, parsed, summary)
+    }
+
+    /// The event's tenant and time, or why the line is rejected.
+    fn identify<'d>(&'d self, rules: &Compiled, d: &'d Decoded<'_>) -> Result<(&'d str, i64), (RejectReason, String)> {
+        let tenant = match d.first(rules.tenant_slot) {
+            None | Some(Val::Null) => match &self.ctx.default_tenant {
+                Some(t) => t.as_str(),
+                None => {
+                    return Err((
+                        RejectReason::MissingTenant,
+                        "event has no tenant_id and no default tenant was given (--tenant)".to_owned(),
+                    ));
+                }
+            },
+            Some(v) => {
+                let Some(t) = v.as_str().filter(|t| is_valid_tenant(t)) else {
+                    return Err((
+                        RejectReason::InvalidTenant,
+                        format!("tenant_id {} does not match ^[a-z0-9][a-z0-9_]{{0,62}}$", show(v)),
+                    ));
+                };
+                if let Some(default) = &self.ctx.default_tenant
+                    && default.as_str() != t
+                {
+                    return Err((
+                        RejectReason::TenantMismatch,
+                        format!("tenant_id `{t}` differs from the input's tenant `{default}`"),
+                    ));
+                }
+                t
+            }
+        };
+        let ts = match d.first(rules.ts_slot) {
+            None | Some(Val::Null) => {
+                return Err((RejectReason::MissingTimestamp, "event has no @timestamp".to_owned()));
+            }
+            Some(Val::Num(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => *n as i64,
+            Some(v) => match v.as_str().and_then(parse_rfc3339) {
+                Some(ts) => ts,
+                None => {
+                    return Err((
+                        RejectReason::InvalidTimestamp,
+                        format!("@timestamp {} is neither RFC 3339 nor epoch milliseconds", show(v)),
+                    ));
+                }
+            },
+        };
+        Ok((tenant, ts))
+    }
+}
+
+fn show(v: &Val<'_>) -> String {
+    match v {
+        Val::Str(s) => format!("`{s}`"),
+        Val::Owned(s) => format!("`{s}`"),
+        Val::Num(n) => format!("`{n}`"),
+        Val::Bool(b) => format!("`{b}`"),
+        Val::Null => "`null`".to_owned(),
+    }
+}
+
+/// `event.id` for an event that has none: 128 bits of xxh3 over the line's byte offset and its
+/// content, so two runs over one file agree and identical lines at different offsets differ.
+pub(crate) fn derived_id(offset: u64, line: &[u8]) -> String {
+    let h = xxh3_128_with_seed(line, offset);
+    format!("{h:032x}")
+}
+
+/// Exchange routing: fixed-seed xxh3 over (tenant, rule, group values), length-prefixed, so that
+/// every process routes a key to the same worker.
+pub(crate) fn route(tenant: &str, rule: u32, group: &[String]) -> u64 {
+    let mut x = Xxh3::new();
+    x.update(&(tenant.len() as u64).to_le_bytes());
+    x.update(tenant.as_bytes());
+    x.update(&rule.to_le_bytes());
+    for g in group {
+        x.update(&(g.len() as u64).to_le_bytes());
+        x.update(g.as_bytes());
+    }
+    x.digest()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_depend_on_position_and_content() {
+        let a = derived_id(0, b"{}");
+        assert_eq!(a.len(), 32);
+        assert_eq!(a, derived_id(0, b"{}"));
+        assert_ne!(a, derived_id(3, b"{}"));
+        assert_ne!(a, derived_id(0, b"{ }"));
+    }
+
+    #[test]
+    fn routes_are_pinned() {
+        // Routing must agree across processes and releases of the same deployment.
+        assert_eq!(route("acme", 0, &["alice".into()]), route("acme", 0, &["alice".into()]));
+        assert_ne!(route("acme", 0, &["alice".into()]), route("acme", 1, &["alice".into()]));
+        assert_ne!(route("ac", 0, &["mealice".into()]), route("acme", 0, &["alice".into()]));
+    }
+}

@@ -1,0 +1,84 @@
+//! Run counters. Accounting is exact: `lines = rejected + events` and
+//! `events = processed + late`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::io::{RejectReason, SinkError};
+
+/// One worker's counters.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    pub(crate) lines: u64,
+    pub(crate) events: u64,
+    pub(crate) late: u64,
+    pub(crate) rejected: BTreeMap<RejectReason, u64>,
+    pub(crate) alerts: BTreeMap<u32, u64>,
+    pub(crate) sink_errors: Vec<String>,
+}
+
+impl WorkerStats {
+    pub(crate) fn reject(&mut self, reason: RejectReason) {
+        *self.rejected.entry(reason).or_default() += 1;
+    }
+
+    pub(crate) fn sink_error(&mut self, e: SinkError) {
+        if self.sink_errors.len() < 8 {
+            self.sink_errors.push(e.to_string());
+        }
+    }
+}
+
+/// What a run did, summed over workers.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RunStats {
+    /// Non-blank input lines.
+    pub lines: u64,
+    /// Lines that were valid events.
+    pub events: u64,
+    /// Valid events older than their watermark (not added to any window).
+    pub late: u64,
+    /// Rejected lines by reason (`late` not included).
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// Late events per (rule id, tenant) among those that matched the rule's filter.
+    pub late_by_rule: BTreeMap<(String, String), u64>,
+    /// Alerts per rule id.
+    pub alerts: BTreeMap<String, u64>,
+    /// Most live window keys at once (summed over workers).
+    pub peak_keys: usize,
+    /// Window state bytes at the peak (summed over workers).
+    pub peak_state_bytes: usize,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl RunStats {
+    /// Events that reached the rules (not late).
+    pub fn processed(&self) -> u64 {
+        self.events - self.late
+    }
+
+    /// All rejected lines, excluding late events.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// All alerts.
+    pub fn alerts_total(&self) -> u64 {
+        self.alerts.values().sum()
+    }
+
+    /// Input lines per second of wall time.
+    pub fn lines_per_second(&self) -> f64 {
+        self.lines as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Window state bytes per live key at the peak.
+    pub fn bytes_per_key(&self) -> f64 {
+        if self.peak_keys == 0 {
+            0.0
+        } else {
+            self.peak_state_bytes as f64 / self.peak_keys as f64
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! A compact, order-preserving representation of `event.id` for window state.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// An `event.id` as held in window state: canonical lowercase UUIDs and 32-digit lowercase hex
+/// ids (the derived ids of file input) are stored in 16 bytes, anything else as a boxed string.
+///
+/// Ordering is the ordering of the original strings, so ties in event time break the same way
+/// whatever the representation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum EventId {
+    /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase hex.
+    Uuid([u64; 2]),
+    /// 32 lowercase hex digits.
+    Hex([u64; 2]),
+    /// Any other id.
+    Other(Box<str>),
+}
+
+impl EventId {
+    /// Stores `s` in the most compact form that formats back to exactly `s`.
+    pub fn new(s: &str) -> EventId {
+        let b = s.as_bytes();
+        if b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') {
+            let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
+            if let Some(v) = parse_hex32(&hex) {
+                return EventId::Uuid(v);
+            }
+        } else if b.len() == 32
+            && let Some(v) = parse_hex32(b)
+        {
+            return EventId::Hex(v);
+        }
+        EventId::Other(s.into())
+    }
+
+    /// Heap bytes held beyond the value itself.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            EventId::Other(s) => s.len(),
+            _ => 0,
+        }
+    }
+}
+
+fn parse_hex32(b: &[u8]) -> Option<[u64; 2]> {
+    if b.len() != 32 {
+        return None;
+    }
+    let mut out = [0u64; 2];
+    for (i, &c) in b.iter().enumerate() {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        out[i / 16] = (out[i / 16] << 4) | u64::from(d);
+    }
+    Some(out)
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventId::Uuid([a, b]) => write!(
+                f,
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                a >> 32,
+                (a >> 16) & 0xffff,
+                a & 0xffff,
+                b >> 48,
+                b & 0xffff_ffff_ffff
+            ),
+            EventId::Hex([a, b]) => write!(f, "{a:016x}{b:016x}"),
+            EventId::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}
+
+impl Ord for EventId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            // Fixed-width lowercase hex compares like its numeric value.
+            (EventId::Uuid(a), EventId::Uuid(b)) | (EventId::Hex(a), EventId::Hex(b)) => a.cmp(b),
+            (EventId::Other(a), EventId::Other(b)) => a.cmp(b),
+            _ => self.to_string().cmp(&other.to_string()),
+        }
+    }
+}
+
+impl PartialOrd for EventId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_exactly() {
+        for s in [
+            "0190f6b2-7c1e-7a3b-9f00-0123456789ab",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            "0123456789abcdef0123456789abcdef",
+            "0190F6B2-7C1E-7A3B-9F00-0123456789AB",
+            "not-a-uuid",
+            "",
+            "12345",
+        ] {
+            assert_eq!(EventId::new(s).to_string(), s);
+        }
+        assert!(matches!(EventId::new("0190f6b2-7c1e-7a3b-9f00-0123456789ab"), EventId::Uuid(_)));
+        assert!(matches!(EventId::new("0190F6B2-7C1E-7A3B-9F00-0123456789AB"), EventId::Other(_)));
+        assert_eq!(size_of::<EventId>(), 24);
+    }
+
+    #[test]
+    fn orders_like_strings() {
+        let ids = [
+            "00000000-0000-0000-0000-00000000000a",
+            "00000000-0000-0000-0000-000000000009",
+            "0123456789abcdef0123456789abcdef",
+            "abc",
+            "0000",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+        ];
+        for a in ids {
+            for b in ids {
+                assert_eq!(EventId::new(a).cmp(&EventId::new(b)), a.cmp(b), "{a} vs {b}");
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! `keyed_windows`: applies [`Hit`]s to per-key window state in event-time order and emits a
+//! [`Firing`] whenever a rule fires.
+//!
+//! Hits arrive exchanged by [`Hit::route`], a stable hash of (tenant, rule, group), so each key
+//! lives on exactly one worker; epoch summaries arrive broadcast, so every worker tracks every
+//! watermark. When the frontier passes epoch `e`, the operator:
+//! 1. decides for each hit of `e` whether it is late (counted per rule and tenant, never added
+//!    to a window); single-event rules fire right away for hits on time;
+//! 2. applies the summary of `e` to the watermarks;
+//! 3. feeds, per tenant, the buffered hits below the tenant's watermark to their keys in
+//!    `(event time, event.id)` order.
+//!
+//! The result depends only on the input, not on the number of workers or on scheduling. At the
+//! end of input every watermark becomes +∞ and every window flushes.
+//!
+//! ```
+//! use timely::dataflow::operators::{ToStream, Inspect, vec::Broadcast};
+//! use vigil_operators::{EpochSummary, Hit, KeyedWindows, WindowSpec};
+//! use vigil_operators::window::WindowKind;
+//!
+//! let spec = WindowSpec { kind: WindowKind::Sliding, distinct: false, window_ms: 300_000,
+//!                         min: 2, suppress_ms: 300_000, max_refs: 10 };
+//! let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+//! let sink = seen.clone();
+//! timely::example(move |scope| {
+//!     let hit = |ts: i64, id: &str| Hit { epoch: 0, route: 7, rule: 0, source: 0, ts,
+//!         prior_max: i64::MIN, tenant: "acme".into(), event_id: id.into(),
+//!         group: vec!["alice".into()], distinct: None, title_values: vec![] };
+//!     let hits = vec![hit(1_000, "a"), hit(2_000, "b")].to_stream(scope);
+//!     let summaries = vec![EpochSummary { epoch: 0, source: 0,
+//!         tenants: vec![("acme".into(), 2_000)], wall_ms: None }].to_stream(scope).broadcast();
+//!     hits.keyed_windows(summaries, vec![spec], 10_000, vec![], Default::default())
+//!         .inspect(move |f| sink.lock().unwrap().push((f.end, f.value)));
+//! });
+//! assert_eq!(*seen.lock().unwrap(), [(2_000, 2.0)]);
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::{Stream, StreamVec};
+use timely::progress::frontier::MutableAntichain;
+
+use crate::event_id::EventId;
+use crate::records::{EpochSummary, Firing, Hit};
+use crate::watermark::WatermarkTracker;
+use crate::window::{WindowKind, WindowSpec, WindowState};
+
+/// Counters of one worker's `keyed_windows` operator.
+#[derive(Clone, Debug, Default)]
+pub struct WindowStats {
+    /// Late hits per (rule index, tenant).
+    pub late: HashMap<(u32, String), u64>,
+    /// Live keys now.
+    pub keys: usize,
+    /// Most live keys at any time.
+    pub peak_keys: usize,
+    /// State bytes (map entries and heap) when `peak_keys` was reached.
+    pub peak_bytes: usize,
+}
+
+/// Shared handle to a worker's [`WindowStats`].
+pub type WindowStatsHandle = Rc<RefCell<WindowStats>>;
+
+/// Extension trait for the `keyed_windows` operator.
+pub trait KeyedWindows<'scope> {
+    /// Runs the window state machines of `specs` (indexed by [`Hit::rule`]) over the hits,
+    /// with watermarks from the broadcast `summaries`; `lateness_ms` is per source, with
+    /// `default_lateness_ms` for sources not listed.
+    fn keyed_windows(
+        self,
+        summaries: StreamVec<'scope, u64, EpochSummary>,
+        specs: Vec<WindowSpec>,
+        default_lateness_ms: u64,
+        lateness_ms: Vec<u64>,
+        stats: WindowStatsHandle,
+    ) -> StreamVec<'scope, u64, Firing>;
+}
+
+/// Key of one window: a 128-bit hash of (tenant, rule, group values). The full values travel in
+/// each hit; state holds only the hash, which keeps a quiet key's state small.
+type KeyHash = u128;
+
+struct Key {
+    state: WindowState,
+    rule: u32,
+    tenant: u32,
+}
+
+#[derive(Default)]
+struct Epoch {
+    hits: Vec<Hit>,
+    summaries: Vec<EpochSummary>,
+}
+
+/// How many epochs pass between scans that drop expired keys.
+const EVICT_EVERY: u64 = 64;
+
+impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
+    fn keyed_windows(
+        self,
+        summaries: StreamVec<'scope, u64, EpochSummary>,
+        specs: Vec<WindowSpec>,
+        default_lateness_ms: u64,
+        lateness_ms: Vec<u64>,
+        stats: WindowStatsHandle,
+    ) -> StreamVec<'scope, u64, Firing> {
+        self.binary_frontier(
+            summaries,
+            Exchange::new(|h: &Hit| h.route),
+            Pipeline,
+            "KeyedWindows",
+            move |cap, _info| {
+                let mut cap = Some(cap);
+                let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
+                let mut tracker = WatermarkTracker::new(default_lateness_ms, lateness_ms);
+                let mut pending: HashMap<String, BTreeMap<(i64, EventId, u64), Hit>> = HashMap::new();
+                let mut keys: HashMap<KeyHash, Key> = HashMap::new();
+                let mut tenants: Vec<String> = Vec::new();
+                let mut seq = 0u64;
+                let mut epochs_done = 0u64;
+                move |(hits_in, hits_frontier), (sum_in, sum_frontier), output| {
+                    hits_in.for_each(|_, data| {
+                        for h in data.drain(..) {
+                            stash.entry(h.epoch).or_default().hits.push(h);
+                        }
+                    });
+                    sum_in.for_each(|_, data| {
+                        for s in data.drain(..) {
+                            stash.entry(s.epoch).or_default().summaries.push(s);
+                        }
+                    });
+                    let Some(c) = cap.as_mut() else { return };
+                    let done = |e: u64, f: &MutableAntichain<u64>| !f.less_equal(&e);
+                    let mut session = output.session(&*c);
+                    let mut fired = |f: Firing| session.give(f);
+                    while let Some(entry) = stash.first_entry() {
+                        let e = *entry.key();
+                        if !(done(e, hits_frontier) && done(e, sum_frontier)) {
+                            break;
+                        }
+                        let epoch = entry.remove();
+                        let mut st = stats.borrow_mut();
+                        let mut touched: Vec<String> = Vec::new();
+                        for h in epoch.hits {
+                            if tracker.is_late(h.source, &h.tenant, h.ts, h.prior_max) {
+                                *st.late.entry((h.rule, h.tenant)).or_default() += 1;
+                                continue;
+                            }
+                            let spec = &specs[h.rule as usize];
+                            if spec.kind == WindowKind::Single {
+                                fired(single_firing(h));
+                                continue;
+                            }
+                            if !touched.contains(&h.tenant) {
+                                touched.push(h.tenant.clone());
+                            }
+                            seq += 1;
+                            let k = (h.ts, EventId::new(&h.event_id), seq);
+                            pending.entry(h.tenant.clone()).or_default().insert(k, h);
+                        }
+                        for s in &epoch.summaries {
+                            tracker.apply(s);
+                            for (t, _) in &s.tenants {
+                                if !touched.contains(t) {
+                                    touched.push(t.clone());
+                                }
+                            }
+                            if s.wall_ms.is_some() {
+                                // Idleness may have moved any tenant of this source.
+                                for t in pending.keys() {
+                                    if !touched.contains(t) {
+                                        touched.push(t.clone());
+                                    }
+                                }
+                            }
+                        }
+                        for t in &touched {
+                            let wm = tracker.watermark(t);
+                            drain(t, wm, &mut pending, &mut keys, &mut tenants, &specs, &mut fired);
+                        }
+                        epochs_done += 1;
+                        if epochs_done % EVICT_EVERY == 0 {
+                            evict(&mut keys, &tenants, &tracker, &specs);
+                        }
+                        note_size(&keys, &mut st);
+                    }
+                    if hits_frontier.is_empty() && sum_frontier.is_empty() {
+                        tracker.finish();
+                        let ts: Vec<String> = pending.keys().cloned().collect();
+                        for t in &ts {
+                            drain(t, i64::MAX, &mut pending, &mut keys, &mut tenants, &specs, &mut fired);
+                        }
+                        let mut st = stats.borrow_mut();
+                        note_size(&keys, &mut st);
+                        keys.clear();
+                        st.keys = 0;
+                        drop(session);
+                        cap = None;
+                        return;
+                    }
+                    drop(session);
+                    // Downgrade to the least epoch not yet processed.
+                    let next = hits_frontier
+                        .frontier()
+                        .iter()
+                        .chain(sum_frontier.frontier().iter())
+                        .min()
+                        .copied();
+                    let next = stash.keys().next().copied().into_iter().chain(next).min();
+                    if let Some(n) = next
+                        && n > *c.time()
+                    {
+                        c.downgrade(&n);
+                    }
+                }
+            },
+        )
+    }
+}
+
+fn single_firing(h: Hit) -> Firing {
+    Firing {
+        rule: h.rule,
+        tenant: h.tenant,
+        group: Vec::new(),
+        events: vec![h.event_id.clone()],
+        event_id: h.event_id,
+        title_values: h.title_values,
+        value: 1.0,
+        start: h.ts,
+        end: h.ts,
+        event_count: 1,
+    }
+}
+
+fn key_hash(h: &Hit) -> KeyHash {
+    let mut x = xxhash_rust::xxh3::Xxh3::new();
+    x.update(&(h.tenant.len() as u64).to_le_bytes());
+    x.update(h.tenant.as_bytes());
+    x.update(&h.rule.to_le_bytes());
+    for g in &h.group {
+        x.update(&(g.len() as u64).to_le_bytes());
+        x.update(g.as_bytes());
+    }
+    x.digest128()
+}
+
+fn drain(
+    tenant: &str,
+    wm: i64,
+    pending: &mut HashMap<String, BTreeMap<(i64, EventId, u64), Hit>>,
+    keys: &mut HashMap<KeyHash, Key>,
+    tenants: &mut Vec<String>,
+    specs: &[WindowSpec],
+    fired: &mut impl FnMut(Firing),
+) {
+    let Some(queue) = pending.get_mut(tenant) else { return };
+    while let Some(entry) = queue.first_entry() {
+        if entry.key().0 >= wm {
+            break;
+        }
+        let h = entry.remove();
+        let spec = &specs[h.rule as usize];
+        let tenant_idx = match tenants.iter().position(|t| t == &h.tenant) {
+            Some(i) => i,
+            None => {
+                tenants.push(h.tenant.clone());
+                tenants.len() - 1
+            }
+        };
+        let key = keys.entry(key_hash(&h)).or_insert_with(|| Key {
+            state: WindowState::default(),
+            rule: h.rule,
+            tenant: u32::try_from(tenant_idx).unwrap_or(u32::MAX),
+        });
+        let distinct = h
+            .distinct
+            .as_deref()
+            .map(|v| xxhash_rust::xxh3::xxh3_128(v.as_bytes()));
+        if let Some(f) = key.state.add(spec, h.ts, &h.event_id, distinct) {
+            fired(Firing {
+                rule: h.rule,
+                tenant: h.tenant,
+                group: h.group,
+                event_id: h.event_id,
+                title_values: Vec::new(),
+                value: f.value as f64,
+                start: f.start,
+                end: h.ts,
+                events: f.events,
+                event_count: f.event_count,
+            });
+        }
+    }
+    if queue.is_empty() {
+        pending.remove(tenant);
+    }
+}
+
+fn evict(keys: &mut HashMap<KeyHash, Key>, tenants: &[String], tracker: &WatermarkTracker, specs: &[WindowSpec]) {
+    let wms: Vec<i64> = tenants.iter().map(|t| tracker.watermark(t)).collect();
+    keys.retain(|_, k| !k.state.expired(&specs[k.rule as usize], wms[k.tenant as usize]));
+}
+
+fn note_size(keys: &HashMap<KeyHash, Key>, st: &mut WindowStats) {
+    st.keys = keys.len();
+    if keys.len() > st.peak_keys {
+        st.peak_keys = keys.len();
+        // Each map slot holds the key hash and the `Key`, plus one control byte.
+        let slot = size_of::<(KeyHash, Key)>() + 1;
+        st.peak_bytes = keys.capacity() * slot + keys.values().map(|k| k.state.heap_bytes()).sum::<usize>();
+    }
+}

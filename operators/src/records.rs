@@ -1,0 +1,71 @@
+//! Records that cross exchanges. All are serializable so that the same dataflow runs across
+//! processes (`Config::Cluster`); none holds worker-local ids.
+
+use serde::{Deserialize, Serialize};
+
+/// One event matched by one rule's filter, on its way to that rule's window state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// The chunk the event was read in.
+    pub epoch: u64,
+    /// Stable routing hash of (tenant, rule, group values); fixed-seed xxh3, identical in every
+    /// process.
+    pub route: u64,
+    /// Index of the rule in the loaded rule set (sorted by rule id, identical in every process).
+    pub rule: u32,
+    /// Input source the event came from.
+    pub source: u16,
+    /// Event time, epoch milliseconds.
+    pub ts: i64,
+    /// Largest event time of the same (source, tenant) earlier in the same chunk, or `i64::MIN`.
+    pub prior_max: i64,
+    /// Tenant id (validated).
+    pub tenant: String,
+    /// `event.id` (from the event, or derived from its position and content).
+    pub event_id: String,
+    /// Canonical values of the rule's group-by fields, in field-path order.
+    pub group: Vec<String>,
+    /// Canonical value of the `distinct count of` field, when the rule has one.
+    pub distinct: Option<String>,
+    /// Values for a single-event rule's title placeholders, in template order.
+    pub title_values: Vec<Option<String>>,
+}
+
+/// What one chunk (epoch) contributed to event time: the largest event time per tenant, and the
+/// wall-clock time the chunk was read at (live sources only, for idleness).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochSummary {
+    /// The epoch (chunk sequence number).
+    pub epoch: u64,
+    /// Input source.
+    pub source: u16,
+    /// Largest event time per tenant in the chunk.
+    pub tenants: Vec<(String, i64)>,
+    /// Wall clock at read time, epoch ms; `None` for replayed input (files).
+    pub wall_ms: Option<i64>,
+}
+
+/// A rule fired for one group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Firing {
+    /// Index of the rule.
+    pub rule: u32,
+    /// Tenant id.
+    pub tenant: String,
+    /// Group values in field-path order (empty for single-event rules).
+    pub group: Vec<String>,
+    /// The triggering event's id.
+    pub event_id: String,
+    /// Title values, for single-event rules.
+    pub title_values: Vec<Option<String>>,
+    /// The aggregate at the moment of firing.
+    pub value: f64,
+    /// Earliest event time in the window at the moment of firing.
+    pub start: i64,
+    /// The triggering event's time (the window anchor).
+    pub end: i64,
+    /// Contributing event ids, oldest first, capped.
+    pub events: Vec<String>,
+    /// Events in the window at the moment of firing.
+    pub event_count: u64,
+}
