@@ -200,5 +200,11 @@ fn summary(s: &RunStats) -> String {
         s.peak_state_bytes,
         s.bytes_per_key()
     ));
+    for (rule, (keys, bytes)) in &s.state_by_rule {
+        out.push_str(&format!(
+            "state[{rule}]: keys={keys} bytes={bytes} bytes_per_key={:.1}\n",
+            *bytes as f64 / (*keys).max(1) as f64
+        ));
+    }
     out
 }

@@ -122,7 +122,7 @@ impl<'a> Decoded<'a> {
 
     /// Decodes `line` into `self` (which must be empty) with `trie`.
     pub fn decode(&mut self, trie: &FieldTrie, line: &'a [u8]) -> Result<(), DecodeError> {
-        let mut de = serde_json::Deserializer::from_slice(line);
+        let mut de = sonic_rs::Deserializer::from_slice(line);
         de.deserialize_map(ObjSeed {
             trie,
             node: 0,
@@ -143,7 +143,7 @@ impl EventView for Decoded<'_> {
 
 /// Why a line is not a JSON object.
 #[derive(Debug)]
-pub struct DecodeError(serde_json::Error);
+pub struct DecodeError(sonic_rs::Error);
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -401,6 +401,13 @@ mod tests {
             let mut d = Decoded::default();
             assert!(d.decode(&t, bad.as_bytes()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_referenced_string_is_an_error() {
+        let t = trie();
+        let mut d = Decoded::default();
+        assert!(d.decode(&t, b"{\"user\":{\"name\":\"a\xff\"}}").is_err());
     }
 
     #[test]

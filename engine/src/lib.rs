@@ -291,6 +291,13 @@ pub fn run(
                 .entry((rules.rule_id(rule).to_owned(), tenant))
                 .or_default() += n;
         }
+        for (rule, &(n, b)) in win.peak_by_rule.iter().enumerate() {
+            if n > 0 {
+                let e = total.state_by_rule.entry(rules.rule_id(rule as u32).to_owned()).or_default();
+                e.0 += n;
+                e.1 += b;
+            }
+        }
         total.peak_keys += win.peak_keys;
         total.peak_state_bytes += win.peak_bytes;
         sink_errors.extend(w.sink_errors);

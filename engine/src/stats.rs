@@ -48,6 +48,8 @@ pub struct RunStats {
     pub peak_keys: usize,
     /// Window state bytes at the peak (summed over workers).
     pub peak_state_bytes: usize,
+    /// Live keys and state bytes per rule id at each worker's peak (summed over workers).
+    pub state_by_rule: BTreeMap<String, (usize, usize)>,
     /// Wall time of the run.
     pub elapsed: Duration,
 }

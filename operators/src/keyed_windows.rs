@@ -60,6 +60,8 @@ pub struct WindowStats {
     pub peak_keys: usize,
     /// State bytes (map entries and heap) when `peak_keys` was reached.
     pub peak_bytes: usize,
+    /// Keys and bytes per rule index when `peak_keys` was reached.
+    pub peak_by_rule: Vec<(usize, usize)>,
 }
 
 /// Shared handle to a worker's [`WindowStats`].
@@ -81,8 +83,9 @@ pub trait KeyedWindows<'scope> {
 }
 
 /// Key of one window: a 128-bit hash of (tenant, rule, group values). The full values travel in
-/// each hit; state holds only the hash, which keeps a quiet key's state small.
-type KeyHash = u128;
+/// each hit; state holds only the hash, which keeps a quiet key's state small. (Two `u64`s
+/// rather than a `u128` keep the map slot 8-byte aligned.)
+type KeyHash = [u64; 2];
 
 struct Key {
     state: WindowState,
@@ -184,9 +187,11 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         }
                         epochs_done += 1;
                         if epochs_done % EVICT_EVERY == 0 {
+                            // State peaks just before a sweep; measuring costs a scan too, so
+                            // both happen together.
+                            note_size(&keys, &mut st);
                             evict(&mut keys, &tenants, &tracker, &specs);
                         }
-                        note_size(&keys, &mut st);
                     }
                     if hits_frontier.is_empty() && sum_frontier.is_empty() {
                         tracker.finish();
@@ -246,7 +251,8 @@ fn key_hash(h: &Hit) -> KeyHash {
         x.update(&(g.len() as u64).to_le_bytes());
         x.update(g.as_bytes());
     }
-    x.digest128()
+    let h = x.digest128();
+    [(h >> 64) as u64, h as u64]
 }
 
 fn drain(
@@ -308,10 +314,29 @@ fn evict(keys: &mut HashMap<KeyHash, Key>, tenants: &[String], tracker: &Waterma
 
 fn note_size(keys: &HashMap<KeyHash, Key>, st: &mut WindowStats) {
     st.keys = keys.len();
-    if keys.len() > st.peak_keys {
-        st.peak_keys = keys.len();
-        // Each map slot holds the key hash and the `Key`, plus one control byte.
-        let slot = size_of::<(KeyHash, Key)>() + 1;
-        st.peak_bytes = keys.capacity() * slot + keys.values().map(|k| k.state.heap_bytes()).sum::<usize>();
+    if keys.len() <= st.peak_keys {
+        return;
     }
+    st.peak_keys = keys.len();
+    // Each map slot holds the key hash and the `Key`, plus one control byte; the table's
+    // spare capacity is shared out evenly over the live keys.
+    let slot = size_of::<(KeyHash, Key)>() + 1;
+    let table = keys.capacity() * slot;
+    let mut by_rule: Vec<(usize, usize)> = Vec::new();
+    let mut heap = 0;
+    for k in keys.values() {
+        let r = k.rule as usize;
+        if by_rule.len() <= r {
+            by_rule.resize(r + 1, (0, 0));
+        }
+        let b = k.state.heap_bytes();
+        by_rule[r].0 += 1;
+        by_rule[r].1 += b;
+        heap += b;
+    }
+    for (n, b) in &mut by_rule {
+        *b += table * *n / keys.len();
+    }
+    st.peak_bytes = table + heap;
+    st.peak_by_rule = by_rule;
 }

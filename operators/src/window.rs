@@ -59,39 +59,43 @@ pub struct Fired {
     pub event_count: u64,
 }
 
-/// State of one (tenant, rule, group) key.
+/// State of one (tenant, rule, group) key, laid out so that a quiet key (a few events in its
+/// window, the common case) costs one small allocation.
 #[derive(Clone, Debug)]
 pub struct WindowState {
-    /// The most recent events in the window (at most `max_refs`, or `min` if larger), oldest
-    /// first, with their ids for the alert's references.
+    /// The most recent events in the window (at most `max_refs`), oldest first, with their ids
+    /// for the alert's references.
     recent: VecDeque<(i64, EventId)>,
+    /// Everything a busy or distinct-count key needs beyond `recent`.
+    extra: Option<Box<Extra>>,
+    /// Start of the current tumbling window; unused for sliding windows.
+    tumble_start: i64,
+    /// Events before this time cannot fire.
+    suppressed_until: i64,
+    /// Fired in the current tumbling window.
+    fired_in_tumble: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Extra {
     /// Events in the window older than `recent`, run-length encoded by timestamp.
     older: VecDeque<(i64, u32)>,
     /// Number of events in `older`.
     older_count: u64,
-    /// Distinct values (128-bit hashes) in the window with their latest time, and the arrival
-    /// order used to evict them; empty for plain counts.
+    /// Distinct values (128-bit hashes) in the window with their latest time.
     distinct: HashMap<u128, i64>,
+    /// Arrival order of distinct values, to evict them.
     distinct_order: VecDeque<(i64, u128)>,
-    /// Start of the current tumbling window; unused for sliding windows.
-    tumble_start: i64,
-    /// Fired in the current tumbling window.
-    fired_in_tumble: bool,
-    /// Events before this time cannot fire.
-    suppressed_until: i64,
 }
 
 impl Default for WindowState {
     fn default() -> Self {
         WindowState {
             recent: VecDeque::new(),
-            older: VecDeque::new(),
-            older_count: 0,
-            distinct: HashMap::new(),
-            distinct_order: VecDeque::new(),
+            extra: None,
             tumble_start: i64::MIN,
-            fired_in_tumble: false,
             suppressed_until: i64::MIN,
+            fired_in_tumble: false,
         }
     }
 }
@@ -114,34 +118,37 @@ impl WindowState {
                 let start = ts - ts.rem_euclid(spec.window_ms.max(1));
                 if start != self.tumble_start {
                     self.recent.clear();
-                    self.older.clear();
-                    self.older_count = 0;
-                    self.distinct.clear();
-                    self.distinct_order.clear();
+                    self.extra = None;
                     self.tumble_start = start;
                     self.fired_in_tumble = false;
                 }
             }
         }
-        let keep = spec.max_refs.max(1);
+        if self.recent.len() == self.recent.capacity() && self.recent.len() < spec.max_refs {
+            // Grow one slot at a time: most keys hold one or two events, and the default
+            // growth to four slots would double a quiet key's state.
+            self.recent.reserve_exact(1);
+        }
         self.recent.push_back((ts, EventId::new(id)));
-        if self.recent.len() > keep
+        if self.recent.len() > spec.max_refs.max(1)
             && let Some((old_ts, _)) = self.recent.pop_front()
         {
-            match self.older.back_mut() {
+            let x = self.extra.get_or_insert_with(Box::default);
+            match x.older.back_mut() {
                 Some((t, n)) if *t == old_ts && *n < u32::MAX => *n += 1,
-                _ => self.older.push_back((old_ts, 1)),
+                _ => x.older.push_back((old_ts, 1)),
             }
-            self.older_count += 1;
+            x.older_count += 1;
         }
         if spec.distinct
             && let Some(h) = distinct
         {
-            self.distinct.insert(h, ts);
-            self.distinct_order.push_back((ts, h));
+            let x = self.extra.get_or_insert_with(Box::default);
+            x.distinct.insert(h, ts);
+            x.distinct_order.push_back((ts, h));
         }
         let value = if spec.distinct {
-            self.distinct.len() as u64
+            self.extra.as_ref().map_or(0, |x| x.distinct.len() as u64)
         } else {
             self.event_count()
         };
@@ -152,44 +159,45 @@ impl WindowState {
         self.suppressed_until = ts.saturating_add(spec.suppress_ms);
         self.fired_in_tumble = spec.kind == WindowKind::Tumbling;
         let start = self
-            .older
-            .front()
-            .map(|o| o.0)
+            .extra
+            .as_ref()
+            .and_then(|x| x.older.front().map(|o| o.0))
             .or_else(|| self.recent.front().map(|r| r.0))
             .unwrap_or(ts);
-        let skip = self.recent.len().saturating_sub(spec.max_refs);
         Some(Fired {
             value,
             start,
-            events: self.recent.iter().skip(skip).map(|(_, id)| id.to_string()).collect(),
+            events: self.recent.iter().map(|(_, id)| id.to_string()).collect(),
             event_count: self.event_count(),
         })
     }
 
     fn event_count(&self) -> u64 {
-        self.older_count + self.recent.len() as u64
+        self.extra.as_ref().map_or(0, |x| x.older_count) + self.recent.len() as u64
     }
 
     /// Drops events at or before `bound` (they left the window `(t − W, t]`).
     fn evict_before(&mut self, bound: i64) {
-        while let Some(&(t, n)) = self.older.front() {
-            if t > bound {
-                break;
+        if let Some(x) = self.extra.as_deref_mut() {
+            while let Some(&(t, n)) = x.older.front() {
+                if t > bound {
+                    break;
+                }
+                x.older.pop_front();
+                x.older_count -= u64::from(n);
             }
-            self.older.pop_front();
-            self.older_count -= u64::from(n);
+            while let Some(&(t, h)) = x.distinct_order.front() {
+                if t > bound {
+                    break;
+                }
+                x.distinct_order.pop_front();
+                if x.distinct.get(&h) == Some(&t) {
+                    x.distinct.remove(&h);
+                }
+            }
         }
         while self.recent.front().is_some_and(|r| r.0 <= bound) {
             self.recent.pop_front();
-        }
-        while let Some(&(t, h)) = self.distinct_order.front() {
-            if t > bound {
-                break;
-            }
-            self.distinct_order.pop_front();
-            if self.distinct.get(&h) == Some(&t) {
-                self.distinct.remove(&h);
-            }
         }
     }
 
@@ -212,11 +220,15 @@ impl WindowState {
 
     /// Bytes of heap memory the state holds (capacities, not lengths).
     pub fn heap_bytes(&self) -> usize {
-        self.recent.capacity() * size_of::<(i64, EventId)>()
-            + self.recent.iter().map(|(_, id)| id.heap_bytes()).sum::<usize>()
-            + self.older.capacity() * size_of::<(i64, u32)>()
-            + self.distinct.capacity() * (size_of::<(u128, i64)>() + 1)
-            + self.distinct_order.capacity() * size_of::<(i64, u128)>()
+        let recent = self.recent.capacity() * size_of::<(i64, EventId)>()
+            + self.recent.iter().map(|(_, id)| id.heap_bytes()).sum::<usize>();
+        let extra = self.extra.as_ref().map_or(0, |x| {
+            size_of::<Extra>()
+                + x.older.capacity() * size_of::<(i64, u32)>()
+                + x.distinct.capacity() * (size_of::<(u128, i64)>() + 1)
+                + x.distinct_order.capacity() * size_of::<(i64, u128)>()
+        });
+        recent + extra
     }
 }
 
@@ -351,6 +363,7 @@ mod tests {
         let s = spec(WindowKind::Sliding, 10, 5 * MIN);
         let mut st = WindowState::default();
         st.add(&s, 0, "0190f6b2-7c1e-7a3b-9f00-0123456789ab", None);
-        assert!(st.heap_bytes() <= 4 * 32, "{}", st.heap_bytes());
+        assert_eq!(st.heap_bytes(), 32);
+        assert!(size_of::<WindowState>() <= 64, "{}", size_of::<WindowState>());
     }
 }

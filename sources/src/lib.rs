@@ -28,19 +28,11 @@ pub(crate) fn pump(r: &mut dyn Read, out: &mut dyn ChunkSink, chunk_bytes: usize
     loop {
         let mut buf = std::mem::take(&mut carry);
         let have = buf.len();
-        buf.resize(have + chunk_bytes, 0);
-        let mut filled = have;
-        // Fill the block, so that chunk boundaries depend on the data, not on read sizes.
-        while filled < buf.len() {
-            match r.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(filled);
-        if filled == have {
+        buf.reserve(chunk_bytes);
+        // Fill the block, so that chunk boundaries depend on the data, not on read sizes
+        // (`read_to_end` retries short reads and does not zero the spare capacity).
+        r.take(chunk_bytes as u64).read_to_end(&mut buf)?;
+        if buf.len() == have {
             // End of input: the rest is the last line, without a newline.
             if !buf.is_empty() && !out.send(buf, offset, None) {
                 return Ok(false);
