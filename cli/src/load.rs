@@ -23,12 +23,17 @@ pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     if files.is_empty() {
         anyhow::bail!(
             "no rule files found in {}: rule files end in `.rule`",
-            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let mut sources = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("failed to read rule file {}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("failed to read rule file {}", f.display()))?;
         sources.push(SourceFile::new(f.display().to_string(), text));
     }
     Ok(match vigil_dsl::compile(&sources) {
@@ -49,7 +54,8 @@ pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
 }
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta = std::fs::metadata(p).with_context(|| format!("failed to read rules from {}", p.display()))?;
+    let meta = std::fs::metadata(p)
+        .with_context(|| format!("failed to read rules from {}", p.display()))?;
     if meta.is_file() {
         out.push(p.to_path_buf());
         return Ok(());

@@ -9,15 +9,22 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use vigil_engine::{AlertSink, EngineConfig, EventSource, RejectReason, RejectSink, RunStats, Sinks};
+use vigil_engine::{
+    AlertSink, EngineConfig, EventSource, RejectReason, RejectSink, RunStats, Sinks,
+};
 use vigil_model::TenantId;
 use vigil_sinks::{JsonlAlerts, JsonlRejects};
 use vigil_sources::{FileSource, StdinSource};
 
+mod cases;
 mod load;
 
 #[derive(Parser, Debug)]
-#[command(name = "vigil", version, about = "Vigil: streaming detection rules over security events")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Vigil: streaming detection rules over security events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,6 +36,9 @@ enum Command {
     Run(RunArgs),
     /// Check rule files: print every error, exit 1 if any rule is invalid.
     Check(CheckArgs),
+    /// Run the test cases beside rule files (`NAME.tests/*.json` next to `NAME.rule`); exit 1
+    /// if any fails.
+    Test(CheckArgs),
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +85,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
+        Command::Test(args) => test(args),
     };
     match result {
         Ok(code) => code,
@@ -89,11 +100,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     match load::rules(&args.paths)? {
         load::Loaded::Ok { rules, warnings } => {
             eprint!("{warnings}");
-            eprintln!(
-                "{} rules in {} files: ok",
-                rules.rules.len(),
-                rules.files
-            );
+            eprintln!("{} rules in {} files: ok", rules.rules.len(), rules.files);
             Ok(ExitCode::SUCCESS)
         }
         load::Loaded::Failed(text) => {
@@ -101,6 +108,50 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn test(args: CheckArgs) -> Result<ExitCode> {
+    let cases = cases::discover(&args.paths)?;
+    if cases.is_empty() {
+        anyhow::bail!("no test cases found: cases live in `NAME.tests/*.json` beside `NAME.rule`");
+    }
+    let (mut passed, mut failed) = (0, 0);
+    let mut current: Option<(PathBuf, vigil_dsl::RuleSet)> = None;
+    for (rule_file, case) in cases {
+        if current.as_ref().is_none_or(|(p, _)| p != &rule_file) {
+            match load::rules(std::slice::from_ref(&rule_file))? {
+                load::Loaded::Ok { rules, .. } => current = Some((rule_file.clone(), rules)),
+                load::Loaded::Failed(text) => {
+                    eprint!("{text}");
+                    failed += 1;
+                    current = None;
+                    continue;
+                }
+            }
+        }
+        let Some((_, rules)) = &current else { continue };
+        let outcome = cases::run_case(rules, &case)?;
+        if outcome.failures.is_empty() {
+            passed += 1;
+            eprintln!("ok      {}", outcome.path.display());
+        } else {
+            failed += 1;
+            eprintln!(
+                "FAILED  {} ({})",
+                outcome.path.display(),
+                outcome.description
+            );
+            for f in &outcome.failures {
+                eprintln!("        {}", f.replace('\n', "\n        "));
+            }
+        }
+    }
+    eprintln!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
@@ -190,7 +241,10 @@ fn summary(s: &RunStats) -> String {
             .iter()
             .map(|((r, t), n)| format!("{r}/{t} {n}"))
             .collect();
-        out.push_str(&format!("vigil: late events per rule/tenant: {}\n", late.join(", ")));
+        out.push_str(&format!(
+            "vigil: late events per rule/tenant: {}\n",
+            late.join(", ")
+        ));
     }
     out.push_str(&format!(
         "vigil: {:.3} s\nevents/s: {:.1}\nstate: keys={} bytes={} bytes_per_key={:.1}\n",

@@ -147,10 +147,22 @@ impl CmpOp {
             CmpOp::Le => "<=",
             CmpOp::Gt => ">",
             CmpOp::Ge => ">=",
-            CmpOp::In { ci: false, negated: false } => "in",
-            CmpOp::In { ci: true, negated: false } => "in~",
-            CmpOp::In { ci: false, negated: true } => "not in",
-            CmpOp::In { ci: true, negated: true } => "not in~",
+            CmpOp::In {
+                ci: false,
+                negated: false,
+            } => "in",
+            CmpOp::In {
+                ci: true,
+                negated: false,
+            } => "in~",
+            CmpOp::In {
+                ci: false,
+                negated: true,
+            } => "not in",
+            CmpOp::In {
+                ci: true,
+                negated: true,
+            } => "not in~",
             CmpOp::Contains { ci: false } => "contains",
             CmpOp::Contains { ci: true } => "contains~",
             CmpOp::StartsWith { ci: false } => "startswith",

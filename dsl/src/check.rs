@@ -68,15 +68,17 @@ impl Checker<'_> {
     pub(crate) fn rule(&mut self, r: &RuleAst, origin: String) -> Option<RulePlan> {
         let before = self.diags.len();
         let id_ok = !r.id.value.is_empty()
-            && r
-                .id
+            && r.id
                 .value
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
         if !id_ok {
             self.err(
                 r.id.span,
-                format!("invalid rule id `{}`: use lowercase letters, digits, `_` and `.`", r.id.value),
+                format!(
+                    "invalid rule id `{}`: use lowercase letters, digits, `_` and `.`",
+                    r.id.value
+                ),
             );
         }
         for (name, span) in &r.duplicates {
@@ -143,11 +145,21 @@ impl Checker<'_> {
             for f in tpl.fields() {
                 match &kind {
                     RuleKind::Aggregate(a) => {
-                        if !a.group_by.iter().any(|&g| self.fields.paths[usize::from(g.0)] == f) {
-                            let by: Vec<&str> = a.group_by.iter().map(|&g| self.fields.paths[usize::from(g.0)].as_str()).collect();
+                        if !a
+                            .group_by
+                            .iter()
+                            .any(|&g| self.fields.paths[usize::from(g.0)] == f)
+                        {
+                            let by: Vec<&str> = a
+                                .group_by
+                                .iter()
+                                .map(|&g| self.fields.paths[usize::from(g.0)].as_str())
+                                .collect();
                             let d = Diagnostic::error(
                                 *span,
-                                format!("title placeholder `{{{f}}}` is not a group-by field of this rule"),
+                                format!(
+                                    "title placeholder `{{{f}}}` is not a group-by field of this rule"
+                                ),
                             );
                             self.diags.push(if by.is_empty() {
                                 d.with_hint("an aggregation's title can only show its `by` fields")
@@ -159,7 +171,10 @@ impl Checker<'_> {
                     RuleKind::Single => {
                         if let Some(info) = self.field_info(f, *span) {
                             if info.array {
-                                self.err(*span, format!("title placeholder `{{{f}}}` is an array field"));
+                                self.err(
+                                    *span,
+                                    format!("title placeholder `{{{f}}}` is an array field"),
+                                );
                             } else {
                                 title_fields.push(self.fields.intern(f));
                             }
@@ -168,7 +183,10 @@ impl Checker<'_> {
                 }
             }
         }
-        if self.diags[before..].iter().any(|d| d.level == crate::diag::Level::Error) {
+        if self.diags[before..]
+            .iter()
+            .any(|d| d.level == crate::diag::Level::Error)
+        {
             return None;
         }
         let (title, _) = title?;
@@ -191,8 +209,11 @@ impl Checker<'_> {
 
     fn missing(&mut self, r: &RuleAst, clause: &str, example: &str) {
         self.diags.push(
-            Diagnostic::error(r.id.span, format!("rule `{}` has no `{clause}`", r.id.value))
-                .with_hint(format!("add a line such as `{example}`")),
+            Diagnostic::error(
+                r.id.span,
+                format!("rule `{}` has no `{clause}`", r.id.value),
+            )
+            .with_hint(format!("add a line such as `{example}`")),
         );
     }
 
@@ -216,12 +237,17 @@ impl Checker<'_> {
         if !technique && !TACTICS.contains(&rest) {
             let mut d = Diagnostic::error(
                 t.span,
-                format!("`{v}` is neither an ATT&CK technique (`attack.t1110`, `attack.t1110.003`) nor a tactic"),
+                format!(
+                    "`{v}` is neither an ATT&CK technique (`attack.t1110`, `attack.t1110.003`) nor a tactic"
+                ),
             );
             if let Some(m) = did_you_mean(rest, TACTICS.iter().copied()) {
                 d = d.with_hint(format!("did you mean `attack.{m}`?"));
             } else if rest.starts_with('T') {
-                d = d.with_hint(format!("ATT&CK tags are lowercase: `attack.{}`", rest.to_ascii_lowercase()));
+                d = d.with_hint(format!(
+                    "ATT&CK tags are lowercase: `attack.{}`",
+                    rest.to_ascii_lowercase()
+                ));
             }
             self.diags.push(d);
         }
@@ -244,7 +270,10 @@ impl Checker<'_> {
     fn scalar_field(&mut self, f: &Spanned<String>, what: &str) -> Option<FieldId> {
         let info = self.field_info(&f.value, f.span)?;
         if info.array {
-            self.err(f.span, format!("cannot {what} the array field `{}`", f.value));
+            self.err(
+                f.span,
+                format!("cannot {what} the array field `{}`", f.value),
+            );
             return None;
         }
         Some(self.fields.intern(&f.value))
@@ -268,15 +297,23 @@ impl Checker<'_> {
                 ">" => *n as u64 + 1,
                 _ => {
                     self.diags.push(
-                        Diagnostic::error(w.threshold.span, format!("a count threshold cannot use `{op}`"))
-                            .with_hint("a rule fires when the count reaches a level: write `>= N` or `> N`"),
+                        Diagnostic::error(
+                            w.threshold.span,
+                            format!("a count threshold cannot use `{op}`"),
+                        )
+                        .with_hint(
+                            "a rule fires when the count reaches a level: write `>= N` or `> N`",
+                        ),
                     );
                     1
                 }
             }
         };
         if min == 0 {
-            self.err(w.threshold.span, "a threshold of zero events fires on nothing; use `>= 1` or more");
+            self.err(
+                w.threshold.span,
+                "a threshold of zero events fires on nothing; use `>= 1` or more",
+            );
         }
         let mut group_by: Vec<(String, FieldId)> = Vec::new();
         for g in &w.group_by {
@@ -287,13 +324,19 @@ impl Checker<'_> {
             }
         }
         if w.group_by.len() > MAX_GROUP_FIELDS {
-            self.err(w.span, format!("at most {MAX_GROUP_FIELDS} group-by fields are allowed"));
+            self.err(
+                w.span,
+                format!("at most {MAX_GROUP_FIELDS} group-by fields are allowed"),
+            );
         }
         group_by.sort();
         if w.window.value == 0 {
             self.err(w.window.span, "the window must be longer than zero");
         } else if w.window.value > MAX_WINDOW_MS {
-            self.err(w.window.span, "windows longer than 30d are not supported: state must stay bounded");
+            self.err(
+                w.window.span,
+                "windows longer than 30d are not supported: state must stay bounded",
+            );
         }
         let suppress_ms = match suppress {
             None => w.window.value,
@@ -334,7 +377,11 @@ impl Checker<'_> {
             (CmpOp::Exists, _) => test(Test::Exists),
             (CmpOp::Eq | CmpOp::Ne, Operand::Literal(lit)) => {
                 let t = self.eq_test(field, ty, lit)?;
-                if op == CmpOp::Ne { not(test(t)) } else { test(t) }
+                if op == CmpOp::Ne {
+                    not(test(t))
+                } else {
+                    test(t)
+                }
             }
             (CmpOp::EqCi | CmpOp::NeCi, Operand::Literal(lit)) => {
                 let s = self.text_literal(field, ty, op, lit)?;
@@ -343,7 +390,14 @@ impl Checker<'_> {
             }
             (CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge, Operand::Literal(lit)) => {
                 let Literal::Num(n) = lit.value else {
-                    self.err(lit.span, format!("`{}` compares numbers, found a {}", op.as_str(), lit.value.type_name()));
+                    self.err(
+                        lit.span,
+                        format!(
+                            "`{}` compares numbers, found a {}",
+                            op.as_str(),
+                            lit.value.type_name()
+                        ),
+                    );
                     return None;
                 };
                 if !ty.is_numeric() {
@@ -382,11 +436,18 @@ impl Checker<'_> {
                             }
                         }
                     }
-                    if nums.is_empty() { Test::InStr(strs) } else { Test::InNum(nums) }
+                    if nums.is_empty() {
+                        Test::InStr(strs)
+                    } else {
+                        Test::InNum(nums)
+                    }
                 };
                 if negated { not(test(t)) } else { test(t) }
             }
-            (CmpOp::Contains { ci } | CmpOp::StartsWith { ci } | CmpOp::EndsWith { ci }, Operand::Literal(lit)) => {
+            (
+                CmpOp::Contains { ci } | CmpOp::StartsWith { ci } | CmpOp::EndsWith { ci },
+                Operand::Literal(lit),
+            ) => {
                 let s = self.text_literal(field, ty, op, lit)?;
                 if ty != FieldType::Keyword {
                     self.type_err(c, ty, "strings");
@@ -415,8 +476,16 @@ impl Checker<'_> {
                     Ok(re) => test(Test::Matches(re)),
                     Err(e) => {
                         let msg = e.to_string();
-                        let last = msg.lines().last().unwrap_or("invalid regex").trim().to_owned();
-                        self.err(pattern.span, format!("invalid regex: {}", last.trim_start_matches("error: ")));
+                        let last = msg
+                            .lines()
+                            .last()
+                            .unwrap_or("invalid regex")
+                            .trim()
+                            .to_owned();
+                        self.err(
+                            pattern.span,
+                            format!("invalid regex: {}", last.trim_start_matches("error: ")),
+                        );
                         None
                     }
                 }
@@ -439,15 +508,24 @@ impl Checker<'_> {
                     match &l.value {
                         Literal::Str(s) => match Cidr::parse(s) {
                             Some(n) => nets.push(n),
-                            None => self.err(l.span, format!("invalid network `{s}`: expected such as \"10.0.0.0/8\"")),
+                            None => self.err(
+                                l.span,
+                                format!("invalid network `{s}`: expected such as \"10.0.0.0/8\""),
+                            ),
                         },
-                        other => self.err(l.span, format!("`cidr` needs a string, found a {}", other.type_name())),
+                        other => self.err(
+                            l.span,
+                            format!("`cidr` needs a string, found a {}", other.type_name()),
+                        ),
                     }
                 }
                 (nets.len() == lits_len(operand)).then(|| Predicate::Test(id, Test::Cidr(nets)))
             }
             _ => {
-                self.err(c.span, format!("`{}` cannot take this operand", op.as_str()));
+                self.err(
+                    c.span,
+                    format!("`{}` cannot take this operand", op.as_str()),
+                );
                 None
             }
         }
@@ -456,19 +534,44 @@ impl Checker<'_> {
     fn type_err(&mut self, c: &Comparison, ty: FieldType, wants: &str) {
         self.err(
             c.op.span,
-            format!("`{}` works on {wants}, but `{}` is a {} field", c.op.value.as_str(), c.field.value, ty.name()),
+            format!(
+                "`{}` works on {wants}, but `{}` is a {} field",
+                c.op.value.as_str(),
+                c.field.value,
+                ty.name()
+            ),
         );
     }
 
-    fn text_literal<'l>(&mut self, field: &str, ty: FieldType, op: CmpOp, lit: &'l Spanned<Literal>) -> Option<&'l str> {
+    fn text_literal<'l>(
+        &mut self,
+        field: &str,
+        ty: FieldType,
+        op: CmpOp,
+        lit: &'l Spanned<Literal>,
+    ) -> Option<&'l str> {
         match &lit.value {
             Literal::Str(s) if ty.is_textual() => Some(s),
             Literal::Str(_) => {
-                self.err(lit.span, format!("`{}` compares strings, but `{field}` is a {} field", op.as_str(), ty.name()));
+                self.err(
+                    lit.span,
+                    format!(
+                        "`{}` compares strings, but `{field}` is a {} field",
+                        op.as_str(),
+                        ty.name()
+                    ),
+                );
                 None
             }
             other => {
-                self.err(lit.span, format!("`{}` needs a string, found a {}", op.as_str(), other.type_name()));
+                self.err(
+                    lit.span,
+                    format!(
+                        "`{}` needs a string, found a {}",
+                        op.as_str(),
+                        other.type_name()
+                    ),
+                );
                 None
             }
         }
@@ -491,14 +594,24 @@ impl Checker<'_> {
             (Literal::Str(s), t) if t.is_textual() => Some(Test::EqStr(s.clone())),
             (Literal::Num(n), t) if t.is_numeric() => {
                 if t == FieldType::Integer && n.fract() != 0.0 {
-                    self.err(lit.span, format!("`{field}` is an integer field; `{n}` is not a whole number"));
+                    self.err(
+                        lit.span,
+                        format!("`{field}` is an integer field; `{n}` is not a whole number"),
+                    );
                     return None;
                 }
                 Some(Test::EqNum(*n))
             }
             (Literal::Bool(b), FieldType::Boolean) => Some(Test::EqBool(*b)),
             (v, t) => {
-                self.err(lit.span, format!("cannot compare the {} field `{field}` with a {}", t.name(), v.type_name()));
+                self.err(
+                    lit.span,
+                    format!(
+                        "cannot compare the {} field `{field}` with a {}",
+                        t.name(),
+                        v.type_name()
+                    ),
+                );
                 None
             }
         }

@@ -64,7 +64,9 @@ impl Diagnostic {
         let start = self.span.start.min(source.len());
         let (line, col) = line_col(source, start);
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
         let text = source[line_start..line_end].trim_end_matches('\r');
         let level = match self.level {
             Level::Error => "error",
@@ -165,7 +167,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("user.nmae", ["user.name", "user.id"]), Some("user.name"));
+        assert_eq!(
+            did_you_mean("user.nmae", ["user.name", "user.id"]),
+            Some("user.name")
+        );
         assert_eq!(did_you_mean("hgh", ["high", "low"]), Some("high"));
         assert_eq!(did_you_mean("zzzzzz", ["high", "low"]), None);
     }

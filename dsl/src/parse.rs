@@ -230,7 +230,13 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
                     diags.push(Diagnostic::error(nspan, "version is too large"));
                     1
                 });
-                set_once(&mut r.version, Spanned { value, span: nspan }, "version", span, &mut r.duplicates);
+                set_once(
+                    &mut r.version,
+                    Spanned { value, span: nspan },
+                    "version",
+                    span,
+                    &mut r.duplicates,
+                );
             }
             Rule::title_clause => {
                 let Some(s) = first() else { continue };
@@ -240,7 +246,13 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
             Rule::description_clause => {
                 let Some(s) = first() else { continue };
                 let v = build_string(&s, base, diags);
-                set_once(&mut r.description, v, "description", span, &mut r.duplicates);
+                set_once(
+                    &mut r.description,
+                    v,
+                    "description",
+                    span,
+                    &mut r.duplicates,
+                );
             }
             Rule::severity_clause => {
                 let Some(s) = first() else { continue };
@@ -447,7 +459,10 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
     let Some(pred) = inner.next() else {
         return Comparison {
             field,
-            op: Spanned { value: CmpOp::Exists, span },
+            op: Spanned {
+                value: CmpOp::Exists,
+                span,
+            },
             operand: Operand::None,
             span,
         };
@@ -484,7 +499,10 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
                     let raw = q.as_str();
                     let ci = raw.ends_with('i');
                     let body = raw.trim_end_matches('i');
-                    let body = body.strip_prefix('/').and_then(|b| b.strip_suffix('/')).unwrap_or(body);
+                    let body = body
+                        .strip_prefix('/')
+                        .and_then(|b| b.strip_suffix('/'))
+                        .unwrap_or(body);
                     Operand::Regex {
                         pattern: Spanned {
                             value: body.replace("\\/", "/"),
@@ -507,9 +525,9 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
             } else {
                 CmpOp::EndsWith { ci }
             };
-            let operand = parts
-                .get(1)
-                .map_or(Operand::None, |q| Operand::Literal(build_literal(q, base, diags)));
+            let operand = parts.get(1).map_or(Operand::None, |q| {
+                Operand::Literal(build_literal(q, base, diags))
+            });
             (op, operand)
         }
         _ => {
@@ -523,28 +541,40 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
                 ">" => CmpOp::Gt,
                 _ => CmpOp::Ge,
             };
-            let operand = parts
-                .get(1)
-                .map_or(Operand::None, |q| Operand::Literal(build_literal(q, base, diags)));
+            let operand = parts.get(1).map_or(Operand::None, |q| {
+                Operand::Literal(build_literal(q, base, diags))
+            });
             (op, operand)
         }
     };
     Comparison {
         field,
-        op: Spanned { value: op, span: op_span },
+        op: Spanned {
+            value: op,
+            span: op_span,
+        },
         operand,
         span,
     }
 }
 
-fn build_list(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Vec<Spanned<Literal>> {
+fn build_list(
+    p: &Pair<'_, Rule>,
+    base: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Spanned<Literal>> {
     p.clone()
         .into_inner()
         .map(|q| build_literal(&q, base, diags))
         .collect()
 }
 
-fn build_when(parts: Vec<Pair<'_, Rule>>, span: Span, base: usize, diags: &mut Vec<Diagnostic>) -> When {
+fn build_when(
+    parts: Vec<Pair<'_, Rule>>,
+    span: Span,
+    base: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> When {
     let mut w = When {
         aggregate: Aggregate::Count,
         threshold: Spanned {
@@ -573,7 +603,10 @@ fn build_when(parts: Vec<Pair<'_, Rule>>, span: Span, base: usize, diags: &mut V
                 let tspan = span_of(&p, base);
                 let mut it = p.into_inner();
                 let op = it.next().map_or(">=", |q| q.as_str()).to_owned();
-                let n = it.next().and_then(|q| q.as_str().parse().ok()).unwrap_or(f64::NAN);
+                let n = it
+                    .next()
+                    .and_then(|q| q.as_str().parse().ok())
+                    .unwrap_or(f64::NAN);
                 w.threshold = Spanned {
                     value: (op, n),
                     span: tspan,
@@ -592,10 +625,8 @@ fn build_when(parts: Vec<Pair<'_, Rule>>, span: Span, base: usize, diags: &mut V
             Rule::window => {
                 for q in p.into_inner() {
                     match q.as_rule() {
-                        Rule::window_kind => {
-                            if q.as_str() == "tumbling" {
-                                w.window_kind = WindowKind::Tumbling;
-                            }
+                        Rule::window_kind if q.as_str() == "tumbling" => {
+                            w.window_kind = WindowKind::Tumbling;
                         }
                         Rule::duration => w.window = build_duration(&q, base, diags),
                         _ => {}

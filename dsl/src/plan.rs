@@ -188,14 +188,20 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
-            (IpAddr::V4(_), IpAddr::V6(ip)) => ip.to_ipv4_mapped().is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            (IpAddr::V4(_), IpAddr::V6(ip)) => ip
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
             (IpAddr::V6(_), IpAddr::V4(_)) => false,
         }
     }
@@ -314,7 +320,11 @@ fn affix_ci(v: &str, lower: &str, prefix: bool) -> bool {
     } else {
         // Lowercasing may change byte lengths outside ASCII, so compare whole strings.
         let v = v.to_lowercase();
-        if prefix { v.starts_with(lower) } else { v.ends_with(lower) }
+        if prefix {
+            v.starts_with(lower)
+        } else {
+            v.ends_with(lower)
+        }
     }
 }
 
@@ -396,9 +406,9 @@ impl RulePlan {
                 AggKind::DistinctCount(f) => format!("distinct count of {}", path(f)),
             };
             let by: Vec<&str> = a.group_by.iter().map(|&f| path(f)).collect();
-            let _ = write!(
+            let _ = writeln!(
                 canon,
-                "agg={agg} min={} by={by:?} window={:?} {} suppress={}\n",
+                "agg={agg} min={} by={by:?} window={:?} {} suppress={}",
                 a.min, a.window, a.window_ms, a.suppress_ms
             );
         }
@@ -430,9 +440,13 @@ mod tests {
     #[test]
     fn case_insensitive_tests() {
         assert!(Test::EqStrCi("powershell.exe".into()).test(ValueRef::Str("PowerShell.EXE")));
-        assert!(Test::ContainsCi("-enc".into()).test(ValueRef::Str("powershell -EncodedCommand x")));
+        assert!(
+            Test::ContainsCi("-enc".into()).test(ValueRef::Str("powershell -EncodedCommand x"))
+        );
         assert!(Test::StartsWithCi("c:\\windows".into()).test(ValueRef::Str("C:\\Windows\\x")));
-        assert!(Test::EndsWithCi("\\certutil.exe".into()).test(ValueRef::Str("C:\\X\\CertUtil.exe")));
+        assert!(
+            Test::EndsWithCi("\\certutil.exe".into()).test(ValueRef::Str("C:\\X\\CertUtil.exe"))
+        );
         assert!(!Test::EndsWithCi("longer than value".into()).test(ValueRef::Str("short")));
         assert!(Test::EqStrCi("émile".into()).test(ValueRef::Str("ÉMILE")));
         assert!(!Test::EqStr("a".into()).test(ValueRef::Num(1.0)));

@@ -86,7 +86,8 @@ impl Schema {
         SCHEMA.get_or_init(|| {
             // The embedded file is covered by a test; failing here means the build shipped a
             // broken schema, which no caller can recover from.
-            Schema::from_json(EVENT_SCHEMA_JSON).unwrap_or_else(|e| panic!("embedded event schema: {e}"))
+            Schema::from_json(EVENT_SCHEMA_JSON)
+                .unwrap_or_else(|e| panic!("embedded event schema: {e}"))
         })
     }
 
@@ -115,7 +116,11 @@ impl Schema {
     }
 }
 
-fn walk(node: &Value, prefix: &str, out: &mut BTreeMap<String, FieldInfo>) -> Result<(), SchemaError> {
+fn walk(
+    node: &Value,
+    prefix: &str,
+    out: &mut BTreeMap<String, FieldInfo>,
+) -> Result<(), SchemaError> {
     let Some(props) = node.get("properties").and_then(Value::as_object) else {
         return Ok(());
     };
@@ -127,7 +132,10 @@ fn walk(node: &Value, prefix: &str, out: &mut BTreeMap<String, FieldInfo>) -> Re
         };
         if child.get("properties").is_some() {
             walk(child, &path, out)?;
-        } else if child.get("additionalProperties").is_some_and(Value::is_object) {
+        } else if child
+            .get("additionalProperties")
+            .is_some_and(Value::is_object)
+        {
             // `labels`: open string-valued object, handled by `Schema::field`.
         } else {
             let info = leaf(child).ok_or_else(|| SchemaError::Shape(path.clone()))?;
@@ -180,7 +188,10 @@ mod tests {
         assert!(s.paths().count() > 100);
         assert_eq!(s.field("user.name").map(|f| f.ty), Some(FieldType::Keyword));
         assert_eq!(s.field("source.ip").map(|f| f.ty), Some(FieldType::Ip));
-        assert_eq!(s.field("source.port").map(|f| f.ty), Some(FieldType::Integer));
+        assert_eq!(
+            s.field("source.port").map(|f| f.ty),
+            Some(FieldType::Integer)
+        );
         assert_eq!(
             s.field("event.category"),
             Some(FieldInfo {
@@ -189,7 +200,10 @@ mod tests {
             })
         );
         assert_eq!(s.field("@timestamp").map(|f| f.ty), Some(FieldType::Date));
-        assert_eq!(s.field("labels.team").map(|f| f.ty), Some(FieldType::Keyword));
+        assert_eq!(
+            s.field("labels.team").map(|f| f.ty),
+            Some(FieldType::Keyword)
+        );
         assert_eq!(s.field("labels."), None);
         assert_eq!(s.field("user.nmae"), None);
         assert_eq!(s.field("user"), None);

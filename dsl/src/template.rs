@@ -43,8 +43,13 @@ impl Template {
                     }
                     let name = name.trim().to_owned();
                     if !closed || name.is_empty() {
-                        return Err(Diagnostic::error(span, "unclosed or empty `{…}` placeholder in template")
-                            .with_hint("write `{field.path}` for a value, `{{` and `}}` for literal braces"));
+                        return Err(Diagnostic::error(
+                            span,
+                            "unclosed or empty `{…}` placeholder in template",
+                        )
+                        .with_hint(
+                            "write `{field.path}` for a value, `{{` and `}}` for literal braces",
+                        ));
                     }
                     if !lit.is_empty() {
                         parts.push(Part::Lit(std::mem::take(&mut lit)));
@@ -109,7 +114,10 @@ mod tests {
     fn renders_fields_and_escapes() {
         let t = Template::parse("Brute force against {user.name} {{x}}", Span::default()).unwrap();
         assert_eq!(t.fields().collect::<Vec<_>>(), ["user.name"]);
-        assert_eq!(t.render(|f| (f == "user.name").then_some("alice")), "Brute force against alice {x}");
+        assert_eq!(
+            t.render(|f| (f == "user.name").then_some("alice")),
+            "Brute force against alice {x}"
+        );
         assert_eq!(t.render(|_| None), "Brute force against - {x}");
         assert_eq!(t.source(), "Brute force against {user.name} {{x}}");
     }

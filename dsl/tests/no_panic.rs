@@ -7,7 +7,9 @@ use std::path::Path;
 fn corpus() -> Vec<String> {
     let mut out = Vec::new();
     for dir in ["valid", "invalid"] {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(dir);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus")
+            .join(dir);
         for e in fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|e| e == "rule") {
@@ -38,9 +40,45 @@ fn every_prefix() {
 #[test]
 fn seeded_mutations() {
     const ALPHABET: &[&str] = &[
-        "{", "}", "(", ")", "[", "]", "\"", "'", "/", "\\", "~", "=", "!", "<", ">", ",", ".", "\n",
-        " ", "rule", "when", "count", "by", "within", "not", "and", "or", "in", "exists", "5m",
-        "0", "-1", "é", "\u{0}", "{{", "}}", "ms", "99999999999999999999999", "@",
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        "\"",
+        "'",
+        "/",
+        "\\",
+        "~",
+        "=",
+        "!",
+        "<",
+        ">",
+        ",",
+        ".",
+        "\n",
+        " ",
+        "rule",
+        "when",
+        "count",
+        "by",
+        "within",
+        "not",
+        "and",
+        "or",
+        "in",
+        "exists",
+        "5m",
+        "0",
+        "-1",
+        "é",
+        "\u{0}",
+        "{{",
+        "}}",
+        "ms",
+        "99999999999999999999999",
+        "@",
     ];
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {

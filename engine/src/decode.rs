@@ -31,7 +31,11 @@ impl FieldTrie {
         for (slot, path) in paths.iter().enumerate() {
             let mut node = 0u32;
             for seg in path.split('.') {
-                node = match t.nodes[node as usize].children.iter().find(|(k, _)| &**k == seg) {
+                node = match t.nodes[node as usize]
+                    .children
+                    .iter()
+                    .find(|(k, _)| &**k == seg)
+                {
                     Some(&(_, n)) => n,
                     None => {
                         let n = t.nodes.len() as u32;
@@ -48,7 +52,10 @@ impl FieldTrie {
 
     fn child(&self, node: u32, key: &str) -> Option<u32> {
         let children = &self.nodes[node as usize].children;
-        if let Some(&(_, n)) = children.iter().find(|(k, _)| k.len() == key.len() && &**k == key) {
+        if let Some(&(_, n)) = children
+            .iter()
+            .find(|(k, _)| k.len() == key.len() && &**k == key)
+        {
             return Some(n);
         }
         if !key.contains('.') {
@@ -56,7 +63,11 @@ impl FieldTrie {
         }
         let mut n = node;
         for seg in key.split('.') {
-            n = self.nodes[n as usize].children.iter().find(|(k, _)| &**k == seg)?.1;
+            n = self.nodes[n as usize]
+                .children
+                .iter()
+                .find(|(k, _)| &**k == seg)?
+                .1;
         }
         Some(n)
     }
@@ -147,7 +158,10 @@ pub struct DecodeError(sonic_rs::Error);
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        // The parser adds an excerpt with a caret on further lines; a reject's line already
+        // carries the input, so keep the one-line message.
+        let msg = self.0.to_string();
+        f.write_str(msg.lines().next().unwrap_or("invalid JSON"))
     }
 }
 
@@ -397,7 +411,15 @@ mod tests {
     #[test]
     fn invalid_json_is_an_error() {
         let t = trie();
-        for bad in ["", "{", "[1]", "\"x\"", "{\"a\":1} trailing", "{\"a\":}", "\u{0}"] {
+        for bad in [
+            "",
+            "{",
+            "[1]",
+            "\"x\"",
+            "{\"a\":1} trailing",
+            "{\"a\":}",
+            "\u{0}",
+        ] {
             let mut d = Decoded::default();
             assert!(d.decode(&t, bad.as_bytes()).is_err(), "{bad:?}");
         }

@@ -37,7 +37,9 @@ use vigil_model::time::{format_rfc3339_millis, now_millis};
 use vigil_operators::keyed_windows::{WindowStats, WindowStatsHandle};
 use vigil_operators::{KeyedWindows, Lateness};
 
-pub use io::{AlertSink, ChunkSink, EventSource, Reject, RejectReason, RejectSink, SinkError, SourceError};
+pub use io::{
+    AlertSink, ChunkSink, EventSource, Reject, RejectReason, RejectSink, SinkError, SourceError,
+};
 pub use rules::{Compiled, MAX_EVENT_REFS};
 pub use stats::RunStats;
 
@@ -99,7 +101,9 @@ pub struct Sinks {
 
 impl std::fmt::Debug for Sinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sinks").field("rejects", &self.rejects.is_some()).finish()
+        f.debug_struct("Sinks")
+            .field("rejects", &self.rejects.is_some())
+            .finish()
     }
 }
 
@@ -174,7 +178,11 @@ pub fn run(
                 stopped: false,
             };
             let result = source.run(&mut dispatch);
-            let Dispatch { senders, activators, .. } = dispatch;
+            let Dispatch {
+                senders,
+                activators,
+                ..
+            } = dispatch;
             drop(senders);
             for a in &activators {
                 let _ = a.activate();
@@ -283,7 +291,10 @@ pub fn run(
             *total.rejected.entry(r).or_default() += n;
         }
         for (rule, n) in w.alerts {
-            *total.alerts.entry(rules.rule_id(rule).to_owned()).or_default() += n;
+            *total
+                .alerts
+                .entry(rules.rule_id(rule).to_owned())
+                .or_default() += n;
         }
         for ((rule, tenant), n) in win.late {
             *total
@@ -293,7 +304,10 @@ pub fn run(
         }
         for (rule, &(n, b)) in win.peak_by_rule.iter().enumerate() {
             if n > 0 {
-                let e = total.state_by_rule.entry(rules.rule_id(rule as u32).to_owned()).or_default();
+                let e = total
+                    .state_by_rule
+                    .entry(rules.rule_id(rule as u32).to_owned())
+                    .or_default();
                 e.0 += n;
                 e.1 += b;
             }

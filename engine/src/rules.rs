@@ -127,9 +127,12 @@ impl Compiled {
         let rule = &self.rules[f.rule as usize];
         let plan = &rule.plan;
         let (group, title) = if rule.group.is_empty() && f.group.is_empty() && rule.specs_single() {
-            let group: BTreeMap<String, String> = [("event.id".to_owned(), f.event_id.clone())].into();
+            let group: BTreeMap<String, String> =
+                [("event.id".to_owned(), f.event_id.clone())].into();
             let mut values = f.title_values.iter();
-            let title = plan.title.render(|_| values.next().and_then(|v| v.as_deref()));
+            let title = plan
+                .title
+                .render(|_| values.next().and_then(|v| v.as_deref()));
             (group, title)
         } else {
             let group: BTreeMap<String, String> = rule
@@ -189,7 +192,9 @@ pub(crate) fn canonical(v: &Val<'_>) -> Option<String> {
     match v {
         Val::Str(s) => Some((*s).to_owned()),
         Val::Owned(s) => Some(s.clone()),
-        Val::Num(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => Some(format!("{}", *n as i64)),
+        Val::Num(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+            Some(format!("{}", *n as i64))
+        }
         Val::Num(n) => Some(format!("{n}")),
         Val::Bool(b) => Some(b.to_string()),
         Val::Null => None,

@@ -58,7 +58,11 @@ impl ParsedChunk {
     pub(crate) fn line(&self, i: usize) -> (&[u8], u64, i64) {
         let e = self.events[i];
         let start = e.start as usize;
-        (&self.data[start..start + e.len as usize], self.offset + u64::from(e.start), e.ts)
+        (
+            &self.data[start..start + e.len as usize],
+            self.offset + u64::from(e.start),
+            e.ts,
+        )
     }
 }
 
@@ -94,7 +98,11 @@ type Outputs<'s> = (
 
 /// Builds the source operator on `scope`; returns its three outputs and its address (for the
 /// reader thread's activator).
-pub(crate) fn source<'s>(scope: Scope<'s, u64>, rx: Receiver<Chunk>, ctx: SourceCtx) -> Outputs<'s> {
+pub(crate) fn source<'s>(
+    scope: Scope<'s, u64>,
+    rx: Receiver<Chunk>,
+    ctx: SourceCtx,
+) -> Outputs<'s> {
     let mut builder = OperatorBuilder::new("Source".to_owned(), scope);
     let info = builder.operator_info();
     let (hits_out, hits) = builder.new_output();
@@ -122,7 +130,8 @@ pub(crate) fn source<'s>(scope: Scope<'s, u64>, rx: Receiver<Chunk>, ctx: Source
                         let seq = chunk.seq;
                         let (hits, parsed, summary) = parser.chunk(chunk);
                         let mut h = hits_out.activate();
-                        h.session(&held[0].delayed(&seq)).give_iterator(hits.into_iter());
+                        h.session(&held[0].delayed(&seq))
+                            .give_iterator(hits.into_iter());
                         let mut c = chunks_out.activate();
                         c.session(&held[1].delayed(&seq)).give(parsed);
                         let mut s = sums_out.activate();
@@ -231,7 +240,12 @@ impl Parser {
                 if !rule.plan.filter.eval(&d) {
                     continue;
                 }
-                let Some(group) = rule.group.iter().map(|&s| d.first(s).and_then(canonical)).collect::<Option<Vec<String>>>() else {
+                let Some(group) = rule
+                    .group
+                    .iter()
+                    .map(|&s| d.first(s).and_then(canonical))
+                    .collect::<Option<Vec<String>>>()
+                else {
                     continue;
                 };
                 let distinct = match rule.distinct {
@@ -293,14 +307,19 @@ impl Parser {
     }
 
     /// The event's tenant and time, or why the line is rejected.
-    fn identify<'d>(&'d self, rules: &Compiled, d: &'d Decoded<'_>) -> Result<(&'d str, i64), (RejectReason, String)> {
+    fn identify<'d>(
+        &'d self,
+        rules: &Compiled,
+        d: &'d Decoded<'_>,
+    ) -> Result<(&'d str, i64), (RejectReason, String)> {
         let tenant = match d.first(rules.tenant_slot) {
             None | Some(Val::Null) => match &self.ctx.default_tenant {
                 Some(t) => t.as_str(),
                 None => {
                     return Err((
                         RejectReason::MissingTenant,
-                        "event has no tenant_id and no default tenant was given (--tenant)".to_owned(),
+                        "event has no tenant_id and no default tenant was given (--tenant)"
+                            .to_owned(),
                     ));
                 }
             },
@@ -308,7 +327,10 @@ impl Parser {
                 let Some(t) = v.as_str().filter(|t| is_valid_tenant(t)) else {
                     return Err((
                         RejectReason::InvalidTenant,
-                        format!("tenant_id {} does not match ^[a-z0-9][a-z0-9_]{{0,62}}$", show(v)),
+                        format!(
+                            "tenant_id {} does not match ^[a-z0-9][a-z0-9_]{{0,62}}$",
+                            show(v)
+                        ),
                     ));
                 };
                 if let Some(default) = &self.ctx.default_tenant
@@ -324,7 +346,10 @@ impl Parser {
         };
         let ts = match d.first(rules.ts_slot) {
             None | Some(Val::Null) => {
-                return Err((RejectReason::MissingTimestamp, "event has no @timestamp".to_owned()));
+                return Err((
+                    RejectReason::MissingTimestamp,
+                    "event has no @timestamp".to_owned(),
+                ));
             }
             Some(Val::Num(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => *n as i64,
             Some(v) => match v.as_str().and_then(parse_rfc3339) {
@@ -332,7 +357,10 @@ impl Parser {
                 None => {
                     return Err((
                         RejectReason::InvalidTimestamp,
-                        format!("@timestamp {} is neither RFC 3339 nor epoch milliseconds", show(v)),
+                        format!(
+                            "@timestamp {} is neither RFC 3339 nor epoch milliseconds",
+                            show(v)
+                        ),
                     ));
                 }
             },
@@ -388,8 +416,17 @@ mod tests {
     #[test]
     fn routes_are_pinned() {
         // Routing must agree across processes and releases of the same deployment.
-        assert_eq!(route("acme", 0, &["alice".into()]), route("acme", 0, &["alice".into()]));
-        assert_ne!(route("acme", 0, &["alice".into()]), route("acme", 1, &["alice".into()]));
-        assert_ne!(route("ac", 0, &["mealice".into()]), route("acme", 0, &["alice".into()]));
+        assert_eq!(
+            route("acme", 0, &["alice".into()]),
+            route("acme", 0, &["alice".into()])
+        );
+        assert_ne!(
+            route("acme", 0, &["alice".into()]),
+            route("acme", 1, &["alice".into()])
+        );
+        assert_ne!(
+            route("ac", 0, &["mealice".into()]),
+            route("acme", 0, &["alice".into()])
+        );
     }
 }

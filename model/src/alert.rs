@@ -121,7 +121,8 @@ mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         let s = String::deserialize(d)?;
-        parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp `{s}`")))
+        parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp `{s}`")))
     }
 }
 
@@ -130,7 +131,13 @@ mod tests {
     use super::*;
 
     fn id(tenant: &str, group: &[(&str, &str)], anchor: i64) -> String {
-        alert_id(tenant, "brute_force_login", 1, group.iter().copied(), anchor)
+        alert_id(
+            tenant,
+            "brute_force_login",
+            1,
+            group.iter().copied(),
+            anchor,
+        )
     }
 
     #[test]
@@ -149,7 +156,16 @@ mod tests {
         assert_ne!(base, id("acmf", &[("user.name", "alice")], 1));
         assert_ne!(base, id("acme", &[("user.name", "alicf")], 1));
         assert_ne!(base, id("acme", &[("user.name", "alice")], 2));
-        assert_ne!(base, alert_id("acme", "brute_force_login", 2, [("user.name", "alice")].into_iter(), 1));
+        assert_ne!(
+            base,
+            alert_id(
+                "acme",
+                "brute_force_login",
+                2,
+                [("user.name", "alice")].into_iter(),
+                1
+            )
+        );
         // Length prefixes keep concatenations apart.
         assert_ne!(id("acme", &[("a", "bc")], 1), id("acme", &[("ab", "c")], 1));
         assert_ne!(id("ac", &[("me", "x")], 1), id("acme", &[("", "x")], 1));
@@ -168,7 +184,10 @@ mod tests {
             tags: vec!["attack.t1110".into()],
             description: None,
             group: [("user.name".to_string(), "alice".to_string())].into(),
-            window: AlertWindow { start: 0, end: 1_000 },
+            window: AlertWindow {
+                start: 0,
+                end: 1_000,
+            },
             value: 10.0,
             timestamp: 1_000,
             detected_at: 2_000,
@@ -177,7 +196,10 @@ mod tests {
         };
         let json = serde_json::to_string(&a).unwrap();
         assert!(json.contains("\"value\":10,"), "{json}");
-        assert!(json.contains("\"@timestamp\":\"1970-01-01T00:00:01.000Z\""), "{json}");
+        assert!(
+            json.contains("\"@timestamp\":\"1970-01-01T00:00:01.000Z\""),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<Alert>(&json).unwrap(), a);
     }
 }

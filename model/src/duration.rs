@@ -4,7 +4,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// The text is not a number followed by a unit.
-    #[error("invalid duration `{0}`: expected a whole number and a unit (ms, s, m, h, d), e.g. `5m`")]
+    #[error(
+        "invalid duration `{0}`: expected a whole number and a unit (ms, s, m, h, d), e.g. `5m`"
+    )]
     Syntax(String),
     /// The duration does not fit in 64-bit milliseconds.
     #[error("duration `{0}` is too large")]
@@ -38,8 +40,13 @@ pub fn parse_duration(s: &str) -> Result<u64, DurationError> {
 
 /// Formats milliseconds in the largest unit that divides them exactly (`300000` → `5m`).
 pub fn format_duration(ms: u64) -> String {
-    for (factor, unit) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")] {
-        if ms != 0 && ms % factor == 0 {
+    for (factor, unit) in [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ] {
+        if ms != 0 && ms.is_multiple_of(factor) {
             return format!("{}{unit}", ms / factor);
         }
     }
@@ -62,7 +69,17 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "5", "m", "5 m", "5M", "1.5m", "-5m", "5mm", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5 m",
+            "5M",
+            "1.5m",
+            "-5m",
+            "5mm",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

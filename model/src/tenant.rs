@@ -79,8 +79,21 @@ mod tests {
     fn rejects_attack_payloads() {
         // Each of these would be dangerous inside a subject, an index name or a path.
         for bad in [
-            "", "Acme", "_acme", "acme-corp", "acme.prod", "*", ">", "a,b", "../..", "a b", "a/b",
-            "acme\n", "ACME", "é", &"a".repeat(64),
+            "",
+            "Acme",
+            "_acme",
+            "acme-corp",
+            "acme.prod",
+            "*",
+            ">",
+            "a,b",
+            "../..",
+            "a b",
+            "a/b",
+            "acme\n",
+            "ACME",
+            "é",
+            &"a".repeat(64),
         ] {
             assert!(TenantId::parse(bad).is_err(), "{bad:?}");
             assert!(!is_valid_tenant(bad));

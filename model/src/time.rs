@@ -160,7 +160,10 @@ mod tests {
             parse_rfc3339("2026-11-30T10:00:00Z")
         );
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59.999Z"), Some(-1));
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
     }
 
     #[test]
@@ -187,7 +190,15 @@ mod tests {
     fn formats_and_round_trips() {
         assert_eq!(format_rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
-        for ms in [0, 1, 999, 1_796_032_800_123, 951_782_400_000, -86_400_001, 253_402_300_799_999] {
+        for ms in [
+            0,
+            1,
+            999,
+            1_796_032_800_123,
+            951_782_400_000,
+            -86_400_001,
+            253_402_300_799_999,
+        ] {
             assert_eq!(parse_rfc3339(&format_rfc3339_millis(ms)), Some(ms), "{ms}");
         }
     }

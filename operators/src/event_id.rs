@@ -118,8 +118,14 @@ mod tests {
         ] {
             assert_eq!(EventId::new(s).to_string(), s);
         }
-        assert!(matches!(EventId::new("0190f6b2-7c1e-7a3b-9f00-0123456789ab"), EventId::Uuid(_)));
-        assert!(matches!(EventId::new("0190F6B2-7C1E-7A3B-9F00-0123456789AB"), EventId::Other(_)));
+        assert!(matches!(
+            EventId::new("0190f6b2-7c1e-7a3b-9f00-0123456789ab"),
+            EventId::Uuid(_)
+        ));
+        assert!(matches!(
+            EventId::new("0190F6B2-7C1E-7A3B-9F00-0123456789AB"),
+            EventId::Other(_)
+        ));
         assert_eq!(size_of::<EventId>(), 24);
     }
 
@@ -135,7 +141,11 @@ mod tests {
         ];
         for a in ids {
             for b in ids {
-                assert_eq!(EventId::new(a).cmp(&EventId::new(b)), a.cmp(b), "{a} vs {b}");
+                assert_eq!(
+                    EventId::new(a).cmp(&EventId::new(b)),
+                    a.cmp(b),
+                    "{a} vs {b}"
+                );
             }
         }
     }

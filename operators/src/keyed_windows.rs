@@ -120,7 +120,8 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                 let mut cap = Some(cap);
                 let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
                 let mut tracker = WatermarkTracker::new(default_lateness_ms, lateness_ms);
-                let mut pending: HashMap<String, BTreeMap<(i64, EventId, u64), Hit>> = HashMap::new();
+                let mut pending: HashMap<String, BTreeMap<(i64, EventId, u64), Hit>> =
+                    HashMap::new();
                 let mut keys: HashMap<KeyHash, Key> = HashMap::new();
                 let mut tenants: Vec<String> = Vec::new();
                 let mut seq = 0u64;
@@ -183,10 +184,18 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         }
                         for t in &touched {
                             let wm = tracker.watermark(t);
-                            drain(t, wm, &mut pending, &mut keys, &mut tenants, &specs, &mut fired);
+                            drain(
+                                t,
+                                wm,
+                                &mut pending,
+                                &mut keys,
+                                &mut tenants,
+                                &specs,
+                                &mut fired,
+                            );
                         }
                         epochs_done += 1;
-                        if epochs_done % EVICT_EVERY == 0 {
+                        if epochs_done.is_multiple_of(EVICT_EVERY) {
                             // State peaks just before a sweep; measuring costs a scan too, so
                             // both happen together.
                             note_size(&keys, &mut st);
@@ -197,7 +206,15 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         tracker.finish();
                         let ts: Vec<String> = pending.keys().cloned().collect();
                         for t in &ts {
-                            drain(t, i64::MAX, &mut pending, &mut keys, &mut tenants, &specs, &mut fired);
+                            drain(
+                                t,
+                                i64::MAX,
+                                &mut pending,
+                                &mut keys,
+                                &mut tenants,
+                                &specs,
+                                &mut fired,
+                            );
                         }
                         let mut st = stats.borrow_mut();
                         note_size(&keys, &mut st);
@@ -264,7 +281,9 @@ fn drain(
     specs: &[WindowSpec],
     fired: &mut impl FnMut(Firing),
 ) {
-    let Some(queue) = pending.get_mut(tenant) else { return };
+    let Some(queue) = pending.get_mut(tenant) else {
+        return;
+    };
     while let Some(entry) = queue.first_entry() {
         if entry.key().0 >= wm {
             break;
@@ -307,9 +326,17 @@ fn drain(
     }
 }
 
-fn evict(keys: &mut HashMap<KeyHash, Key>, tenants: &[String], tracker: &WatermarkTracker, specs: &[WindowSpec]) {
+fn evict(
+    keys: &mut HashMap<KeyHash, Key>,
+    tenants: &[String],
+    tracker: &WatermarkTracker,
+    specs: &[WindowSpec],
+) {
     let wms: Vec<i64> = tenants.iter().map(|t| tracker.watermark(t)).collect();
-    keys.retain(|_, k| !k.state.expired(&specs[k.rule as usize], wms[k.tenant as usize]));
+    keys.retain(|_, k| {
+        !k.state
+            .expired(&specs[k.rule as usize], wms[k.tenant as usize])
+    });
 }
 
 fn note_size(keys: &HashMap<KeyHash, Key>, st: &mut WindowStats) {

@@ -158,7 +158,10 @@ mod tests {
         let mut w = WatermarkTracker::new(10_000, vec![]);
         assert!(!w.is_late(0, "acme", 0, i64::MIN));
         w.apply(&summary(0, &[("acme", 100_000)], None));
-        assert!(!w.is_late(0, "acme", 90_000, i64::MIN), "exactly at the bound is on time");
+        assert!(
+            !w.is_late(0, "acme", 90_000, i64::MIN),
+            "exactly at the bound is on time"
+        );
         assert!(w.is_late(0, "acme", 89_999, i64::MIN));
         // Within a chunk, the prior max of the same chunk counts too.
         assert!(w.is_late(0, "acme", 100_000, 200_000));

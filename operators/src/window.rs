@@ -103,7 +103,13 @@ impl Default for WindowState {
 impl WindowState {
     /// Adds an event at `ts` (with its id and, for distinct counts, the value's hash) and
     /// reports a firing if the rule fires on it.
-    pub fn add(&mut self, spec: &WindowSpec, ts: i64, id: &str, distinct: Option<u128>) -> Option<Fired> {
+    pub fn add(
+        &mut self,
+        spec: &WindowSpec,
+        ts: i64,
+        id: &str,
+        distinct: Option<u128>,
+    ) -> Option<Fired> {
         match spec.kind {
             WindowKind::Single => {
                 return Some(Fired {
@@ -221,7 +227,11 @@ impl WindowState {
     /// Bytes of heap memory the state holds (capacities, not lengths).
     pub fn heap_bytes(&self) -> usize {
         let recent = self.recent.capacity() * size_of::<(i64, EventId)>()
-            + self.recent.iter().map(|(_, id)| id.heap_bytes()).sum::<usize>();
+            + self
+                .recent
+                .iter()
+                .map(|(_, id)| id.heap_bytes())
+                .sum::<usize>();
         let extra = self.extra.as_ref().map_or(0, |x| {
             size_of::<Extra>()
                 + x.older.capacity() * size_of::<(i64, u32)>()
@@ -290,7 +300,10 @@ mod tests {
     fn sliding_catches_a_burst_across_a_tumbling_boundary() {
         // Five events before and five after the 5-minute boundary, all within 10 s.
         let times: Vec<i64> = (0..10).map(|i| 5 * MIN - 5_000 + i * 1_000).collect();
-        assert_eq!(run(&spec(WindowKind::Sliding, 10, 5 * MIN), &times).len(), 1);
+        assert_eq!(
+            run(&spec(WindowKind::Sliding, 10, 5 * MIN), &times).len(),
+            1
+        );
         assert!(run(&spec(WindowKind::Tumbling, 10, 5 * MIN), &times).is_empty());
     }
 
@@ -302,7 +315,10 @@ mod tests {
         };
         let times = [0, 1, 2, 3, 4, 5 * MIN, 5 * MIN + 1, 5 * MIN + 2];
         let fired = run(&s, &times);
-        assert_eq!(fired.iter().map(|f| f.0).collect::<Vec<_>>(), [2, 5 * MIN + 2]);
+        assert_eq!(
+            fired.iter().map(|f| f.0).collect::<Vec<_>>(),
+            [2, 5 * MIN + 2]
+        );
         assert_eq!(fired[1].1.start, 5 * MIN);
     }
 
@@ -339,9 +355,15 @@ mod tests {
         for (t, v) in [(0, 1), (1, 1), (2, 2), (3, 3)] {
             st2.add(&WindowSpec { min: 99, ..s }, t, "x", Some(v));
         }
-        assert!(st2.add(&WindowSpec { min: 4, ..s }, 10 * MIN + 1, "y", Some(4)).is_none());
+        assert!(
+            st2.add(&WindowSpec { min: 4, ..s }, 10 * MIN + 1, "y", Some(4))
+                .is_none()
+        );
         // The same moment again: 2, 3 and 4 are in the window.
-        assert!(st2.add(&WindowSpec { min: 3, ..s }, 10 * MIN + 1, "z", Some(4)).is_some());
+        assert!(
+            st2.add(&WindowSpec { min: 3, ..s }, 10 * MIN + 1, "z", Some(4))
+                .is_some()
+        );
     }
 
     #[test]
@@ -364,6 +386,10 @@ mod tests {
         let mut st = WindowState::default();
         st.add(&s, 0, "0190f6b2-7c1e-7a3b-9f00-0123456789ab", None);
         assert_eq!(st.heap_bytes(), 32);
-        assert!(size_of::<WindowState>() <= 64, "{}", size_of::<WindowState>());
+        assert!(
+            size_of::<WindowState>() <= 64,
+            "{}",
+            size_of::<WindowState>()
+        );
     }
 }

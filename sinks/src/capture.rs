@@ -13,7 +13,11 @@ pub struct CaptureSink(Mutex<Vec<Alert>>);
 impl CaptureSink {
     /// The alerts so far, sorted by id (alert order across workers is not defined).
     pub fn alerts(&self) -> Vec<Alert> {
-        let mut v = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut v = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -40,7 +44,11 @@ pub struct CaptureRejects(Mutex<Vec<(RejectReason, u64, String)>>);
 impl CaptureRejects {
     /// The rejects so far, sorted by offset.
     pub fn rejects(&self) -> Vec<(RejectReason, u64, String)> {
-        let mut v = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut v = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         v.sort_by_key(|r| r.1);
         v
     }
@@ -51,7 +59,11 @@ impl RejectSink for CaptureRejects {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((r.reason, r.offset, String::from_utf8_lossy(r.line).into_owned()));
+            .push((
+                r.reason,
+                r.offset,
+                String::from_utf8_lossy(r.line).into_owned(),
+            ));
         Ok(())
     }
 

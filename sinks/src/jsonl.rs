@@ -32,10 +32,16 @@ impl Writer {
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut BufWriter<Box<dyn Write + Send>>) -> std::io::Result<R>) -> Result<R, SinkError> {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut BufWriter<Box<dyn Write + Send>>) -> std::io::Result<R>,
+    ) -> Result<R, SinkError> {
         // A poisoned lock means another worker panicked mid-write; the engine reports that
         // failure itself, and the buffer is still usable.
-        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut out).map_err(|e| self.err(e))
     }
 }
@@ -164,6 +170,10 @@ mod tests {
     #[test]
     fn unwritable_path_is_a_clear_error() {
         let e = JsonlAlerts::create(Path::new("/nonexistent/dir/alerts.jsonl")).unwrap_err();
-        assert!(e.to_string().starts_with("failed to write to /nonexistent/dir/alerts.jsonl: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("failed to write to /nonexistent/dir/alerts.jsonl: "),
+            "{e}"
+        );
     }
 }

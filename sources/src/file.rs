@@ -49,6 +49,10 @@ mod tests {
     fn missing_file_is_a_clear_error() {
         let s = Box::new(FileSource::new("/nonexistent/events.jsonl"));
         let e = s.run(&mut Collect::default()).unwrap_err();
-        assert!(e.to_string().starts_with("failed to read /nonexistent/events.jsonl: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("failed to read /nonexistent/events.jsonl: "),
+            "{e}"
+        );
     }
 }

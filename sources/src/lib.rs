@@ -22,7 +22,11 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 
 /// Reads `r` to the end, handing `out` chunks of whole lines of about `chunk_bytes` each.
 /// Returns false if the engine stopped first.
-pub(crate) fn pump(r: &mut dyn Read, out: &mut dyn ChunkSink, chunk_bytes: usize) -> std::io::Result<bool> {
+pub(crate) fn pump(
+    r: &mut dyn Read,
+    out: &mut dyn ChunkSink,
+    chunk_bytes: usize,
+) -> std::io::Result<bool> {
     let mut offset = 0u64;
     let mut carry: Vec<u8> = Vec::new();
     loop {

@@ -24,7 +24,11 @@ impl MemorySource {
     }
 
     /// Serves the lines of `lines`, joined with newlines.
-    pub fn from_lines<S: AsRef<str>>(name: impl Into<String>, lines: &[S], lines_per_chunk: usize) -> Self {
+    pub fn from_lines<S: AsRef<str>>(
+        name: impl Into<String>,
+        lines: &[S],
+        lines_per_chunk: usize,
+    ) -> Self {
         let mut data = String::new();
         for l in lines {
             data.push_str(l.as_ref());

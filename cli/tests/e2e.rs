@@ -1,0 +1,260 @@
+//! End to end: the `vigil` binary on the example file and on bad rules, as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn vigil() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.current_dir(root());
+    c
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-e2e-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn quickstart_prints_the_example_attacks() {
+    let out = vigil()
+        .args(["run", "--rules", "rules", "--input", "examples/auth.jsonl"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let alerts: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut rules: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["rule_id"].as_str().unwrap())
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        [
+            "brute_force_login",
+            "encoded_powershell",
+            "password_spray",
+            "root_login_from_public_ip"
+        ]
+    );
+    for a in &alerts {
+        assert_eq!(a["id"].as_str().unwrap().len(), 32);
+        assert_eq!(a["schema_version"], 1);
+        assert!(a["detected_at"].is_string());
+    }
+    let bf = alerts
+        .iter()
+        .find(|a| a["rule_id"] == "brute_force_login")
+        .unwrap();
+    assert_eq!(bf["tenant_id"], "acme");
+    assert!(bf["value"].as_u64().unwrap() >= 10);
+    assert!(
+        err.contains("vigil: read 604 lines: 603 events, 1 rejected (invalid_json 1), 1 late"),
+        "{err}"
+    );
+    assert!(err.contains("vigil: 4 alerts"), "{err}");
+    assert!(err.contains("events/s: "), "{err}");
+}
+
+#[test]
+fn output_and_rejects_files_and_deterministic_ids() {
+    let dir = temp("files");
+    let mut ids = Vec::new();
+    for workers in ["1", "3"] {
+        let alerts = dir.join(format!("alerts-{workers}.jsonl"));
+        let rejects = dir.join(format!("rejects-{workers}.jsonl"));
+        let out = vigil()
+            .args([
+                "run",
+                "-r",
+                "rules/auth",
+                "rules/windows",
+                "-i",
+                "examples/auth.jsonl",
+                "-w",
+                workers,
+            ])
+            .arg("--output")
+            .arg(&alerts)
+            .arg("--rejects")
+            .arg(&rejects)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        let mut these: Vec<String> = std::fs::read_to_string(&alerts)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        these.sort();
+        ids.push(these);
+        let rejected: Vec<Value> = std::fs::read_to_string(&rejects)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let reasons: Vec<&str> = rejected
+            .iter()
+            .map(|r| r["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons.len(), 2);
+        assert!(
+            reasons.contains(&"invalid_json") && reasons.contains(&"late"),
+            "{reasons:?}"
+        );
+        for r in &rejected {
+            assert_eq!(r["source"], "examples/auth.jsonl");
+            assert!(r["line"].as_str().unwrap().starts_with('{'));
+            assert!(!r["error"].as_str().unwrap().contains('\n'));
+        }
+    }
+    assert_eq!(ids[0].len(), 4);
+    assert_eq!(ids[0], ids[1]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stdin_input_works() {
+    use std::io::Write;
+    let mut child = vigil()
+        .args([
+            "run", "--rules", "rules", "--input", "-", "--tenant", "acme",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..10 {
+            writeln!(
+                stdin,
+                r#"{{"@timestamp":"2026-11-30T10:00:{i:02}Z","user":{{"name":"eve"}},"event":{{"id":"s{i}","category":["authentication"],"outcome":"failure"}}}}"#
+            )
+            .unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let alert: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(alert["tenant_id"], "acme");
+    assert_eq!(alert["group"]["user.name"], "eve");
+}
+
+#[test]
+fn check_reports_every_error_with_position_and_caret() {
+    let dir = temp("check");
+    let bad = dir.join("bad.rule");
+    std::fs::write(
+        &bad,
+        "rule a {\n  title \"t\"\n  severity high\n  match user.nmae == \"x\"\n}\n\nrule b {\n  title \"t\"\n  severity hgih\n  match user.name ==\n}\n",
+    )
+    .unwrap();
+    let out = vigil().arg("check").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let path = bad.display().to_string();
+    assert!(
+        err.contains(&format!("{path}:4:9: error: unknown field `user.nmae`")),
+        "{err}"
+    );
+    assert!(err.contains("4 |   match user.nmae == \"x\"\n  |         ^^^^^^^^^\n  = hint: did you mean `user.name`?"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{path}:11:1: error: expected a string, a number or a boolean, found `}}`"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("error: 2 errors in 1 file"), "{err}");
+    // `run` refuses the same rules without reading any input.
+    let out = vigil()
+        .args(["run", "--input", "examples/auth.jsonl", "--rules"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn check_summarizes_valid_rules() {
+    let out = vigil().args(["check", "rules"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.trim(), "4 rules in 4 files: ok");
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    let out = vigil()
+        .args(["run", "--rules", "rules", "--input", "/nonexistent.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failed to open input /nonexistent.jsonl")
+    );
+    let out = vigil()
+        .args([
+            "run",
+            "--rules",
+            "rules",
+            "--input",
+            "x",
+            "--tenant",
+            "Bad.Tenant",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid tenant id `Bad.Tenant`"));
+    let out = vigil()
+        .args([
+            "run",
+            "--rules",
+            "rules",
+            "--input",
+            "x",
+            "--lateness",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = vigil().args(["check", "examples"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rule files found in examples"));
+    let out = vigil().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "check", "test"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
