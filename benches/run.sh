@@ -63,20 +63,15 @@ timed() {
     read -r WALL RSS < <(tail -n 1 "$tf")
 }
 
-# events_per_s STDERR_FILE WALL : the engine's own `events/s:` figure, else EVENTS / wall.
-events_per_s() {
-    local v
-    v=$(sed -n 's/^.*events\/s:[[:space:]]*\([0-9.eE+-]*\).*$/\1/p' "$1" | tail -n 1)
-    if [[ -z "$v" ]]; then
-        v=$(awk -v n="$EVENTS" -v w="$2" 'BEGIN { printf "%.0f", (w > 0 ? n / w : 0) }')
-    fi
-    printf '%s' "$v"
-}
+# rate WALL : events per second of wall time (process start to exit, output flushed). The
+# same measure for baseline and engine, so the ratio compares whole runs.
+rate() { awk -v n="$EVENTS" -v w="$1" 'BEGIN { printf "%.0f", (w > 0 ? n / w : 0) }'; }
 
-# state_bytes_per_key STDERR_FILE : from `state: keys=<n> bytes=<n> bytes_per_key=<f>`, else "-".
+# state_bytes_per_key STDERR_FILE : brute_force_login's live window state per (tenant, user)
+# key at its peak, from the engine's `state[brute_force_login]: ... bytes_per_key=<f>` line.
 state_bytes_per_key() {
     local v
-    v=$(sed -n 's/^.*state:.*bytes_per_key=\([0-9.eE+-]*\).*$/\1/p' "$1" | tail -n 1)
+    v=$(sed -n 's/^state\[brute_force_login\]:.*bytes_per_key=\([0-9.eE+-]*\).*$/\1/p' "$1" | tail -n 1)
     printf '%s' "${v:--}"
 }
 
@@ -130,7 +125,7 @@ print(len(bs))
 PY
 }
 
-HEADER='| ratio | baseline ev/s | engine w1 ev/s | w1/baseline | engine w2 ev/s | w2/baseline | peak RSS (MiB) baseline/w1/w2 | alerts (brute force) | state bytes/key w1/w2 |'
+HEADER='| ratio | baseline ev/s | engine w1 ev/s | w1/baseline | engine w2 ev/s | w2/baseline | peak RSS (MiB) baseline/w1/w2 | alerts (brute force) | brute_force_login state bytes/key w1/w2 |'
 SEP='| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
 ROWS=()
 
@@ -149,8 +144,7 @@ for ratio in "${RATIOS[@]}"; do
     timed baseline "$stem.baseline.err" "$BASE" --input "$data" --output "$stem.baseline.jsonl"
     b_wall=$WALL b_rss=$RSS
     grep '^baseline:' "$stem.baseline.err" | tail -n 1 >&2
-    b_eps=$(sed -n 's/^baseline: .*events_per_s=\([0-9.]*\).*$/\1/p' "$stem.baseline.err" | tail -n 1)
-    [[ -n "$b_eps" ]] || b_eps=$(awk -v n="$EVENTS" -v w="$b_wall" 'BEGIN { printf "%.0f", n / w }')
+    b_eps=$(rate "$b_wall")
     b_alerts=$(grep -c . "$stem.baseline.jsonl" || true)
 
     if [[ "$BASELINE_ONLY" == 1 ]]; then
@@ -168,7 +162,7 @@ for ratio in "${RATIOS[@]}"; do
             echo "run.sh: engine (workers $w) exited 0 but wrote no $stem.w$w.jsonl" >&2
             exit 1
         fi
-        eps[$w]=$(events_per_s "$stem.w$w.err" "$WALL")
+        eps[$w]=$(rate "$WALL")
         rss[$w]=$RSS
         bpk[$w]=$(state_bytes_per_key "$stem.w$w.err")
         echo "   wall_s=$WALL rss_kib=$RSS events/s=${eps[$w]}" >&2
@@ -190,7 +184,7 @@ done
     echo "- events per file: $EVENTS (seed $SEED, vigil-gen defaults otherwise); rules: $RULES"
     echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)'); date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "- one interleaved pass (baseline, engine w1, engine w2 per ratio); ev/s as each program reports it"
+    echo "- one interleaved pass (baseline, engine w1, engine w2 per ratio); ev/s = events / wall time of the whole process"
     echo
     echo "$HEADER"
     echo "$SEP"

@@ -22,15 +22,17 @@ impl EventId {
     /// Stores `s` in the most compact form that formats back to exactly `s`.
     pub fn new(s: &str) -> EventId {
         let b = s.as_bytes();
-        if b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') {
-            let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
-            if let Some(v) = parse_hex32(&hex) {
-                return EventId::Uuid(v);
+        if b.len() == 36 && b[8] == b'-' && b[13] == b'-' && b[18] == b'-' && b[23] == b'-' {
+            // Hex groups at fixed positions: 8-4-4-4-12.
+            let hi = hex(&b[0..8]).zip(hex(&b[9..13])).zip(hex(&b[14..18]));
+            let lo = hex(&b[19..23]).zip(hex(&b[24..36]));
+            if let (Some(((a, b2), c)), Some((d, e))) = (hi, lo) {
+                return EventId::Uuid([a << 32 | b2 << 16 | c, d << 48 | e]);
             }
         } else if b.len() == 32
-            && let Some(v) = parse_hex32(b)
+            && let (Some(a), Some(c)) = (hex(&b[..16]), hex(&b[16..]))
         {
-            return EventId::Hex(v);
+            return EventId::Hex([a, c]);
         }
         EventId::Other(s.into())
     }
@@ -44,20 +46,18 @@ impl EventId {
     }
 }
 
-fn parse_hex32(b: &[u8]) -> Option<[u64; 2]> {
-    if b.len() != 32 {
-        return None;
-    }
-    let mut out = [0u64; 2];
-    for (i, &c) in b.iter().enumerate() {
+/// Parses up to 16 lowercase hex digits.
+fn hex(digits: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &c in digits {
         let d = match c {
             b'0'..=b'9' => c - b'0',
             b'a'..=b'f' => c - b'a' + 10,
             _ => return None,
         };
-        out[i / 16] = (out[i / 16] << 4) | u64::from(d);
+        v = (v << 4) | u64::from(d);
     }
-    Some(out)
+    Some(v)
 }
 
 impl fmt::Display for EventId {

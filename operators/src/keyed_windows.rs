@@ -37,6 +37,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -87,6 +88,29 @@ pub trait KeyedWindows<'scope> {
 /// rather than a `u128` keep the map slot 8-byte aligned.)
 type KeyHash = [u64; 2];
 
+/// Keys are already uniform hashes: hash them by passing their first word through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u64; 2]` hashes as its 16 raw bytes: fold them in a word at a time.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+}
+
+type KeyMap = HashMap<KeyHash, Key, BuildHasherDefault<PassThrough>>;
+
 struct Key {
     state: WindowState,
     rule: u32,
@@ -122,7 +146,7 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                 let mut tracker = WatermarkTracker::new(default_lateness_ms, lateness_ms);
                 let mut pending: HashMap<String, BTreeMap<(i64, EventId, u64), Hit>> =
                     HashMap::new();
-                let mut keys: HashMap<KeyHash, Key> = HashMap::new();
+                let mut keys: KeyMap = KeyMap::default();
                 let mut tenants: Vec<String> = Vec::new();
                 let mut seq = 0u64;
                 let mut epochs_done = 0u64;
@@ -164,7 +188,14 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             }
                             seq += 1;
                             let k = (h.ts, EventId::new(&h.event_id), seq);
-                            pending.entry(h.tenant.clone()).or_default().insert(k, h);
+                            match pending.get_mut(&h.tenant) {
+                                Some(q) => {
+                                    q.insert(k, h);
+                                }
+                                None => {
+                                    pending.entry(h.tenant.clone()).or_default().insert(k, h);
+                                }
+                            }
                         }
                         for s in &epoch.summaries {
                             tracker.apply(s);
@@ -276,7 +307,7 @@ fn drain(
     tenant: &str,
     wm: i64,
     pending: &mut HashMap<String, BTreeMap<(i64, EventId, u64), Hit>>,
-    keys: &mut HashMap<KeyHash, Key>,
+    keys: &mut KeyMap,
     tenants: &mut Vec<String>,
     specs: &[WindowSpec],
     fired: &mut impl FnMut(Firing),
@@ -288,7 +319,7 @@ fn drain(
         if entry.key().0 >= wm {
             break;
         }
-        let h = entry.remove();
+        let ((_, id, _), h) = entry.remove_entry();
         let spec = &specs[h.rule as usize];
         let tenant_idx = match tenants.iter().position(|t| t == &h.tenant) {
             Some(i) => i,
@@ -306,7 +337,7 @@ fn drain(
             .distinct
             .as_deref()
             .map(|v| xxhash_rust::xxh3::xxh3_128(v.as_bytes()));
-        if let Some(f) = key.state.add(spec, h.ts, &h.event_id, distinct) {
+        if let Some(f) = key.state.add(spec, h.ts, id, distinct) {
             fired(Firing {
                 rule: h.rule,
                 tenant: h.tenant,
@@ -326,12 +357,7 @@ fn drain(
     }
 }
 
-fn evict(
-    keys: &mut HashMap<KeyHash, Key>,
-    tenants: &[String],
-    tracker: &WatermarkTracker,
-    specs: &[WindowSpec],
-) {
+fn evict(keys: &mut KeyMap, tenants: &[String], tracker: &WatermarkTracker, specs: &[WindowSpec]) {
     let wms: Vec<i64> = tenants.iter().map(|t| tracker.watermark(t)).collect();
     keys.retain(|_, k| {
         !k.state
@@ -339,7 +365,7 @@ fn evict(
     });
 }
 
-fn note_size(keys: &HashMap<KeyHash, Key>, st: &mut WindowStats) {
+fn note_size(keys: &KeyMap, st: &mut WindowStats) {
     st.keys = keys.len();
     if keys.len() <= st.peak_keys {
         return;

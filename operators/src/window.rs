@@ -107,7 +107,7 @@ impl WindowState {
         &mut self,
         spec: &WindowSpec,
         ts: i64,
-        id: &str,
+        id: EventId,
         distinct: Option<u128>,
     ) -> Option<Fired> {
         match spec.kind {
@@ -115,7 +115,7 @@ impl WindowState {
                 return Some(Fired {
                     value: 1,
                     start: ts,
-                    events: vec![id.to_owned()],
+                    events: vec![id.to_string()],
                     event_count: 1,
                 });
             }
@@ -135,7 +135,7 @@ impl WindowState {
             // growth to four slots would double a quiet key's state.
             self.recent.reserve_exact(1);
         }
-        self.recent.push_back((ts, EventId::new(id)));
+        self.recent.push_back((ts, id));
         if self.recent.len() > spec.max_refs.max(1)
             && let Some((old_ts, _)) = self.recent.pop_front()
         {
@@ -264,7 +264,10 @@ mod tests {
         times
             .iter()
             .enumerate()
-            .filter_map(|(i, &t)| s.add(spec, t, &format!("e{i:03}"), None).map(|f| (t, f)))
+            .filter_map(|(i, &t)| {
+                s.add(spec, t, EventId::new(&format!("e{i:03}")), None)
+                    .map(|f| (t, f))
+            })
             .collect()
     }
 
@@ -345,24 +348,34 @@ mod tests {
             ..spec(WindowKind::Sliding, 3, 10 * MIN)
         };
         let mut st = WindowState::default();
-        assert!(st.add(&s, 0, "a", Some(1)).is_none());
-        assert!(st.add(&s, 1, "b", Some(1)).is_none());
-        assert!(st.add(&s, 2, "c", Some(2)).is_none());
-        let f = st.add(&s, 3, "d", Some(3)).unwrap();
+        assert!(st.add(&s, 0, EventId::new("a"), Some(1)).is_none());
+        assert!(st.add(&s, 1, EventId::new("b"), Some(1)).is_none());
+        assert!(st.add(&s, 2, EventId::new("c"), Some(2)).is_none());
+        let f = st.add(&s, 3, EventId::new("d"), Some(3)).unwrap();
         assert_eq!((f.value, f.event_count, f.start), (3, 4, 0));
         // Value 1 was last seen at 1: at 10m + 1 it has left the window; 2 and 3 remain.
         let mut st2 = WindowState::default();
         for (t, v) in [(0, 1), (1, 1), (2, 2), (3, 3)] {
-            st2.add(&WindowSpec { min: 99, ..s }, t, "x", Some(v));
+            st2.add(&WindowSpec { min: 99, ..s }, t, EventId::new("x"), Some(v));
         }
         assert!(
-            st2.add(&WindowSpec { min: 4, ..s }, 10 * MIN + 1, "y", Some(4))
-                .is_none()
+            st2.add(
+                &WindowSpec { min: 4, ..s },
+                10 * MIN + 1,
+                EventId::new("y"),
+                Some(4)
+            )
+            .is_none()
         );
         // The same moment again: 2, 3 and 4 are in the window.
         assert!(
-            st2.add(&WindowSpec { min: 3, ..s }, 10 * MIN + 1, "z", Some(4))
-                .is_some()
+            st2.add(
+                &WindowSpec { min: 3, ..s },
+                10 * MIN + 1,
+                EventId::new("z"),
+                Some(4)
+            )
+            .is_some()
         );
     }
 
@@ -370,10 +383,10 @@ mod tests {
     fn expiry_is_invisible() {
         let s = spec(WindowKind::Sliding, 2, 5 * MIN);
         let mut st = WindowState::default();
-        assert!(st.add(&s, 0, "a", None).is_none());
+        assert!(st.add(&s, 0, EventId::new("a"), None).is_none());
         assert!(!st.expired(&s, 5 * MIN - 1));
         assert!(st.expired(&s, 5 * MIN));
-        let f = st.add(&s, 1, "b", None);
+        let f = st.add(&s, 1, EventId::new("b"), None);
         assert!(f.is_some());
         // Suppressed until 5m + 1: not expired before that.
         assert!(!st.expired(&s, 5 * MIN));
@@ -384,7 +397,12 @@ mod tests {
     fn state_for_a_quiet_key_is_small() {
         let s = spec(WindowKind::Sliding, 10, 5 * MIN);
         let mut st = WindowState::default();
-        st.add(&s, 0, "0190f6b2-7c1e-7a3b-9f00-0123456789ab", None);
+        st.add(
+            &s,
+            0,
+            EventId::new("0190f6b2-7c1e-7a3b-9f00-0123456789ab"),
+            None,
+        );
         assert_eq!(st.heap_bytes(), 32);
         assert!(
             size_of::<WindowState>() <= 64,

@@ -1,0 +1,43 @@
+# Vigil's front end. `make test` is what CI runs (.ci/run calls it).
+
+CARGO ?= cargo
+EVENTS ?= 3000000
+
+.PHONY: all build test lint fmt fmt-check clippy rules-test bench quickstart clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## test: formatting, lints, then every test (unit, rule cases, engine properties, end to end)
+test: fmt-check clippy
+	$(CARGO) test --workspace
+
+## lint: formatting and clippy, warnings are errors
+lint: fmt-check clippy
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## rules-test: the rule test cases beside every shipped rule
+rules-test:
+	$(CARGO) run -q -p vigil-cli -- test rules cli/tests/semantics
+
+## bench: engine vs the hand-written baseline at 1 and 2 workers (see docs/benchmarks.md)
+bench:
+	bash benches/run.sh --events $(EVENTS)
+
+## quickstart: the README's first command
+quickstart:
+	$(CARGO) run -q -p vigil-cli --release -- run --rules rules --input examples/auth.jsonl
+
+clean:
+	$(CARGO) clean
+	rm -rf var
