@@ -338,11 +338,18 @@ impl Checker<'_> {
                 "windows longer than 30d are not supported: state must stay bounded",
             );
         }
+        // Sliding windows stay quiet for one window length after firing. A tumbling window fires
+        // at most once per window by construction, and the next window may fire as soon as its
+        // own threshold is met, so its default suppression adds nothing.
+        let default_suppress = match w.window_kind {
+            WindowKind::Sliding => w.window.value,
+            WindowKind::Tumbling => 0,
+        };
         let suppress_ms = match suppress {
-            None => w.window.value,
+            None => default_suppress,
             Some(s) if s.value > MAX_WINDOW_MS => {
                 self.err(s.span, "suppression longer than 30d is not supported");
-                w.window.value
+                default_suppress
             }
             Some(s) => s.value,
         };

@@ -80,7 +80,9 @@ pub struct AggregatePlan {
     pub window: WindowKind,
     /// Window length in milliseconds.
     pub window_ms: u64,
-    /// After firing, a group stays quiet until event time reaches alert time + this.
+    /// After firing, a group stays quiet until event time reaches alert time + this (default:
+    /// the window length for sliding windows, 0 for tumbling windows, which fire at most once
+    /// per window anyway).
     pub suppress_ms: u64,
 }
 
