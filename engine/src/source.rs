@@ -12,7 +12,8 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::{Scope, StreamVec};
-use vigil_model::{TenantId, is_valid_tenant, time::parse_rfc3339};
+use vigil_model::time::{epoch_millis, parse_rfc3339};
+use vigil_model::{TenantId, is_valid_tenant};
 use vigil_operators::lateness::EventTimes;
 use vigil_operators::{EpochSummary, Hit};
 use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
@@ -351,19 +352,21 @@ impl Parser {
                     "event has no @timestamp".to_owned(),
                 ));
             }
-            Some(Val::Num(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => *n as i64,
-            Some(v) => match v.as_str().and_then(parse_rfc3339) {
-                Some(ts) => ts,
-                None => {
-                    return Err((
+            Some(v) => {
+                let ts = match v {
+                    Val::Num(n) => epoch_millis(*n),
+                    _ => v.as_str().and_then(parse_rfc3339),
+                };
+                ts.ok_or_else(|| {
+                    (
                         RejectReason::InvalidTimestamp,
                         format!(
                             "@timestamp {} is neither RFC 3339 nor epoch milliseconds",
                             show(v)
                         ),
-                    ));
-                }
-            },
+                    )
+                })?
+            }
         };
         Ok((tenant, ts))
     }

@@ -83,6 +83,12 @@ pub fn format_rfc3339_millis(ms: i64) -> String {
     )
 }
 
+/// Epoch milliseconds from a JSON number: whole and within ±2^53 (exact in a double), else
+/// `None`.
+pub fn epoch_millis(n: f64) -> Option<i64> {
+    (n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0).then_some(n as i64)
+}
+
 /// The current wall-clock time in epoch milliseconds.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
@@ -184,6 +190,15 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn epoch_millis_must_be_whole_and_exact() {
+        assert_eq!(epoch_millis(1_796_032_800_123.0), Some(1_796_032_800_123));
+        assert_eq!(epoch_millis(-5.0), Some(-5));
+        assert_eq!(epoch_millis(1.5), None);
+        assert_eq!(epoch_millis(1e300), None);
+        assert_eq!(epoch_millis(f64::NAN), None);
     }
 
     #[test]

@@ -21,7 +21,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use vigil_bench::{MAX_EPOCH_MS, MIN_EPOCH_MS, format_rfc3339_ms, parse_rfc3339_ms};
+use vigil_model::time::{
+    epoch_millis, format_rfc3339_millis as format_rfc3339_ms, parse_rfc3339 as parse_rfc3339_ms,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,11 +73,9 @@ impl<'de> Deserialize<'de> for Ts {
                     .ok_or_else(|| E::custom("invalid RFC 3339 timestamp"))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ts, E> {
-                if (MIN_EPOCH_MS..=MAX_EPOCH_MS).contains(&v) {
-                    Ok(Ts(v))
-                } else {
-                    Err(E::custom("epoch milliseconds out of range"))
-                }
+                epoch_millis(v as f64)
+                    .map(Ts)
+                    .ok_or_else(|| E::custom("epoch milliseconds out of range"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ts, E> {
                 self.visit_i64(

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use vigil_bench::{parse_rfc3339_ms, write_rfc3339_ms};
+use vigil_model::time::{format_rfc3339_millis, parse_rfc3339};
 
 /// The engine's default allowed lateness; the jitter must stay below it.
 const DEFAULT_LATENESS_MS: u64 = 10_000;
@@ -299,7 +299,7 @@ impl Gen {
         let out = &mut self.line;
         out.clear();
         out.extend_from_slice(b"{\"@timestamp\":\"");
-        write_rfc3339_ms(out, ts);
+        out.extend_from_slice(format_rfc3339_millis(ts).as_bytes());
         out.extend_from_slice(b"\",\"tenant_id\":");
         push_str(out, &self.tenants[tenant]);
         out.extend_from_slice(b",\"schema_version\":1,\"event\":{\"id\":");
@@ -497,7 +497,7 @@ fn main() -> Result<()> {
     if args.ips > 254 * 256 {
         bail!("--ips must be at most {}", 254 * 256);
     }
-    let start_ms = parse_rfc3339_ms(&args.start)
+    let start_ms = parse_rfc3339(&args.start)
         .context("--start must be RFC 3339, e.g. 2026-11-30T00:00:00Z")?;
     let span_ms = (args.events as f64 * 1000.0 / args.rate).ceil() as i64;
 
