@@ -98,12 +98,7 @@ fn walk(p: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
         }
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-        .with_context(|| format!("failed to list {}", p.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for e in entries {
+    for e in crate::load::sorted_dir(p)? {
         if !(e.is_dir() && e.extension().is_some_and(|x| x == "tests")) {
             walk(&e, out)?;
         }
@@ -112,12 +107,8 @@ fn walk(p: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
 }
 
 fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("failed to list {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    v.sort();
+    let mut v = crate::load::sorted_dir(dir)?;
+    v.retain(|p| p.extension().is_some_and(|e| e == "json"));
     Ok(v)
 }
 

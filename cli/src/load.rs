@@ -60,12 +60,7 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         out.push(p.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-        .with_context(|| format!("failed to list rule directory {}", p.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for e in entries {
+    for e in sorted_dir(p)? {
         if e.is_dir() {
             collect(&e, out)?;
         } else if e.extension().is_some_and(|x| x == "rule") {
@@ -73,4 +68,14 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The entries of a directory, sorted, so that rule sets and test runs load in a stable order.
+pub fn sorted_dir(p: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+        .with_context(|| format!("failed to list directory {}", p.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
 }
