@@ -279,3 +279,37 @@ fn derived_event_ids_are_stable_and_positional() {
             .all(|i| i.len() == 32 && i.bytes().all(|c| c.is_ascii_hexdigit()))
     );
 }
+
+#[test]
+fn many_tenants_each_alert_on_their_own() {
+    // 300 tenants, each with the same user name failing nine times, interleaved; only tenants
+    // whose id ends in 7 get a tenth failure. No tenant's events may count for another.
+    let mut lines = Vec::new();
+    for i in 0..10 {
+        for t in 0..300 {
+            if i == 9 && t % 10 != 7 {
+                continue;
+            }
+            lines.push(format!(
+                r#"{{"@timestamp":{},"tenant_id":"tenant_{t}","user":{{"name":"alice"}},"event":{{"id":"t{t}-{i}","category":["authentication"],"outcome":"failure"}}}}"#,
+                T0 + i * 1_000
+            ));
+        }
+    }
+    let (alerts, rejects, _) = run(MemorySource::from_lines("m", &lines, 256), 2, 10_000);
+    assert!(rejects.is_empty());
+    let tenants: BTreeSet<String> = alerts.iter().map(|a| a.tenant_id.to_string()).collect();
+    let want: BTreeSet<String> = (0..300)
+        .filter(|t| t % 10 == 7)
+        .map(|t| format!("tenant_{t}"))
+        .collect();
+    assert_eq!(tenants, want);
+    for a in &alerts {
+        assert_eq!(a.value, 10.0);
+        assert!(
+            a.events
+                .iter()
+                .all(|e| e.starts_with(&format!("t{}-", &a.tenant_id.as_str()[7..])))
+        );
+    }
+}

@@ -15,7 +15,7 @@ use timely::dataflow::{Scope, StreamVec};
 use vigil_model::time::{epoch_millis, parse_rfc3339};
 use vigil_model::{TenantId, is_valid_tenant};
 use vigil_operators::lateness::EventTimes;
-use vigil_operators::{EpochSummary, Hit};
+use vigil_operators::{EpochSummary, Hit, TenantIndex};
 use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use crate::decode::{Decoded, Val};
@@ -186,7 +186,7 @@ impl Parser {
     fn chunk(&mut self, chunk: Chunk) -> (Vec<Hit>, ParsedChunk, EpochSummary) {
         let rules = Arc::clone(&self.ctx.rules);
         let mut hits = Vec::new();
-        let mut tenants: Vec<String> = Vec::new();
+        let mut tenants = TenantIndex::default();
         let mut maxima: Vec<i64> = Vec::new();
         let mut events = Vec::new();
         let mut lines = 0u64;
@@ -219,14 +219,10 @@ impl Parser {
                 }
             };
             let (tenant, ts) = event;
-            let ti = match tenants.iter().position(|t| t == tenant) {
-                Some(i) => i,
-                None => {
-                    tenants.push(tenant.to_owned());
-                    maxima.push(i64::MIN);
-                    tenants.len() - 1
-                }
-            };
+            let ti = tenants.index(tenant) as usize;
+            if ti == maxima.len() {
+                maxima.push(i64::MIN);
+            }
             let prior_max = maxima[ti];
             maxima[ti] = prior_max.max(ts);
             events.push(EventMeta {
@@ -270,12 +266,12 @@ impl Parser {
                 let rule_idx = ri as u32;
                 hits.push(Hit {
                     epoch: chunk.seq,
-                    route: route(&tenants[ti], rule_idx, &group),
+                    route: route(tenants.name(ti as u32), rule_idx, &group),
                     rule: rule_idx,
                     source: chunk.source,
                     ts,
                     prior_max,
-                    tenant: tenants[ti].clone(),
+                    tenant: tenants.name(ti as u32).to_owned(),
                     event_id: id,
                     group,
                     distinct,
@@ -293,7 +289,7 @@ impl Parser {
         let summary = EpochSummary {
             epoch: chunk.seq,
             source: chunk.source,
-            tenants: tenants.iter().cloned().zip(maxima).collect(),
+            tenants: tenants.names().iter().cloned().zip(maxima).collect(),
             wall_ms: chunk.wall_ms,
         };
         let parsed = ParsedChunk {
@@ -301,7 +297,7 @@ impl Parser {
             source: chunk.source,
             offset: chunk.offset,
             data: chunk.data,
-            tenants,
+            tenants: tenants.into_names(),
             events,
         };
         (hits, parsed, summary)

@@ -36,7 +36,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
@@ -47,6 +47,7 @@ use timely::progress::frontier::MutableAntichain;
 
 use crate::event_id::EventId;
 use crate::records::{EpochSummary, Firing, Hit};
+use crate::tenants::TenantIndex;
 use crate::watermark::WatermarkTracker;
 use crate::window::{WindowKind, WindowSpec, WindowState};
 
@@ -147,7 +148,7 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                 let mut pending: HashMap<String, BTreeMap<(i64, EventId, u64), Hit>> =
                     HashMap::new();
                 let mut keys: KeyMap = KeyMap::default();
-                let mut tenants: Vec<String> = Vec::new();
+                let mut tenants = TenantIndex::default();
                 let mut seq = 0u64;
                 let mut epochs_done = 0u64;
                 move |(hits_in, hits_frontier), (sum_in, sum_frontier), output| {
@@ -172,7 +173,8 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         }
                         let epoch = entry.remove();
                         let mut st = stats.borrow_mut();
-                        let mut touched: Vec<String> = Vec::new();
+                        // Tenants whose watermark may have moved in this epoch.
+                        let mut touched: BTreeSet<String> = BTreeSet::new();
                         for h in epoch.hits {
                             if tracker.is_late(h.source, &h.tenant, h.ts, h.prior_max) {
                                 *st.late.entry((h.rule, h.tenant)).or_default() += 1;
@@ -184,7 +186,7 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                                 continue;
                             }
                             if !touched.contains(&h.tenant) {
-                                touched.push(h.tenant.clone());
+                                touched.insert(h.tenant.clone());
                             }
                             seq += 1;
                             let k = (h.ts, EventId::new(&h.event_id), seq);
@@ -201,14 +203,14 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             tracker.apply(s);
                             for (t, _) in &s.tenants {
                                 if !touched.contains(t) {
-                                    touched.push(t.clone());
+                                    touched.insert(t.clone());
                                 }
                             }
                             if s.wall_ms.is_some() {
                                 // Idleness may have moved any tenant of this source.
                                 for t in pending.keys() {
                                     if !touched.contains(t) {
-                                        touched.push(t.clone());
+                                        touched.insert(t.clone());
                                     }
                                 }
                             }
@@ -308,7 +310,7 @@ fn drain(
     wm: i64,
     pending: &mut HashMap<String, BTreeMap<(i64, EventId, u64), Hit>>,
     keys: &mut KeyMap,
-    tenants: &mut Vec<String>,
+    tenants: &mut TenantIndex,
     specs: &[WindowSpec],
     fired: &mut impl FnMut(Firing),
 ) {
@@ -321,17 +323,11 @@ fn drain(
         }
         let ((_, id, _), h) = entry.remove_entry();
         let spec = &specs[h.rule as usize];
-        let tenant_idx = match tenants.iter().position(|t| t == &h.tenant) {
-            Some(i) => i,
-            None => {
-                tenants.push(h.tenant.clone());
-                tenants.len() - 1
-            }
-        };
+        let tenant_idx = tenants.index(&h.tenant);
         let key = keys.entry(key_hash(&h)).or_insert_with(|| Key {
             state: WindowState::default(),
             rule: h.rule,
-            tenant: u32::try_from(tenant_idx).unwrap_or(u32::MAX),
+            tenant: tenant_idx,
         });
         let distinct = h
             .distinct
@@ -357,8 +353,17 @@ fn drain(
     }
 }
 
-fn evict(keys: &mut KeyMap, tenants: &[String], tracker: &WatermarkTracker, specs: &[WindowSpec]) {
-    let wms: Vec<i64> = tenants.iter().map(|t| tracker.watermark(t)).collect();
+fn evict(
+    keys: &mut KeyMap,
+    tenants: &TenantIndex,
+    tracker: &WatermarkTracker,
+    specs: &[WindowSpec],
+) {
+    let wms: Vec<i64> = tenants
+        .names()
+        .iter()
+        .map(|t| tracker.watermark(t))
+        .collect();
     keys.retain(|_, k| {
         !k.state
             .expired(&specs[k.rule as usize], wms[k.tenant as usize])

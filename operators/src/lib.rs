@@ -17,6 +17,7 @@ pub mod event_id;
 pub mod keyed_windows;
 pub mod lateness;
 pub mod records;
+pub mod tenants;
 pub mod watermark;
 pub mod window;
 
@@ -24,5 +25,6 @@ pub use event_id::EventId;
 pub use keyed_windows::KeyedWindows;
 pub use lateness::Lateness;
 pub use records::{EpochSummary, Firing, Hit};
+pub use tenants::TenantIndex;
 pub use watermark::WatermarkTracker;
 pub use window::{WindowSpec, WindowState};
