@@ -2,7 +2,7 @@
 # Vigil benchmark: engine (1 and 2 workers) against the single-threaded baseline,
 # on generated workloads at three failure ratios, with an exact alert comparison.
 #
-#   benches/run.sh [--events N] [--seed S] [--baseline-only]
+#   benches/run.sh [--events N] [--seed S] [--repeat R] [--baseline-only]
 #
 # Data and results go to ${VIGIL_BENCH_DIR:-var/bench}. Generated files are kept
 # and reused; their name encodes the generator flags. Results: results.md there.
@@ -16,6 +16,7 @@ usage() {
 
 EVENTS=3000000
 SEED=42
+REPEAT=3
 BASELINE_ONLY=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -23,6 +24,8 @@ while [[ $# -gt 0 ]]; do
         --events=*) EVENTS="${1#*=}"; shift ;;
         --seed) SEED="$2"; shift 2 ;;
         --seed=*) SEED="${1#*=}"; shift ;;
+        --repeat) REPEAT="$2"; shift 2 ;;
+        --repeat=*) REPEAT="${1#*=}"; shift ;;
         --baseline-only) BASELINE_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -30,6 +33,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$EVENTS" =~ ^[0-9]+$ ]] || { echo "run.sh: --events must be an integer" >&2; exit 2; }
 [[ "$SEED" =~ ^[0-9]+$ ]] || { echo "run.sh: --seed must be an integer" >&2; exit 2; }
+[[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --repeat must be a positive integer" >&2; exit 2; }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BENCH_DIR="${VIGIL_BENCH_DIR:-var/bench}"
@@ -75,6 +79,8 @@ state_bytes_per_key() {
     printf '%s' "${v:--}"
 }
 
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 fmt_rate() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
 ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
@@ -140,32 +146,40 @@ for ratio in "${RATIOS[@]}"; do
     fi
     stem="$BENCH_DIR/out-${ratio}-n${EVENTS}-s${SEED}"
 
-    echo "== [$ratio] baseline" >&2
-    timed baseline "$stem.baseline.err" "$BASE" --input "$data" --output "$stem.baseline.jsonl"
-    b_wall=$WALL b_rss=$RSS
-    grep '^baseline:' "$stem.baseline.err" | tail -n 1 >&2
-    b_eps=$(rate "$b_wall")
+    # REPEAT interleaved rounds of (baseline, engine w1, engine w2); each program's median wall
+    # time is reported, which tames the VM's run-to-run noise without hiding it.
+    declare -A walls=() rss=() bpk=()
+    for ((rep = 1; rep <= REPEAT; rep++)); do
+        echo "== [$ratio] round $rep/$REPEAT: baseline" >&2
+        timed baseline "$stem.baseline.err" "$BASE" --input "$data" --output "$stem.baseline.jsonl"
+        walls[b]+="$WALL " rss[b]=$(max "${rss[b]:-0}" "$RSS")
+        grep '^baseline:' "$stem.baseline.err" | tail -n 1 >&2
+        [[ "$BASELINE_ONLY" == 1 ]] && continue
+        for w in 1 2; do
+            echo "== [$ratio] round $rep/$REPEAT: engine --workers $w" >&2
+            rm -f "$stem.w$w.jsonl"
+            timed "engine w$w" "$stem.w$w.err" \
+                "$VIGIL" run --rules "$RULES" --input "$data" --output "$stem.w$w.jsonl" --workers "$w"
+            if [[ ! -f "$stem.w$w.jsonl" ]]; then
+                echo "run.sh: engine (workers $w) exited 0 but wrote no $stem.w$w.jsonl" >&2
+                exit 1
+            fi
+            walls[$w]+="$WALL " rss[$w]=$(max "${rss[$w]:-0}" "$RSS")
+            bpk[$w]=$(state_bytes_per_key "$stem.w$w.err")
+            echo "   wall_s=$WALL rss_kib=$RSS" >&2
+        done
+    done
+    b_eps=$(rate "$(median ${walls[b]})")
+    b_rss=${rss[b]}
     b_alerts=$(grep -c . "$stem.baseline.jsonl" || true)
-
     if [[ "$BASELINE_ONLY" == 1 ]]; then
         ROWS+=("| $ratio | $(fmt_rate "$b_eps") | - | - | - | - | $(mib "$b_rss")/-/- | $b_alerts | - |")
+        unset walls rss bpk
         continue
     fi
-
-    declare -A eps=() rss=() bpk=()
+    declare -A eps=()
     for w in 1 2; do
-        echo "== [$ratio] engine --workers $w" >&2
-        rm -f "$stem.w$w.jsonl"
-        timed "engine w$w" "$stem.w$w.err" \
-            "$VIGIL" run --rules "$RULES" --input "$data" --output "$stem.w$w.jsonl" --workers "$w"
-        if [[ ! -f "$stem.w$w.jsonl" ]]; then
-            echo "run.sh: engine (workers $w) exited 0 but wrote no $stem.w$w.jsonl" >&2
-            exit 1
-        fi
-        eps[$w]=$(rate "$WALL")
-        rss[$w]=$RSS
-        bpk[$w]=$(state_bytes_per_key "$stem.w$w.err")
-        echo "   wall_s=$WALL rss_kib=$RSS events/s=${eps[$w]}" >&2
+        eps[$w]=$(rate "$(median ${walls[$w]})")
     done
     for w in 1 2; do
         echo "== [$ratio] comparing baseline and engine w$w alerts" >&2
@@ -175,7 +189,7 @@ for ratio in "${RATIOS[@]}"; do
         }
     done
     ROWS+=("| $ratio | $(fmt_rate "$b_eps") | $(fmt_rate "${eps[1]}") | $(ratio_of "${eps[1]}" "$b_eps") | $(fmt_rate "${eps[2]}") | $(ratio_of "${eps[2]}" "$b_eps") | $(mib "$b_rss")/$(mib "${rss[1]}")/$(mib "${rss[2]}") | $n | ${bpk[1]}/${bpk[2]} |")
-    unset eps rss bpk
+    unset eps walls rss bpk
 done
 
 {
@@ -184,7 +198,7 @@ done
     echo "- events per file: $EVENTS (seed $SEED, vigil-gen defaults otherwise); rules: $RULES"
     echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)'); date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "- one interleaved pass (baseline, engine w1, engine w2 per ratio); ev/s = events / wall time of the whole process"
+    echo "- $REPEAT interleaved rounds (baseline, engine w1, engine w2) per ratio; ev/s = events / median wall time of the whole process"
     echo
     echo "$HEADER"
     echo "$SEP"
