@@ -3,16 +3,27 @@
 CARGO ?= cargo
 EVENTS ?= 3000000
 
-.PHONY: all build test lint fmt fmt-check clippy rules-test bench quickstart clean
+.PHONY: all build test lint fmt fmt-check clippy rules-test bench quickstart services-up services-down services-status clean
 
 all: build
 
 build:
 	$(CARGO) build --workspace --all-targets
 
-## test: formatting, lints, then every test (unit, rule cases, engine properties, end to end)
-test: fmt-check clippy
+## test: formatting, lints, dev services, then every test (unit, rule cases, engine
+## properties, integration tests against NATS and Postgres, end to end)
+test: fmt-check clippy services-up
 	$(CARGO) test --workspace
+
+## services-up: install and start NATS (JetStream) and PostgreSQL on loopback, data in var/
+services-up:
+	bash scripts/services.sh up
+
+services-down:
+	bash scripts/services.sh down
+
+services-status:
+	bash scripts/services.sh status
 
 ## lint: formatting and clippy, warnings are errors
 lint: fmt-check clippy
@@ -38,6 +49,6 @@ bench:
 quickstart:
 	$(CARGO) run -q -p vigil-cli --release -- run --rules rules --input examples/auth.jsonl
 
-clean:
+clean: services-down
 	$(CARGO) clean
 	rm -rf var
