@@ -102,7 +102,7 @@ max_payload: 8MB
 jetstream {
     store_dir: "$NATS_DIR/data"
     max_memory_store: 256MB
-    max_file_store: 8GB
+    max_file_store: 16GB
     sync_interval: 1s
 }
 CONF
