@@ -146,6 +146,7 @@ write_env() {
     cat >"$VAR/services.env" <<ENV
 VIGIL_NATS_URL=nats://127.0.0.1:$NATS_PORT
 VIGIL_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+VIGIL_NATS_BIN=$NATS_BIN
 ENV
 }
 

@@ -6,6 +6,7 @@
 //! own clients after that and never before. Every message carries `Nats-Msg-Id`, so a retried
 //! publish inside the stream's duplicate window is stored once.
 
+pub mod dev;
 pub mod names;
 pub mod publish;
 pub mod streams;

@@ -15,6 +15,8 @@ pub struct Outgoing {
     pub msg_id: String,
     /// The message body.
     pub payload: Bytes,
+    /// Extra headers (`Vigil-Source-Type`, …).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// Why a batch was not fully stored.
@@ -59,9 +61,12 @@ impl Publisher {
         let mut acks = FuturesUnordered::new();
         let mut errors: Vec<String> = Vec::new();
         for m in batch {
-            let publish = PublishMessage::build()
+            let mut publish = PublishMessage::build()
                 .payload(m.payload)
                 .message_id(&m.msg_id);
+            for (name, value) in m.headers {
+                publish = publish.header(name, value.as_str());
+            }
             match self.js.send_publish(m.subject, publish).await {
                 Ok(ack) => acks.push(tokio::time::timeout(self.ack_timeout, ack.into_future())),
                 Err(e) => errors.push(e.to_string()),

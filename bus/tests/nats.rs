@@ -9,24 +9,13 @@ use futures::StreamExt;
 use vigil_bus::{Outgoing, Publisher, StreamChange, StreamsConfig, Subject, ensure_streams};
 use vigil_model::TenantId;
 
-fn nats_url() -> String {
-    if let Ok(u) = std::env::var("VIGIL_NATS_URL") {
-        return u;
-    }
-    let env = concat!(env!("CARGO_MANIFEST_DIR"), "/../var/services.env");
-    let text = std::fs::read_to_string(env).unwrap_or_else(|_| {
-        panic!("{env} missing: start the dev services with `make services-up`")
-    });
-    text.lines()
-        .find_map(|l| l.strip_prefix("VIGIL_NATS_URL="))
-        .expect("VIGIL_NATS_URL in services.env")
-        .to_owned()
-}
-
 async fn js() -> jetstream::Context {
-    vigil_bus::connect(&nats_url(), Duration::from_secs(5))
-        .await
-        .expect("NATS must be running: `make services-up`")
+    vigil_bus::connect(
+        &vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("NATS must be running: `make services-up`")
 }
 
 /// A tenant id unique to this test run, so runs against a long-lived server do not interfere.
@@ -138,6 +127,7 @@ async fn publishes_are_acknowledged_deduplicated_and_kept_per_tenant() {
                 subject: Subject::RawEvents.for_tenant(t),
                 msg_id: format!("{t}-{i}"),
                 payload: format!(r#"{{"n":{i}}}"#).into(),
+                headers: vec![("Vigil-Source-Type", "ecs".to_owned())],
             })
             .collect()
     };
@@ -170,6 +160,11 @@ async fn publishes_are_acknowledged_deduplicated_and_kept_per_tenant() {
         while let Some(m) = msgs.next().await {
             let m = m.unwrap();
             assert_eq!(Subject::RawEvents.tenant_of(&m.subject), Some(t.clone()));
+            let headers = m.headers.as_ref().unwrap();
+            assert_eq!(
+                headers.get("Vigil-Source-Type").map(|v| v.as_str()),
+                Some("ecs")
+            );
             got += 1;
         }
         assert_eq!(got, n, "{t}");
@@ -185,6 +180,7 @@ async fn publishing_to_a_subject_without_a_stream_fails_instead_of_hanging() {
             subject: "no.stream.here".into(),
             msg_id: "x".into(),
             payload: "{}".into(),
+            headers: Vec::new(),
         }])
         .await
         .unwrap_err();

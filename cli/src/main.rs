@@ -39,6 +39,18 @@ enum Command {
     /// Run the test cases beside rule files (`NAME.tests/*.json` next to `NAME.rule`); exit 1
     /// if any fails.
     Test(CheckArgs),
+    /// Serve the ingest API: authenticated events over HTTP into NATS JetStream.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// The server's TOML configuration (see examples/api.toml).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Check the configuration and exit, without starting or connecting to anything.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +98,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
         Command::Test(args) => test(args),
+        Command::Ingest(args) => ingest(args),
     };
     match result {
         Ok(code) => code,
@@ -108,6 +121,33 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn ingest(args: IngestArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("failed to read {}", args.config.display()))?;
+    let config: vigil_api::ApiConfig = toml::from_str(&text)
+        .with_context(|| format!("invalid configuration {}", args.config.display()))?;
+    config.validate()?;
+    if args.check {
+        eprintln!("{}: ok", args.config.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(vigil_api::serve(config))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test(args: CheckArgs) -> Result<ExitCode> {
