@@ -254,7 +254,8 @@ pub fn prepare(
                         continue;
                     }
                 };
-                if let Err((reason, message)) = check_event(&mut obj, tenant, ingested_at, skew_ms) {
+                if let Err((reason, message)) = check_event(&mut obj, tenant, ingested_at, skew_ms)
+                {
                     reject(i, reason, message);
                     continue;
                 }

@@ -5,7 +5,8 @@
 //!   `?source_type=` or `X-Vigil-Source-Type` (default `ecs`);
 //! - `GET /healthz` — the process is up;
 //! - `GET /readyz` — NATS is connected (503 otherwise);
-//! - `GET /metrics` — Prometheus text format.
+//! - `GET /metrics` — Prometheus text format;
+//! - `GET /openapi.json` — the API reference, `docs/api/openapi.json`.
 
 pub mod auth;
 pub mod config;
@@ -106,6 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -137,6 +139,13 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The OpenAPI document of this API.
+pub const OPENAPI_JSON: &str = include_str!("../../docs/api/openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -668,3 +668,65 @@ async fn nats_down_gives_503_and_readiness_fails() {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_status() {
+    let f = fixture().await;
+    let resp = router(Arc::clone(&f.state))
+        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for (path, method) in [
+        ("/v1/ingest/events", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+        let probe = Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let status = router(Arc::clone(&f.state))
+            .oneshot(probe)
+            .await
+            .unwrap()
+            .status();
+        assert_ne!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{method} {path} is documented but not routed"
+        );
+    }
+    let ingest = &doc["paths"]["/v1/ingest/events"]["post"]["responses"];
+    for code in ["202", "400", "401", "403", "413", "429", "503"] {
+        assert!(ingest[code].is_object(), "status {code} is not documented");
+    }
+    let reasons = &doc["components"]["schemas"]["IngestResult"]["properties"]["errors"]["items"]["properties"]
+        ["reason"]["enum"];
+    for r in [
+        "invalid_json",
+        "tenant_mismatch",
+        "missing_timestamp",
+        "invalid_timestamp",
+        "future_timestamp",
+        "oversize",
+    ] {
+        assert!(
+            reasons.as_array().unwrap().iter().any(|v| v == r),
+            "reason {r} is not documented"
+        );
+    }
+}

@@ -41,6 +41,30 @@ enum Command {
     Test(CheckArgs),
     /// Serve the ingest API: authenticated events over HTTP into NATS JetStream.
     Ingest(IngestArgs),
+    /// Mint an HS256 token for local development and tests (never for production).
+    DevToken(DevTokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct DevTokenArgs {
+    /// Environment variable holding the shared secret (as in the server's `secret_env`).
+    #[arg(long, default_value = "VIGIL_DEV_JWT_SECRET")]
+    secret_env: String,
+    /// The tenant the token is for.
+    #[arg(long)]
+    tenant: TenantId,
+    /// platform_admin, tenant_admin, soc_analyst or auditor.
+    #[arg(long, default_value = "tenant_admin")]
+    role: String,
+    /// `iss` claim.
+    #[arg(long, default_value = "https://idp.vigil.local")]
+    issuer: String,
+    /// `aud` claim.
+    #[arg(long, default_value = "vigil")]
+    audience: String,
+    /// Lifetime.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: u64,
 }
 
 #[derive(Args, Debug)]
@@ -99,6 +123,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Test(args) => test(args),
         Command::Ingest(args) => ingest(args),
+        Command::DevToken(args) => dev_token(args),
     };
     match result {
         Ok(code) => code,
@@ -121,6 +146,23 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn dev_token(args: DevTokenArgs) -> Result<ExitCode> {
+    let secret = std::env::var(&args.secret_env)
+        .with_context(|| format!("environment variable {} is not set", args.secret_env))?;
+    let exp =
+        vigil_model::time::now_millis() / 1000 + i64::try_from(args.ttl / 1000).unwrap_or(i64::MAX);
+    let claims = serde_json::json!({
+        "sub": "vigil-dev-token", "iss": args.issuer, "aud": args.audience, "exp": exp,
+        "tenant_id": args.tenant.as_str(), "role": args.role,
+    });
+    let key =
+        jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).context("invalid secret")?;
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
+        .context("failed to sign token")?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ingest(args: IngestArgs) -> Result<ExitCode> {

@@ -100,14 +100,25 @@ dlq = {{ max_age = "4d", max_bytes = 268435456 }}
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let claims = serde_json::json!({"sub": "e2e", "iss": "https://idp.test", "aud": "vigil",
-        "exp": vigil_model::time::now_millis() / 1000 + 300, "tenant_id": tenant, "role": "tenant_admin"});
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "dev-token",
+            "--secret-env",
+            "E2E_JWT_SECRET",
+            "--tenant",
+            &tenant,
+            "--issuer",
+            "https://idp.test",
+        ])
+        .env("E2E_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let now = vigil_model::time::format_rfc3339_millis(vigil_model::time::now_millis());
     let body: String = (0..10)
         .map(|i| format!("{{\"@timestamp\":\"{now}\",\"user\":{{\"name\":\"alice\"}},\"event\":{{\"id\":\"e2e-{i}\",\"outcome\":\"failure\"}}}}\n"))
