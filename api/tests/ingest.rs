@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_nats::jetstream;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use futures::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -45,7 +44,7 @@ fn config(nats_url: String, a: &TenantId, b: &TenantId, limits: Limits) -> ApiCo
     ApiConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         nats_url,
-        streams: small_streams(),
+        streams: vigil_bus::dev::small_streams(),
         jwt: JwtConfig {
             issuer: "https://idp.test".into(),
             audience: "vigil".into(),
@@ -95,20 +94,6 @@ fn config(nats_url: String, a: &TenantId, b: &TenantId, limits: Limits) -> ApiCo
             },
         ],
         limits,
-    }
-}
-
-fn small_streams() -> vigil_bus::StreamsConfig {
-    let small = |days: u64| vigil_bus::Retention {
-        max_age: Duration::from_secs(86_400 * days),
-        max_bytes: 256 << 20,
-    };
-    vigil_bus::StreamsConfig {
-        raw: small(1),
-        normalized: small(2),
-        alerts: small(3),
-        dlq: small(4),
-        ..Default::default()
     }
 }
 
@@ -187,34 +172,16 @@ async fn post(
 
 /// Every message stored for one tenant's raw subject.
 async fn stored(js: &jetstream::Context, t: &TenantId) -> Vec<Value> {
-    let stream = js.get_stream("RAW").await.unwrap();
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: vigil_bus::Subject::RawEvents.for_tenant(t),
-            ..Default::default()
-        })
+    let msgs = vigil_bus::dev::read_subject(js, "RAW", vigil_bus::Subject::RawEvents.for_tenant(t))
         .await
         .unwrap();
-    let mut out = Vec::new();
-    loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(5_000)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .unwrap();
-        let before = out.len();
-        while let Some(m) = batch.next().await {
-            let m = m.unwrap();
-            out.push(serde_json::from_slice(&m.payload).unwrap_or(Value::String(
+    msgs.iter()
+        .map(|m| {
+            serde_json::from_slice(&m.payload).unwrap_or(Value::String(
                 String::from_utf8_lossy(&m.payload).into_owned(),
-            )));
-        }
-        if out.len() == before {
-            return out;
-        }
-    }
+            ))
+        })
+        .collect()
 }
 
 fn failures(user: &str, n: usize) -> Vec<Value> {

@@ -22,3 +22,54 @@ pub fn setting(key: &str) -> Result<String, String> {
         .map(str::to_owned)
         .ok_or_else(|| format!("{key} is not in {}", env.display()))
 }
+
+/// Stream limits sized for the dev server and tests (JetStream reserves `max_bytes` against its
+/// file store, so the production-sized defaults of several test runs would not fit).
+pub fn small_streams() -> crate::StreamsConfig {
+    let small = |days: u64| crate::Retention {
+        max_age: std::time::Duration::from_secs(86_400 * days),
+        max_bytes: 256 << 20,
+    };
+    crate::StreamsConfig {
+        raw: small(1),
+        normalized: small(2),
+        alerts: small(3),
+        dlq: small(4),
+        ..crate::StreamsConfig::default()
+    }
+}
+
+/// Every message stored on `subject` in `stream`, read with a throwaway consumer (for tests and
+/// inspection; it stops at the first empty fetch).
+pub async fn read_subject(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subject: String,
+) -> Result<Vec<async_nats::jetstream::Message>, String> {
+    use futures::StreamExt;
+    let s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let c = s
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: subject,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    loop {
+        let mut batch = c
+            .fetch()
+            .max_messages(5_000)
+            .expires(std::time::Duration::from_millis(400))
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
+        let before = out.len();
+        while let Some(m) = batch.next().await {
+            out.push(m.map_err(|e| e.to_string())?);
+        }
+        if out.len() == before {
+            return Ok(out);
+        }
+    }
+}

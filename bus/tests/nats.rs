@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use vigil_bus::{Outgoing, Publisher, StreamChange, StreamsConfig, Subject, ensure_streams};
 use vigil_model::TenantId;
 
@@ -27,19 +26,8 @@ fn tenant(name: &str) -> TenantId {
     TenantId::parse(&format!("{name}_{}_{nanos}", std::process::id())).unwrap()
 }
 
-/// Limits sized for the dev server (JetStream reserves `max_bytes` against its file store).
 fn test_config() -> StreamsConfig {
-    let small = |days: u64| vigil_bus::Retention {
-        max_age: Duration::from_secs(86_400 * days),
-        max_bytes: 256 << 20,
-    };
-    StreamsConfig {
-        raw: small(1),
-        normalized: small(2),
-        alerts: small(3),
-        dlq: small(4),
-        ..StreamsConfig::default()
-    }
+    vigil_bus::dev::small_streams()
 }
 
 // Stream tests share the four stream names, so they run one at a time.
@@ -139,35 +127,19 @@ async fn publishes_are_acknowledged_deduplicated_and_kept_per_tenant() {
     publisher.publish_all(batch(&b, 7)).await.unwrap();
 
     // A consumer filtered on one tenant's subject sees exactly that tenant's messages.
-    let stream = js.get_stream("RAW").await.unwrap();
     for (t, n) in [(&a, 500), (&b, 7)] {
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::Config {
-                filter_subject: Subject::RawEvents.for_tenant(t),
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
+        let msgs = vigil_bus::dev::read_subject(&js, "RAW", Subject::RawEvents.for_tenant(t))
             .await
             .unwrap();
-        let mut got = 0;
-        let mut msgs = consumer
-            .fetch()
-            .max_messages(1_000)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await
-            .unwrap();
-        while let Some(m) = msgs.next().await {
-            let m = m.unwrap();
+        assert_eq!(msgs.len(), n, "{t}");
+        for m in &msgs {
             assert_eq!(Subject::RawEvents.tenant_of(&m.subject), Some(t.clone()));
             let headers = m.headers.as_ref().unwrap();
             assert_eq!(
                 headers.get("Vigil-Source-Type").map(|v| v.as_str()),
                 Some("ecs")
             );
-            got += 1;
         }
-        assert_eq!(got, n, "{t}");
     }
 }
 
