@@ -6,7 +6,7 @@
 //! - Every stored event has an `event.id`: the client's, or a UUIDv7 assigned here before it is
 //!   stored — or, with an `Idempotency-Key`, an id derived from the tenant, the key and the
 //!   event's position, so that a retried request yields the same ids.
-//! - Each event is published with `Nats-Msg-Id` = its id; the response (202, or 400 when some
+//! - Each event is published with `Nats-Msg-Id` = `{tenant}:{event id}`; the response (202, or 400 when some
 //!   events were rejected) is sent only after JetStream acknowledged every publish. If NATS
 //!   fails mid-request the answer is 503 and a retry stores each event once.
 //! - `sent = accepted + rejected`: every event of a request is either acknowledged or listed in
@@ -26,41 +26,17 @@ use vigil_model::time::{epoch_millis, format_rfc3339_millis, now_millis, parse_r
 use crate::config::Limits;
 use crate::error::ApiError;
 
-/// Source types the ingest API accepts, and how their bodies are read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceType {
-    /// Canonical ECS-style JSON events.
-    Ecs,
-    /// Text lines (syslog, OpenSSH auth logs), one event per line.
-    Syslog,
-}
+pub use vigil_normalize::SourceType;
 
-impl SourceType {
-    /// Every source type, as named in requests.
-    pub const ALL: [(&'static str, SourceType); 2] =
-        [("ecs", SourceType::Ecs), ("syslog", SourceType::Syslog)];
-
-    /// Looks a source type up by name.
-    pub fn parse(s: &str) -> Result<SourceType, ApiError> {
-        SourceType::ALL
-            .iter()
-            .find(|(n, _)| *n == s)
-            .map(|(_, t)| *t)
-            .ok_or_else(|| {
-                let names: Vec<&str> = SourceType::ALL.iter().map(|(n, _)| *n).collect();
-                ApiError::BadRequest(format!(
-                    "unknown source type `{s}`: available source types are {}",
-                    names.join(", ")
-                ))
-            })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            SourceType::Ecs => "ecs",
-            SourceType::Syslog => "syslog",
-        }
-    }
+/// Looks a source type up by name, with an error that lists the valid ones.
+pub fn parse_source_type(s: &str) -> Result<SourceType, ApiError> {
+    SourceType::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = SourceType::ALL.iter().map(|(n, _)| *n).collect();
+        ApiError::BadRequest(format!(
+            "unknown source type `{s}`: available source types are {}",
+            names.join(", ")
+        ))
+    })
 }
 
 /// Why one event of a request was rejected.
@@ -207,8 +183,8 @@ pub fn prepare(
         });
     };
     let received;
-    match source {
-        SourceType::Syslog => {
+    if source.is_line_based() {
+        {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
             let lines: Vec<&str> = text
@@ -230,13 +206,14 @@ pub fn prepare(
                 let id = assign_id(tenant, idempotency_key, i);
                 messages.push(Outgoing {
                     subject: subject.clone(),
-                    msg_id: id.clone(),
+                    msg_id: vigil_bus::msg_id(tenant, &id),
                     payload: Bytes::copy_from_slice(line.as_bytes()),
                     headers: headers(Some(("Vigil-Event-Id", id))),
                 });
             }
         }
-        SourceType::Ecs => {
+    } else {
+        {
             let events = split_json(body, ndjson)?;
             check_count(events.len(), limits)?;
             received = events.len();
@@ -254,20 +231,32 @@ pub fn prepare(
                         continue;
                     }
                 };
-                if let Err((reason, message)) = check_event(&mut obj, tenant, ingested_at, skew_ms)
-                {
+                // Canonical events are checked here in full; other formats keep their own shape
+                // (the normalizer maps and checks them) and only their tenant is checked.
+                let checked = if source == SourceType::Ecs {
+                    check_event(&mut obj, tenant, ingested_at, skew_ms)
+                } else {
+                    check_tenant(&obj, tenant)
+                };
+                if let Err((reason, message)) = checked {
                     reject(i, reason, message);
                     continue;
                 }
-                let id = match event_id(&obj) {
-                    Some(id) => id.to_owned(),
+                let value = Value::Object(obj);
+                let (id, extra) = match vigil_normalize::source_event_id(source, &value) {
+                    Some(id) => (id, None),
                     None => {
                         let id = assign_id(tenant, idempotency_key, i);
-                        set_event_id(&mut obj, &id);
-                        id
+                        (id.clone(), Some(("Vigil-Event-Id", id)))
                     }
                 };
-                let payload = Value::Object(obj).to_string();
+                let mut value = value;
+                if source == SourceType::Ecs
+                    && let (Some((_, id)), Some(obj)) = (&extra, value.as_object_mut())
+                {
+                    set_event_id(obj, id);
+                }
+                let payload = value.to_string();
                 if payload.len() > limits.max_event_bytes {
                     reject(
                         i,
@@ -278,9 +267,9 @@ pub fn prepare(
                 }
                 messages.push(Outgoing {
                     subject: subject.clone(),
-                    msg_id: id,
+                    msg_id: vigil_bus::msg_id(tenant, &id),
                     payload: payload.into(),
-                    headers: headers(None),
+                    headers: headers(extra),
                 });
             }
         }
@@ -302,6 +291,18 @@ fn check_count(n: usize, limits: &Limits) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A `tenant_id` in the body must be the token's.
+fn check_tenant(obj: &Map<String, Value>, tenant: &TenantId) -> Result<(), (&'static str, String)> {
+    match obj.get("tenant_id") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(t)) if t == tenant.as_str() => Ok(()),
+        Some(other) => Err((
+            "tenant_mismatch",
+            format!("event tenant_id {other} differs from the token's tenant `{tenant}`"),
+        )),
+    }
+}
+
 /// Tenant and timestamp checks of one canonical event; fills a missing `tenant_id`.
 fn check_event(
     obj: &mut Map<String, Value>,
@@ -309,18 +310,14 @@ fn check_event(
     now: i64,
     skew_ms: i64,
 ) -> Result<(), (&'static str, String)> {
-    match obj.get("tenant_id") {
-        None | Some(Value::Null) => {
-            obj.insert("tenant_id".into(), Value::String(tenant.to_string()));
-        }
-        Some(Value::String(t)) if t == tenant.as_str() => {}
-        Some(other) => {
-            return Err((
-                "tenant_mismatch",
-                format!("event tenant_id {other} differs from the token's tenant `{tenant}`"),
-            ));
-        }
-    }
+    check_tenant(obj, tenant)?;
+    obj.entry("tenant_id")
+        .and_modify(|v| {
+            if v.is_null() {
+                *v = Value::String(tenant.to_string());
+            }
+        })
+        .or_insert_with(|| Value::String(tenant.to_string()));
     let ts = match obj.get("@timestamp") {
         None | Some(Value::Null) => {
             return Err(("missing_timestamp", "event has no @timestamp".into()));
@@ -348,15 +345,6 @@ fn check_event(
     Ok(())
 }
 
-/// `event.id`, nested or as a flat key.
-fn event_id(obj: &Map<String, Value>) -> Option<&str> {
-    obj.get("event")
-        .and_then(|e| e.get("id"))
-        .or_else(|| obj.get("event.id"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
 fn set_event_id(obj: &mut Map<String, Value>, id: &str) {
     let event = obj
         .entry("event")
@@ -378,6 +366,13 @@ mod tests {
 
     fn acme() -> TenantId {
         TenantId::parse("acme").unwrap()
+    }
+
+    /// The event id inside a tenant-scoped message id.
+    fn id_of(m: &Outgoing) -> &str {
+        m.msg_id
+            .strip_prefix("acme:")
+            .expect("message ids are scoped by tenant")
     }
 
     fn ts_now() -> String {
@@ -435,7 +430,7 @@ mod tests {
             let v: Value = serde_json::from_slice(&m.payload).unwrap();
             assert_eq!(v["tenant_id"], "acme");
             assert_eq!(m.subject, "raw.events.acme");
-            assert_eq!(v["event"]["id"], m.msg_id.as_str());
+            assert_eq!(v["event"]["id"], id_of(m));
         }
         let reasons: Vec<(usize, &str)> = p.errors.iter().map(|e| (e.index, e.reason)).collect();
         assert_eq!(reasons, [(2, "tenant_mismatch"), (3, "tenant_mismatch")]);
@@ -449,8 +444,8 @@ mod tests {
             t = ts_now()
         );
         let a = prepare(&acme(), SourceType::Ecs, body.as_bytes(), true, None, &l).unwrap();
-        assert_eq!(a.messages[0].msg_id, "mine");
-        let v7 = uuid::Uuid::parse_str(&a.messages[1].msg_id).unwrap();
+        assert_eq!(id_of(&a.messages[0]), "mine");
+        let v7 = uuid::Uuid::parse_str(id_of(&a.messages[1])).unwrap();
         assert_eq!(v7.get_version_num(), 7);
         let k1 = prepare(
             &acme(),
@@ -479,10 +474,10 @@ mod tests {
             &l,
         )
         .unwrap();
-        assert_eq!(k1.messages[1].msg_id, k2.messages[1].msg_id);
-        assert_ne!(k1.messages[1].msg_id, k3.messages[1].msg_id);
+        assert_eq!(id_of(&k1.messages[1]), id_of(&k2.messages[1]));
+        assert_ne!(id_of(&k1.messages[1]), id_of(&k3.messages[1]));
         assert_eq!(
-            uuid::Uuid::parse_str(&k1.messages[1].msg_id)
+            uuid::Uuid::parse_str(id_of(&k1.messages[1]))
                 .unwrap()
                 .get_version_num(),
             8
@@ -511,22 +506,22 @@ mod tests {
     }
 
     #[test]
-    fn syslog_lines_get_ids_in_a_header() {
+    fn sshd_lines_get_ids_in_a_header() {
         let l = Limits::default();
         let body = b"Nov 30 10:00:00 host sshd[1]: Failed password for root from 203.0.113.5 port 22 ssh2\n\n second line\n";
-        let p = prepare(&acme(), SourceType::Syslog, body, false, None, &l).unwrap();
+        let p = prepare(&acme(), SourceType::Sshd, body, false, None, &l).unwrap();
         assert_eq!(p.received, 2);
         let id = p.messages[0]
             .headers
             .iter()
             .find(|(k, _)| *k == "Vigil-Event-Id")
             .unwrap();
-        assert_eq!(id.1, p.messages[0].msg_id);
+        assert_eq!(id.1, id_of(&p.messages[0]));
         assert!(
             p.messages[0]
                 .headers
                 .iter()
-                .any(|(k, v)| *k == "Vigil-Source-Type" && v == "syslog")
+                .any(|(k, v)| *k == "Vigil-Source-Type" && v == "sshd")
         );
     }
 
@@ -552,10 +547,49 @@ mod tests {
         let p = prepare(&acme(), SourceType::Ecs, big.as_bytes(), false, None, &l).unwrap();
         assert_eq!(p.errors[0].reason, "oversize");
         assert!(
-            SourceType::parse("cloudtrail")
+            parse_source_type("cloudtrial")
                 .unwrap_err()
                 .to_string()
-                .contains("available source types are ecs, syslog")
+                .contains("available source types are ecs, ocsf, udm, sshd, windows, cloudtrail")
         );
+    }
+
+    #[test]
+    fn other_json_formats_keep_their_shape_and_their_own_ids() {
+        let l = Limits::default();
+        let with_id = r#"{"eventVersion":"1.08","eventTime":"2026-11-30T10:00:00Z","eventID":"ct-1","eventName":"ConsoleLogin"}"#;
+        let without = r#"{"eventVersion":"1.08","eventTime":"2026-11-30T10:00:00Z","eventName":"ConsoleLogin"}"#;
+        let other_tenant = r#"{"eventID":"ct-2","tenant_id":"globex"}"#;
+        let body = format!("{with_id}\n{without}\n{other_tenant}\n");
+        let p = prepare(
+            &acme(),
+            SourceType::CloudTrail,
+            body.as_bytes(),
+            true,
+            None,
+            &l,
+        )
+        .unwrap();
+        assert_eq!(p.messages.len(), 2);
+        assert_eq!(id_of(&p.messages[0]), "ct-1");
+        let stored: Value = serde_json::from_slice(&p.messages[0].payload).unwrap();
+        assert_eq!(
+            stored,
+            serde_json::from_str::<Value>(with_id).unwrap(),
+            "stored as sent"
+        );
+        assert!(
+            !p.messages[0]
+                .headers
+                .iter()
+                .any(|(k, _)| *k == "Vigil-Event-Id")
+        );
+        let assigned = p.messages[1]
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "Vigil-Event-Id")
+            .unwrap();
+        assert_eq!(assigned.1, id_of(&p.messages[1]));
+        assert_eq!(p.errors[0].reason, "tenant_mismatch");
     }
 }

@@ -29,7 +29,7 @@ use vigil_bus::Publisher;
 
 pub use config::ApiConfig;
 use error::ApiError;
-use ingest::{IngestResult, SourceType};
+use ingest::IngestResult;
 
 /// Shared state of the server.
 pub struct AppState {
@@ -209,7 +209,7 @@ async fn handle_ingest(
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| "ecs".to_owned());
-    let source = SourceType::parse(&source_name)?;
+    let source = ingest::parse_source_type(&source_name)?;
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

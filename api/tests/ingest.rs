@@ -487,7 +487,7 @@ async fn gzip_size_limits_and_idempotent_retries() {
 }
 
 #[tokio::test]
-async fn syslog_lines_are_stored_raw_with_ids() {
+async fn sshd_lines_are_stored_raw_with_ids() {
     let f = fixture().await;
     let body = "Nov 30 10:00:00 bastion sshd[811]: Failed password for invalid user admin from 203.0.113.9 port 50522 ssh2\nNov 30 10:00:01 bastion sshd[811]: Accepted publickey for deploy from 10.0.0.5 port 40000 ssh2\n";
     let (s, v, _) = post(
@@ -496,7 +496,7 @@ async fn syslog_lines_are_stored_raw_with_ids() {
         body,
         &[
             ("content-type", "text/plain"),
-            ("x-vigil-source-type", "syslog"),
+            ("x-vigil-source-type", "sshd"),
         ],
     )
     .await;
@@ -521,7 +521,7 @@ async fn syslog_lines_are_stored_raw_with_ids() {
         v["message"]
             .as_str()
             .unwrap()
-            .contains("available source types are ecs, syslog"),
+            .contains("available source types are ecs, ocsf, udm, sshd, windows, cloudtrail"),
         "{v}"
     );
 }
@@ -696,4 +696,28 @@ async fn the_openapi_document_lists_every_route_and_status() {
             "reason {r} is not documented"
         );
     }
+}
+
+#[tokio::test]
+async fn the_same_event_id_in_two_tenants_is_two_events() {
+    // JetStream deduplicates by message id across a whole stream; ids are scoped by tenant so
+    // that one tenant cannot suppress another's events by reusing their ids.
+    let f = fixture().await;
+    let ev =
+        json!([{"@timestamp": format_rfc3339_millis(now_millis()), "event": {"id": "shared-id"}}])
+            .to_string();
+    let (s, v, _) = post(&f.state, Some(&good(&f.a)), ev.clone(), &[]).await;
+    assert_eq!(
+        (s, v["duplicates"].as_u64()),
+        (StatusCode::ACCEPTED, Some(0)),
+        "{v}"
+    );
+    let (s, v, _) = post(&f.state, Some(&good(&f.b)), ev, &[]).await;
+    assert_eq!(
+        (s, v["duplicates"].as_u64()),
+        (StatusCode::ACCEPTED, Some(0)),
+        "{v}"
+    );
+    assert_eq!(stored(&f.js, &f.a).await.len(), 1);
+    assert_eq!(stored(&f.js, &f.b).await.len(), 1);
 }

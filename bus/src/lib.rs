@@ -3,8 +3,9 @@
 //!
 //! Delivery contract: [`publish::Publisher::publish_all`] returns only when JetStream has
 //! acknowledged every message (stored to the stream's file storage), so callers answer their
-//! own clients after that and never before. Every message carries `Nats-Msg-Id`, so a retried
-//! publish inside the stream's duplicate window is stored once.
+//! own clients after that and never before. Every message carries `Nats-Msg-Id` (scoped by
+//! tenant, [`msg_id`]), so a retried publish inside the stream's duplicate window is stored
+//! once, and one tenant's ids can never suppress another's events.
 
 pub mod dev;
 pub mod names;
@@ -13,7 +14,7 @@ pub mod streams;
 
 use std::time::Duration;
 
-pub use names::Subject;
+pub use names::{Subject, msg_id};
 pub use publish::{Outgoing, PublishError, Published, Publisher};
 pub use streams::{Retention, StreamChange, StreamsConfig, ensure_streams};
 

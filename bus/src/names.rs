@@ -68,6 +68,14 @@ impl Subject {
     }
 }
 
+/// The `Nats-Msg-Id` of a tenant's message. JetStream deduplicates by message id across the
+/// whole stream, whatever the subject, so an unscoped event id chosen by one tenant could make
+/// another tenant's event with the same id look like a duplicate and be dropped. Scoping the
+/// id by tenant keeps deduplication inside the tenant.
+pub fn msg_id(tenant: &TenantId, id: &str) -> String {
+    format!("{}:{id}", tenant.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +92,16 @@ mod tests {
         assert_eq!(Subject::DlqEvents.for_tenant(&acme), "dlq.events.acme");
         assert_eq!(Subject::DlqAlerts.stream(), "DLQ");
         assert_eq!(Subject::RawEvents.all_tenants(), "raw.events.*");
+    }
+
+    #[test]
+    fn message_ids_are_scoped_by_tenant() {
+        let (a, b) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("globex").unwrap(),
+        );
+        assert_eq!(msg_id(&a, "e1"), "acme:e1");
+        assert_ne!(msg_id(&a, "e1"), msg_id(&b, "e1"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 pub struct Outgoing {
     /// Subject (from [`crate::Subject::for_tenant`]).
     pub subject: String,
-    /// `Nats-Msg-Id`: the event id (or a per-request id), so retries dedupe.
+    /// `Nats-Msg-Id`, from [`crate::msg_id`] (tenant-scoped), so retries dedupe.
     pub msg_id: String,
     /// The message body.
     pub payload: Bytes,

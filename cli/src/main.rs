@@ -41,8 +41,32 @@ enum Command {
     Test(CheckArgs),
     /// Serve the ingest API: authenticated events over HTTP into NATS JetStream.
     Ingest(IngestArgs),
+    /// Normalize raw events: RAW → NORMALIZED (canonical events) and DLQ (rejects, with reasons).
+    Normalize(NormalizeArgs),
     /// Mint an HS256 token for local development and tests (never for production).
     DevToken(DevTokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct NormalizeArgs {
+    /// NATS server URL.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Durable consumer name on RAW; normalizers sharing a name share the work.
+    #[arg(long, default_value = "normalizer")]
+    consumer: String,
+    /// Only these tenants (repeatable; default every tenant).
+    #[arg(long = "tenant", value_name = "ID")]
+    tenants: Vec<TenantId>,
+    /// Messages per fetch.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Events more than this far ahead of their ingest time are rejected (future_timestamp).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DUR")]
+    max_clock_skew: u64,
+    /// Stop when RAW has nothing left for this consumer, instead of waiting for more.
+    #[arg(long)]
+    until_idle: bool,
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +147,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Test(args) => test(args),
         Command::Ingest(args) => ingest(args),
+        Command::Normalize(args) => normalize(args),
         Command::DevToken(args) => dev_token(args),
     };
     match result {
@@ -165,6 +190,63 @@ fn dev_token(args: DevTokenArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}
+
+fn normalize(args: NormalizeArgs) -> Result<ExitCode> {
+    init_logs();
+    let config = vigil_normalize::service::ServiceConfig {
+        consumer: args.consumer,
+        batch: args.batch,
+        tenants: args.tenants,
+        options: vigil_normalize::Options {
+            max_clock_skew_ms: i64::try_from(args.max_clock_skew).unwrap_or(i64::MAX),
+        },
+        ..Default::default()
+    };
+    let stats = runtime()?.block_on(async {
+        let js = vigil_bus::connect(&args.nats, std::time::Duration::from_secs(5)).await?;
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        anyhow::Ok(vigil_normalize::service::run(&js, &config, args.until_idle, stop).await?)
+    })?;
+    let rejected: Vec<String> = stats
+        .rejected
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    eprintln!(
+        "vigil normalize: {} consumed, {} normalized ({} already stored), {} rejected{}",
+        stats.consumed,
+        stats.normalized,
+        stats.duplicates,
+        stats.rejected.values().sum::<u64>(),
+        if rejected.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", rejected.join(", "))
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn ingest(args: IngestArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("failed to read {}", args.config.display()))?;
@@ -175,20 +257,8 @@ fn ingest(args: IngestArgs) -> Result<ExitCode> {
         eprintln!("{}: ok", args.config.display());
         return Ok(ExitCode::SUCCESS);
     }
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
-    runtime.block_on(vigil_api::serve(config))?;
+    init_logs();
+    runtime()?.block_on(vigil_api::serve(config))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,6 @@
 //! `vigil ingest` as an operator runs it: a TOML config, the binary listening on a real socket,
-//! a client posting events over HTTP with a bearer token, the events stored in NATS.
+//! a client posting events over HTTP with a bearer token, the events stored in NATS, then
+//! `vigil normalize` turning them into canonical events.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -51,7 +52,11 @@ fn vigil_ingest_serves_authenticated_events_into_nats() {
         .local_addr()
         .unwrap()
         .port();
-    let tenant = format!("e2e_{}", std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let tenant = format!("e2e_{}_{nanos}", std::process::id());
     let dir = std::env::temp_dir().join(format!("vigil-ingest-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("api.toml");
@@ -160,5 +165,56 @@ dlq = {{ max_age = "4d", max_bytes = 268435456 }}
         metrics.contains("vigil_ingest_publish_seconds_count 1"),
         "{metrics}"
     );
+
+    // The normalizer turns the stored raw events into canonical events of the same tenant.
+    let consumer = format!("e2e_{}", std::process::id());
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "normalize",
+            "--until-idle",
+            "--nats",
+            &nats,
+            "--consumer",
+            &consumer,
+            "--tenant",
+            &tenant,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("vigil normalize: 10 consumed, 10 normalized"),
+        "{err}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let normalized = rt.block_on(async {
+        let js = vigil_bus::connect(&nats, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let t = vigil_model::TenantId::parse(&tenant).unwrap();
+        let msgs = vigil_bus::dev::read_subject(
+            &js,
+            "NORMALIZED",
+            vigil_bus::Subject::NormalizedEvents.for_tenant(&t),
+        )
+        .await
+        .unwrap();
+        js.get_stream("RAW")
+            .await
+            .unwrap()
+            .delete_consumer(&consumer)
+            .await
+            .unwrap();
+        msgs
+    });
+    assert_eq!(normalized.len(), 10);
+    let e: serde_json::Value = serde_json::from_slice(&normalized[0].payload).unwrap();
+    assert_eq!(e["tenant_id"], tenant.as_str());
+    assert!(e["event"]["id"].as_str().unwrap().starts_with("e2e-"));
+    assert!(e["event"]["ingested"].is_string());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,0 +1,252 @@
+//! The normalize service: `RAW` → `NORMALIZED` and `DLQ`.
+//!
+//! Delivery contract: a durable pull consumer (`normalizer`, explicit acks) fetches raw events in
+//! batches; every event is normalized or rejected; the normalized events are published to
+//! `normalized.events.{tenant}` with `Nats-Msg-Id` = `{tenant}:{event.id}`, the rejects to
+//! `dlq.events.{tenant}` with their original bytes as the body, the reason in headers and
+//! `Nats-Msg-Id` = `raw:{stream sequence}`. Only when JetStream has acknowledged every publish of
+//! the batch are the raw messages acknowledged. A crash anywhere in between leaves them unacked;
+//! they are redelivered after `ack_wait` and republished with the same ids, which JetStream
+//! deduplicates — nothing lost, nothing doubled. The tenant comes from the raw subject, which
+//! ingest built from the verified token.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use vigil_bus::{Outgoing, Publisher, Subject};
+use vigil_model::TenantId;
+use vigil_model::time::{now_millis, parse_rfc3339};
+
+use crate::{Options, RawEvent, SourceType, normalize};
+
+/// How the service consumes and publishes.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Durable consumer name on `RAW`.
+    pub consumer: String,
+    /// Messages per fetch.
+    pub batch: usize,
+    /// Unacknowledged messages the server lets this consumer hold; bounds memory and the
+    /// replay after a crash.
+    pub max_ack_pending: i64,
+    /// How long a fetched message may stay unacknowledged before the server redelivers it.
+    pub ack_wait: Duration,
+    /// Seconds to wait for each publish acknowledgement.
+    pub publish_timeout: Duration,
+    /// Only these tenants' raw subjects (empty: every tenant). Lets normalizers be sharded by
+    /// tenant.
+    pub tenants: Vec<TenantId>,
+    /// Normalization options.
+    pub options: Options,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            consumer: "normalizer".to_owned(),
+            batch: 1_000,
+            max_ack_pending: 20_000,
+            ack_wait: Duration::from_secs(30),
+            publish_timeout: Duration::from_secs(10),
+            tenants: Vec::new(),
+            options: Options::default(),
+        }
+    }
+}
+
+/// What the service did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Raw messages handled (each acknowledged after its output was stored).
+    pub consumed: u64,
+    /// Events published to `NORMALIZED`.
+    pub normalized: u64,
+    /// Events sent to the DLQ, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Normalized events JetStream already had (a replay after a crash).
+    pub duplicates: u64,
+}
+
+/// Why the service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A JetStream call failed.
+    #[error("normalizer failed to {action}: {message}")]
+    Bus {
+        /// What was attempted.
+        action: &'static str,
+        /// Why it failed.
+        message: String,
+    },
+}
+
+fn bus(action: &'static str) -> impl Fn(&dyn std::fmt::Display) -> ServiceError {
+    move |e| ServiceError::Bus {
+        action,
+        message: e.to_string(),
+    }
+}
+
+/// The durable consumer on `RAW`, created if missing.
+pub async fn consumer(
+    js: &jetstream::Context,
+    config: &ServiceConfig,
+) -> Result<consumer::PullConsumer, ServiceError> {
+    let stream = js
+        .get_stream("RAW")
+        .await
+        .map_err(|e| bus("open stream RAW")(&e))?;
+    stream
+        .get_or_create_consumer(
+            &config.consumer,
+            consumer::pull::Config {
+                durable_name: Some(config.consumer.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: config.max_ack_pending,
+                filter_subject: if config.tenants.is_empty() {
+                    Subject::RawEvents.all_tenants()
+                } else {
+                    String::new()
+                },
+                filter_subjects: config
+                    .tenants
+                    .iter()
+                    .map(|t| Subject::RawEvents.for_tenant(t))
+                    .collect(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| bus("create the normalizer consumer")(&e))
+}
+
+/// Runs until `stop` resolves (or, with `until_idle`, until a fetch comes back empty).
+pub async fn run(
+    js: &jetstream::Context,
+    config: &ServiceConfig,
+    until_idle: bool,
+    stop: impl Future<Output = ()>,
+) -> Result<ServiceStats, ServiceError> {
+    let consumer = consumer(js, config).await?;
+    let publisher = Publisher::new(js.clone(), config.publish_timeout);
+    let mut stats = ServiceStats::default();
+    tokio::pin!(stop);
+    loop {
+        let fetch = consumer
+            .fetch()
+            .max_messages(config.batch)
+            .expires(Duration::from_millis(if until_idle { 500 } else { 5_000 }))
+            .messages();
+        let mut batch = tokio::select! {
+            _ = &mut stop => return Ok(stats),
+            b = fetch => b.map_err(|e| bus("fetch from RAW")(&e))?,
+        };
+        let mut messages = Vec::new();
+        while let Some(m) = batch.next().await {
+            messages.push(m.map_err(|e| bus("receive from RAW")(&e))?);
+        }
+        if messages.is_empty() {
+            if until_idle {
+                return Ok(stats);
+            }
+            continue;
+        }
+        let mut out = Vec::with_capacity(messages.len());
+        let mut normalized = 0;
+        for m in &messages {
+            let (o, reason) = process(m, config);
+            match reason {
+                None => normalized += 1,
+                Some(r) => *stats.rejected.entry(r).or_default() += 1,
+            }
+            out.extend(o);
+        }
+        let published = match publisher.publish_all(out).await {
+            Ok(p) => p,
+            // Nothing of this batch is acknowledged: the server redelivers it after
+            // `ack_wait`, and what was already stored dedupes. Back off and go on.
+            Err(e) if !until_idle => {
+                tracing::warn!(error = %e, "failed to publish a normalized batch; it will be redelivered");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(bus("publish normalized events")(&e)),
+        };
+        // Everything of the batch is stored: now, and only now, the raw messages may go.
+        for m in &messages {
+            m.ack().await.map_err(|e| bus("acknowledge RAW")(&e))?;
+        }
+        stats.consumed += messages.len() as u64;
+        stats.normalized += normalized;
+        stats.duplicates += published.duplicates as u64;
+    }
+}
+
+/// Normalizes one raw message into its output message (normalized or DLQ) and the reject
+/// reason, if any. A message whose subject names no valid tenant cannot be attributed to anyone:
+/// it is acknowledged and logged, never published.
+fn process(
+    m: &jetstream::Message,
+    config: &ServiceConfig,
+) -> (Option<Outgoing>, Option<&'static str>) {
+    let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+    let Some(tenant) = Subject::RawEvents.tenant_of(&m.subject) else {
+        tracing::error!(subject = %m.subject, seq, "raw message on a subject without a valid tenant; dropped");
+        return (None, Some("invalid_subject"));
+    };
+    let header = |name: &str| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let source_name = header("Vigil-Source-Type").unwrap_or_else(|| "ecs".to_owned());
+    let ingested_at = header("Vigil-Ingested-At")
+        .and_then(|t| parse_rfc3339(&t))
+        .unwrap_or_else(now_millis);
+    let event_id = header("Vigil-Event-Id");
+    let result = match SourceType::parse(&source_name) {
+        Some(source_type) => normalize(
+            &RawEvent {
+                tenant: &tenant,
+                source_type,
+                payload: &m.payload,
+                event_id: event_id.as_deref(),
+                ingested_at,
+            },
+            &config.options,
+        ),
+        None => Err(crate::Reject {
+            reason: "unsupported_event",
+            message: format!("unknown source type `{source_name}`"),
+        }),
+    };
+    match result {
+        Ok(n) => (
+            Some(Outgoing {
+                subject: Subject::NormalizedEvents.for_tenant(&tenant),
+                msg_id: vigil_bus::msg_id(&tenant, &n.event_id),
+                payload: n.event.to_string().into(),
+                headers: vec![("Vigil-Source-Type", source_name)],
+            }),
+            None,
+        ),
+        Err(r) => (
+            Some(Outgoing {
+                subject: Subject::DlqEvents.for_tenant(&tenant),
+                msg_id: format!("raw:{seq}"),
+                payload: m.payload.clone(),
+                headers: vec![
+                    ("Vigil-Reject-Reason", r.reason.to_owned()),
+                    ("Vigil-Reject-Message", r.message.replace(['\r', '\n'], " ")),
+                    ("Vigil-Source-Type", source_name),
+                    ("Vigil-Raw-Sequence", seq.to_string()),
+                ],
+            }),
+            Some(r.reason),
+        ),
+    }
+}
