@@ -18,7 +18,7 @@ use crate::names::Subject;
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     /// Messages older than this are removed (`7d`).
-    #[serde(with = "duration")]
+    #[serde(with = "vigil_model::duration::text")]
     pub max_age: Duration,
     /// The oldest messages are removed beyond this many bytes.
     pub max_bytes: i64,
@@ -39,7 +39,7 @@ pub struct StreamsConfig {
     pub dlq: Retention,
     /// Publishes with the same `Nats-Msg-Id` within this window are stored once (client retries
     /// and `Idempotency-Key`s rely on it).
-    #[serde(with = "duration")]
+    #[serde(with = "vigil_model::duration::text")]
     pub duplicate_window: Duration,
     /// Stream replicas (1 on a single node; 3 in a cluster).
     pub replicas: usize,
@@ -200,24 +200,6 @@ fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
         jetstream::context::GetStreamErrorKind::JetStream(j)
             if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
     )
-}
-
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        s.serialize_str(&vigil_model::duration::format_duration(ms))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        vigil_model::parse_duration(&s)
-            .map(Duration::from_millis)
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

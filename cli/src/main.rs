@@ -18,6 +18,7 @@ use vigil_sources::{FileSource, StdinSource};
 
 mod cases;
 mod load;
+mod pipeline;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -103,13 +104,22 @@ struct IngestArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
+    /// A pipeline file (source, rules, engine, sinks; see examples/pipeline.toml) instead of
+    /// the flags below.
+    #[arg(long, short = 'c', value_name = "FILE", conflicts_with_all = ["rules", "input", "output", "workers", "lateness", "tenant", "rejects"])]
+    config: Option<PathBuf>,
     /// Rule files, or directories searched recursively for `*.rule` files.
-    #[arg(long = "rules", short = 'r', required = true, num_args = 1.., value_name = "PATH")]
+    #[arg(long = "rules", short = 'r', required_unless_present = "config", num_args = 1.., value_name = "PATH")]
     rules: Vec<PathBuf>,
     /// Events, one JSON object per line; `-` reads stdin (live: idle tenants advance with the
     /// wall clock).
-    #[arg(long, short = 'i', value_name = "FILE|-")]
-    input: PathBuf,
+    #[arg(
+        long,
+        short = 'i',
+        value_name = "FILE|-",
+        required_unless_present = "config"
+    )]
+    input: Option<PathBuf>,
     /// Where alerts go, one JSON object per line; `-` is stdout.
     #[arg(long, short = 'o', default_value = "-", value_name = "FILE|-")]
     output: PathBuf,
@@ -306,25 +316,105 @@ fn test(args: CheckArgs) -> Result<ExitCode> {
     })
 }
 
-fn run(args: RunArgs) -> Result<ExitCode> {
-    let rules = match load::rules(&args.rules)? {
+/// Loads rules, printing warnings, or prints the errors and returns `None`.
+fn load_rules(paths: &[PathBuf]) -> Result<Option<Arc<vigil_engine::Compiled>>> {
+    Ok(match load::rules(paths)? {
         load::Loaded::Ok { rules, warnings } => {
             eprint!("{warnings}");
-            rules
+            Some(Arc::new(vigil_engine::Compiled::new(&rules)))
         }
         load::Loaded::Failed(text) => {
             eprint!("{text}");
-            return Ok(ExitCode::FAILURE);
+            None
         }
+    })
+}
+
+/// `vigil run --config`: the pipeline file's source, rules, engine and sinks.
+fn run_pipeline(path: &Path) -> Result<ExitCode> {
+    init_logs();
+    let (pipeline, base) = pipeline::Pipeline::load(path)?;
+    let built = pipeline.build(&base)?;
+    let Some(compiled) = load_rules(&built.rules)? else {
+        return Ok(ExitCode::FAILURE);
     };
-    let compiled = Arc::new(vigil_engine::Compiled::new(&rules));
-    let source: Box<dyn EventSource> = if args.input.as_os_str() == "-" {
+    if let Some(stop) = &built.stop {
+        stop_on_signal(Arc::clone(stop))?;
+    }
+    eprintln!(
+        "vigil: {} rules, {} workers, lateness {}, reading {}{}",
+        compiled.len(),
+        built.engine.workers,
+        vigil_model::duration::format_duration(built.engine.lateness_ms),
+        built.describe,
+        built
+            .engine
+            .checkpoint
+            .as_ref()
+            .map(|c| format!(", checkpoints in {}", c.dir.display()))
+            .unwrap_or_default()
+    );
+    let sinks = Sinks {
+        alerts: built.alerts,
+        rejects: built.rejects,
+    };
+    let stats =
+        vigil_engine::run(&built.engine, compiled, built.source, sinks).context("run failed")?;
+    eprint!("{}", summary(&stats));
+    if let Some(js) = &built.jetstream_stats {
+        let js = js.lock().map(|s| s.clone()).unwrap_or_default();
+        eprintln!(
+            "vigil: stream: started at sequence {}, read through {}, acknowledged through {}, {} messages, {} redelivered and skipped, {} checkpoints asked",
+            js.started_at, js.position, js.acked, js.delivered, js.redelivered, js.checkpoints
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sets `stop` on SIGTERM or SIGINT (the source then checkpoints and stops the engine).
+fn stop_on_signal(stop: Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the signal handler")?;
+    std::thread::Builder::new()
+        .name("vigil-signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                eprintln!("vigil: stopping: taking a last checkpoint");
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        })
+        .context("failed to start the signal handler")?;
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    if let Some(config) = &args.config {
+        return run_pipeline(config);
+    }
+    let Some(input) = args.input else {
+        anyhow::bail!("--input is required without --config");
+    };
+    let Some(compiled) = load_rules(&args.rules)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let source: Box<dyn EventSource> = if input.as_os_str() == "-" {
         Box::new(StdinSource)
     } else {
-        if !args.input.is_file() {
-            anyhow::bail!("failed to open input {}: not a file", args.input.display());
+        if !input.is_file() {
+            anyhow::bail!("failed to open input {}: not a file", input.display());
         }
-        Box::new(FileSource::new(&args.input))
+        Box::new(FileSource::new(&input))
     };
     let alerts: Arc<dyn AlertSink> = Arc::new(JsonlAlerts::create(&args.output)?);
     let rejects: Option<Arc<dyn RejectSink>> = match &args.rejects {
@@ -342,7 +432,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         compiled.len(),
         config.workers,
         vigil_model::duration::format_duration(config.lateness_ms),
-        display(&args.input)
+        display(&input)
     );
     let stats = vigil_engine::run(&config, compiled, source, Sinks { alerts, rejects })
         .context("run failed")?;

@@ -67,6 +67,8 @@ pub struct Reject<'a> {
     pub detail: String,
     /// Name of the source (a path, `-` for stdin).
     pub source: &'a str,
+    /// The event's tenant, when the line got far enough to name a valid one.
+    pub tenant: Option<&'a str>,
     /// Byte offset of the line in the source.
     pub offset: u64,
     /// The line as read.
@@ -107,6 +109,28 @@ pub trait ChunkSink {
     /// sources (it drives idleness), `None` for replayed input. Blocks while the engine is busy
     /// (backpressure); returns false when the engine has stopped and the source should stop.
     fn send(&mut self, data: Vec<u8>, offset: u64, wall_ms: Option<i64>) -> bool;
+
+    /// Asks for a checkpoint right after everything sent so far, which ends at `position` of
+    /// the source (for a stream: the sequence of the last message sent). Returns false when
+    /// the engine has stopped or a checkpoint failed; the source should stop.
+    fn checkpoint(&mut self, position: u64) -> bool {
+        let _ = position;
+        true
+    }
+
+    /// The position of the newest durable checkpoint: everything up to it may be acknowledged.
+    fn committed(&self) -> Option<u64> {
+        None
+    }
+
+    /// The position of the checkpoint the engine restored: the source resumes right after it.
+    fn restored(&self) -> Option<u64> {
+        None
+    }
+
+    /// Stops the engine without ending the input: windows are not flushed (the input goes on
+    /// in the stream, and the next run resumes from the newest checkpoint).
+    fn stop(&mut self) {}
 }
 
 /// Why a source stopped early.
@@ -126,4 +150,9 @@ pub trait EventSource: Send {
     fn name(&self) -> &str;
     /// Reads everything, handing chunks to `out`, until the input ends or `out` refuses.
     fn run(self: Box<Self>, out: &mut dyn ChunkSink) -> Result<(), SourceError>;
+    /// Whether the source acknowledges input only behind checkpoints (a stream); the engine
+    /// then requires a checkpoint store.
+    fn needs_checkpoints(&self) -> bool {
+        false
+    }
 }

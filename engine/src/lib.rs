@@ -16,15 +16,18 @@
 //!
 //! The engine does no IO of its own: sources and sinks are plugged in through [`io`].
 
+pub mod checkpoint;
 mod decode;
 pub mod io;
 mod rules;
 mod source;
 mod stats;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,7 +38,11 @@ use timely::scheduling::SyncActivator;
 use vigil_model::TenantId;
 use vigil_model::time::{format_rfc3339_millis, now_millis};
 use vigil_operators::keyed_windows::{WindowStats, WindowStatsHandle};
-use vigil_operators::{KeyedWindows, Lateness};
+use vigil_operators::watermark::WatermarkTracker;
+use vigil_operators::{KeyedWindows, Lateness, WindowsConfig, WindowsSnapshot};
+
+use crate::checkpoint::{Coordinator, ProgressHandle, RuleRef, ToCoordinator};
+pub use checkpoint::{CheckpointConfig, CheckpointError};
 
 pub use io::{
     AlertSink, ChunkSink, EventSource, Reject, RejectReason, RejectSink, SinkError, SourceError,
@@ -60,6 +67,8 @@ pub struct EngineConfig {
     pub default_tenant: Option<TenantId>,
     /// Chunks buffered per worker before the reader blocks.
     pub channel_chunks: usize,
+    /// Where checkpoints are kept; `None` for runs that end with their input (files).
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +78,7 @@ impl Default for EngineConfig {
             lateness_ms: DEFAULT_LATENESS_MS,
             default_tenant: None,
             channel_chunks: 4,
+            checkpoint: None,
         }
     }
 }
@@ -88,6 +98,31 @@ pub enum EngineError {
     /// Bad configuration.
     #[error("invalid engine configuration: {0}")]
     Config(String),
+    /// A checkpoint could not be read.
+    #[error(transparent)]
+    Restore(#[from] CheckpointError),
+    /// A checkpoint could not be committed.
+    #[error("checkpoint failed: {0}")]
+    Checkpoint(String),
+}
+
+/// Sends every snapshot part of this worker whose alerts are all in the sink to the
+/// coordinator, in barrier order.
+fn hand_over(parts: &RefCell<Parts>, alerts_done: u64, worker: usize, tx: &Sender<ToCoordinator>) {
+    let mut parts = parts.borrow_mut();
+    while let Some(entry) = parts.first_entry() {
+        let epoch = *entry.key();
+        if epoch >= alerts_done || entry.get().0.is_none() || entry.get().1.is_none() {
+            return;
+        }
+        let (windows, lateness) = entry.remove();
+        let _ = tx.send(ToCoordinator::Part {
+            epoch,
+            worker,
+            windows: windows.unwrap_or_default(),
+            lateness: lateness.unwrap_or_default(),
+        });
+    }
 }
 
 /// The sinks of a run.
@@ -112,10 +147,20 @@ struct Dispatch {
     activators: Vec<SyncActivator>,
     seq: u64,
     stopped: bool,
+    coordinator: Option<Sender<ToCoordinator>>,
+    progress: ProgressHandle,
+    restored: Option<u64>,
+    abort: Arc<AtomicBool>,
 }
 
-impl ChunkSink for Dispatch {
-    fn send(&mut self, data: Vec<u8>, offset: u64, wall_ms: Option<i64>) -> bool {
+impl Dispatch {
+    fn dispatch(
+        &mut self,
+        data: Vec<u8>,
+        offset: u64,
+        wall_ms: Option<i64>,
+        barrier: bool,
+    ) -> bool {
         if self.stopped {
             return false;
         }
@@ -126,6 +171,7 @@ impl ChunkSink for Dispatch {
             offset,
             data,
             wall_ms,
+            barrier,
         };
         if self.senders[w].send(chunk).is_err() {
             self.stopped = true;
@@ -135,9 +181,62 @@ impl ChunkSink for Dispatch {
         self.seq += 1;
         true
     }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, checkpoint::Progress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
-/// Runs `rules` over `source` until the input ends, then flushes every window.
+impl ChunkSink for Dispatch {
+    fn send(&mut self, data: Vec<u8>, offset: u64, wall_ms: Option<i64>) -> bool {
+        self.dispatch(data, offset, wall_ms, false)
+    }
+
+    fn checkpoint(&mut self, position: u64) -> bool {
+        // Without a store there is nothing to do: sources that need checkpoints are refused
+        // before the run starts.
+        let Some(tx) = &self.coordinator else {
+            return true;
+        };
+        if self.progress().failed.is_some() {
+            self.stopped = true;
+            return false;
+        }
+        let epoch = self.seq;
+        if tx.send(ToCoordinator::Barrier { epoch, position }).is_err() {
+            self.stopped = true;
+            return false;
+        }
+        self.dispatch(Vec::new(), 0, None, true)
+    }
+
+    fn committed(&self) -> Option<u64> {
+        self.progress().committed
+    }
+
+    fn restored(&self) -> Option<u64> {
+        self.restored
+    }
+
+    fn stop(&mut self) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.stopped = true;
+        for a in &self.activators {
+            let _ = a.activate();
+        }
+    }
+}
+
+/// A worker's snapshot parts at one barrier: window state, then the lateness tracker.
+type Parts = BTreeMap<u64, (Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+/// Runs `rules` over `source` until the input ends, then flushes every window — or, when the
+/// source stops the engine ([`ChunkSink::stop`]), until then, without flushing.
+///
+/// With a checkpoint store the run first restores the newest checkpoint (the source resumes
+/// after its position) and commits a checkpoint at every barrier the source asks for.
 pub fn run(
     config: &EngineConfig,
     rules: Arc<Compiled>,
@@ -147,8 +246,68 @@ pub fn run(
     if config.workers == 0 {
         return Err(EngineError::Config("workers must be at least 1".into()));
     }
+    if source.needs_checkpoints() && config.checkpoint.is_none() {
+        return Err(EngineError::Config(format!(
+            "source `{}` acknowledges input only behind checkpoints: configure a state directory",
+            source.name()
+        )));
+    }
     let started = Instant::now();
     let workers = config.workers;
+    let source_name: Arc<str> = source.name().into();
+
+    // Restore.
+    let mut restored = None;
+    if let Some(ck) = &config.checkpoint
+        && let Some((c, path)) = checkpoint::load(&ck.dir, &source_name)?
+    {
+        restored = Some(c.restore(&path, &rules, workers)?);
+    }
+    let restored_position = restored.as_ref().map(|r| r.position);
+    let restored_dropped = restored.as_ref().map_or(0, |r| r.dropped);
+    let next_number = restored.as_ref().map_or(1, |r| r.number + 1);
+    let (restored_windows, restored_lateness) = match restored {
+        Some(r) => (r.windows.into_iter().map(Some).collect(), r.lateness),
+        None => ((0..workers).map(|_| None).collect::<Vec<_>>(), None),
+    };
+    let restored_windows: Arc<Vec<Mutex<Option<WindowsSnapshot>>>> =
+        Arc::new(restored_windows.into_iter().map(Mutex::new).collect());
+
+    // Checkpoint coordinator.
+    let progress = ProgressHandle::default();
+    // The restored checkpoint is committed already.
+    progress
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .committed = restored_position;
+    let (coordinator_tx, coordinator) = match &config.checkpoint {
+        Some(ck) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let c = Coordinator {
+                dir: ck.dir.clone(),
+                source: source_name.to_string(),
+                rules: (0..rules.len() as u32)
+                    .map(|i| RuleRef {
+                        id: rules.rule_id(i).to_owned(),
+                        identity: rules.identity(i),
+                    })
+                    .collect(),
+                workers,
+                next_number,
+                sinks: sinks.clone(),
+                progress: Arc::clone(&progress),
+            };
+            let handle = std::thread::Builder::new()
+                .name("vigil-checkpoint".into())
+                .spawn(move || c.run(rx))
+                .map_err(|e| {
+                    EngineError::Worker(format!("failed to start the checkpoint thread: {e}"))
+                })?;
+            (Some(tx), Some(handle))
+        }
+        None => (None, None),
+    };
+
     let (mut senders, mut receivers) = (Vec::new(), Vec::new());
     for _ in 0..workers {
         let (tx, rx) = sync_channel::<Chunk>(config.channel_chunks.max(1));
@@ -158,8 +317,11 @@ pub fn run(
     let receivers: Arc<Vec<Mutex<Option<Receiver<Chunk>>>>> = Arc::new(receivers);
     let (act_tx, act_rx) = std::sync::mpsc::channel::<(usize, SyncActivator)>();
     let act_tx = Mutex::new(act_tx);
-    let source_name: Arc<str> = source.name().into();
+    let abort = Arc::new(AtomicBool::new(false));
 
+    let reader_coordinator = coordinator_tx.clone();
+    let reader_progress = Arc::clone(&progress);
+    let reader_abort = Arc::clone(&abort);
     let reader = std::thread::Builder::new()
         .name("vigil-reader".into())
         .spawn(move || -> Result<(), SourceError> {
@@ -176,6 +338,10 @@ pub fn run(
                 activators,
                 seq: 0,
                 stopped: false,
+                coordinator: reader_coordinator,
+                progress: reader_progress,
+                restored: restored_position,
+                abort: reader_abort,
             };
             let result = source.run(&mut dispatch);
             let Dispatch {
@@ -200,6 +366,7 @@ pub fn run(
     let default_tenant = config.default_tenant.clone();
     let worker_rules = Arc::clone(&rules);
     let worker_sinks = sinks.clone();
+    let worker_coordinator = Mutex::new(coordinator_tx);
     let guards = timely::execute(timely_config, move |worker| {
         let index = worker.index();
         let rx = receivers[index]
@@ -207,10 +374,22 @@ pub fn run(
             .ok()
             .and_then(|mut r| r.take())
             .unwrap_or_else(|| sync_channel(1).1);
+        let coordinator = worker_coordinator
+            .lock()
+            .ok()
+            .and_then(|c| c.clone());
+        let restore = restored_windows[index].lock().ok().and_then(|mut r| r.take());
         let stats = Rc::new(RefCell::new(WorkerStats::default()));
         let window_stats: WindowStatsHandle = Rc::new(RefCell::new(WindowStats::default()));
+        let parts: Rc<RefCell<Parts>> = Rc::default();
+        let alerts_done: Rc<Cell<u64>> = Rc::new(Cell::new(0));
         let rules = Arc::clone(&worker_rules);
         let sinks = worker_sinks.clone();
+        let abort = Arc::clone(&abort);
+        let mut late_tracker = WatermarkTracker::new(lateness, vec![lateness]);
+        if let Some(t) = restored_lateness.clone() {
+            late_tracker.restore(t);
+        }
         let address = worker.dataflow::<u64, _, _>(|scope| {
             let ctx = SourceCtx {
                 rules: Arc::clone(&rules),
@@ -218,6 +397,7 @@ pub fn run(
                 source_name: Arc::clone(&source_name),
                 rejects: sinks.rejects.clone(),
                 stats: Rc::clone(&stats),
+                abort: Arc::clone(&abort),
             };
             let (hits, chunks, summaries, address) = source::source(scope, rx, ctx);
             let summaries = summaries.broadcast();
@@ -225,10 +405,10 @@ pub fn run(
             let late_stats = Rc::clone(&stats);
             let done_stats = Rc::clone(&stats);
             let late_name = Arc::clone(&source_name);
+            let late_parts = Rc::clone(&parts);
             chunks.lateness(
                 summaries.clone(),
-                lateness,
-                vec![lateness],
+                late_tracker,
                 move |c: &source::ParsedChunk, i| {
                     let Some(sink) = &late_sink else { return };
                     let (line, offset, ts) = c.line(i);
@@ -240,6 +420,7 @@ pub fn run(
                             vigil_model::duration::format_duration(lateness)
                         ),
                         source: &late_name,
+                        tenant: Some(c.tenant(i)),
                         offset,
                         line,
                     };
@@ -248,12 +429,27 @@ pub fn run(
                     }
                 },
                 move |_c, late| done_stats.borrow_mut().late += late,
+                Box::new(move |e, bytes| {
+                    late_parts.borrow_mut().entry(e).or_default().1 = Some(bytes);
+                }),
             );
             let alert_rules = Arc::clone(&rules);
             let alert_stats = Rc::clone(&stats);
             let alert_sink = Arc::clone(&sinks.alerts);
-            hits.keyed_windows(summaries, rules.specs.clone(), lateness, vec![lateness], Rc::clone(&window_stats))
-                .sink(Pipeline, "Alerts", move |(input, _frontier)| {
+            let windows_parts = Rc::clone(&parts);
+            let done = Rc::clone(&alerts_done);
+            let windows = WindowsConfig {
+                specs: rules.specs.clone(),
+                default_lateness_ms: lateness,
+                lateness_ms: vec![lateness],
+                stats: Rc::clone(&window_stats),
+                restore,
+                on_checkpoint: Box::new(move |e, bytes| {
+                    windows_parts.borrow_mut().entry(e).or_default().0 = Some(bytes);
+                }),
+            };
+            hits.keyed_windows(summaries, windows)
+                .sink(Pipeline, "Alerts", move |(input, frontier)| {
                     let mut batch = Vec::new();
                     input.for_each(|_, data| {
                         let now = now_millis();
@@ -267,13 +463,25 @@ pub fn run(
                     {
                         alert_stats.borrow_mut().sink_error(e);
                     }
+                    // Every alert of the epochs before this frontier is in the sink.
+                    done.set(frontier.frontier().iter().min().copied().unwrap_or(u64::MAX));
                 });
             address
         });
         if let Ok(tx) = act_tx.lock() {
             let _ = tx.send((index, worker.sync_activator_for(address.to_vec())));
         }
-        while worker.step_or_park(None) {}
+        while !abort.load(Ordering::SeqCst) && worker.step_or_park(None) {
+            if let Some(tx) = &coordinator {
+                hand_over(&parts, alerts_done.get(), index, tx);
+            }
+        }
+        if abort.load(Ordering::SeqCst) {
+            // Stopped, not ended: drop the dataflow instead of letting timely drain it.
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+        }
         let stats = stats.take();
         let windows = window_stats.take();
         (stats, windows)
@@ -320,6 +528,24 @@ pub fn run(
         Ok(r) => r?,
         Err(_) => return Err(EngineError::Worker("the reader thread panicked".into())),
     }
+    if let Some(c) = coordinator
+        && c.join().is_err()
+    {
+        return Err(EngineError::Worker("the checkpoint thread panicked".into()));
+    }
+    {
+        let p = progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = &p.failed {
+            return Err(EngineError::Checkpoint(e.clone()));
+        }
+        total.checkpoints = p.written;
+        total.checkpoint_bytes = p.bytes;
+        total.checkpoint_slowest = p.slowest;
+    }
+    total.restored_from = restored_position;
+    total.restored_dropped = restored_dropped;
     if let Err(e) = sinks.alerts.flush() {
         sink_errors.push(e.to_string());
     }

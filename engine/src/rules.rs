@@ -31,6 +31,9 @@ pub struct Compiled {
     pub(crate) id_slot: u16,
     pub(crate) rules: Vec<SourceRule>,
     pub(crate) specs: Vec<WindowSpec>,
+    /// Per rule: xxh3 of (id, version, plan hash). Window keys and checkpoints use it, so that
+    /// state survives rules being added or removed around an unchanged rule.
+    identities: Vec<u64>,
     /// Dotted paths by slot.
     pub(crate) paths: Vec<String>,
 }
@@ -55,7 +58,9 @@ impl Compiled {
         let slot = |f: FieldId| f.0;
         let mut rules = Vec::new();
         let mut specs = Vec::new();
+        let mut identities = Vec::new();
         for plan in &set.rules {
+            identities.push(identity(plan));
             let (group, distinct, spec) = match &plan.kind {
                 RuleKind::Single => (
                     Vec::new(),
@@ -103,8 +108,19 @@ impl Compiled {
             id_slot,
             rules,
             specs,
+            identities,
             paths,
         }
+    }
+
+    /// The identity of rule `i` (see [`Compiled::identities`]).
+    pub(crate) fn identity(&self, i: u32) -> u64 {
+        self.identities[i as usize]
+    }
+
+    /// Every rule's identity, in rule-index order: xxh3 of its id, version and plan hash.
+    pub fn identities(&self) -> impl Iterator<Item = u64> + '_ {
+        self.identities.iter().copied()
     }
 
     /// Number of rules.
@@ -174,6 +190,17 @@ impl Compiled {
             event_count: f.event_count,
         }
     }
+}
+
+/// xxh3-64 over the length-prefixed id, the version and the plan hash: equal exactly when the
+/// rule is unchanged (`SEMANTICS.md`, Alerts).
+fn identity(plan: &RulePlan) -> u64 {
+    let mut x = xxhash_rust::xxh3::Xxh3::new();
+    x.update(&(plan.id.len() as u64).to_le_bytes());
+    x.update(plan.id.as_bytes());
+    x.update(&plan.version.to_le_bytes());
+    x.update(plan.plan_hash.as_bytes());
+    x.digest()
 }
 
 #[cold]

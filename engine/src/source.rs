@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -31,6 +32,8 @@ pub(crate) struct Chunk {
     pub(crate) offset: u64,
     pub(crate) data: Vec<u8>,
     pub(crate) wall_ms: Option<i64>,
+    /// A checkpoint barrier (an empty chunk).
+    pub(crate) barrier: bool,
 }
 
 /// Time and tenant of one valid event, by position in its chunk.
@@ -67,6 +70,13 @@ impl ParsedChunk {
     }
 }
 
+impl ParsedChunk {
+    /// The tenant of event `i`.
+    pub(crate) fn tenant(&self, i: usize) -> &str {
+        &self.tenants[usize::from(self.events[i].tenant)]
+    }
+}
+
 impl EventTimes for ParsedChunk {
     fn epoch(&self) -> u64 {
         self.epoch
@@ -88,6 +98,8 @@ pub(crate) struct SourceCtx {
     pub(crate) source_name: Arc<str>,
     pub(crate) rejects: Option<Arc<dyn RejectSink>>,
     pub(crate) stats: Rc<RefCell<WorkerStats>>,
+    /// Set when the engine stops without ending the input.
+    pub(crate) abort: Arc<AtomicBool>,
 }
 
 type Outputs<'s> = (
@@ -121,6 +133,7 @@ pub(crate) fn source<'s>(
             c.downgrade(&me);
         }
         let mut caps = Some(caps);
+        let abort = Arc::clone(&ctx.abort);
         let mut parser = Parser::new(ctx);
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
@@ -143,7 +156,11 @@ pub(crate) fn source<'s>(
                     }
                     Err(TryRecvError::Empty) => return,
                     Err(TryRecvError::Disconnected) => {
-                        caps = None;
+                        // Stopped, not ended: keep the capabilities so that nothing flushes;
+                        // the worker leaves its loop.
+                        if !abort.load(Ordering::SeqCst) {
+                            caps = None;
+                        }
                         return;
                     }
                 }
@@ -167,13 +184,15 @@ impl Parser {
         }
     }
 
-    fn reject(&self, reason: RejectReason, detail: String, offset: u64, line: &[u8]) {
+    fn reject(&self, r: Rejected, offset: u64, line: &[u8]) {
+        let (reason, detail, tenant) = r;
         self.ctx.stats.borrow_mut().reject(reason);
         if let Some(sink) = &self.ctx.rejects {
             let r = Reject {
                 reason,
                 detail,
                 source: &self.ctx.source_name,
+                tenant: tenant.as_deref(),
                 offset,
                 line,
             };
@@ -206,14 +225,18 @@ impl Parser {
             let offset = chunk.offset + line_start as u64;
             let mut d = scratch.recycle();
             if let Err(e) = d.decode(&rules.trie, line) {
-                self.reject(RejectReason::InvalidJson, e.to_string(), offset, line);
+                self.reject(
+                    (RejectReason::InvalidJson, e.to_string(), None),
+                    offset,
+                    line,
+                );
                 scratch = d.recycle();
                 continue;
             }
             let event = match self.identify(&rules, &d) {
                 Ok(v) => v,
-                Err((reason, detail)) => {
-                    self.reject(reason, detail, offset, line);
+                Err(r) => {
+                    self.reject(r, offset, line);
                     scratch = d.recycle();
                     continue;
                 }
@@ -266,7 +289,7 @@ impl Parser {
                 let rule_idx = ri as u32;
                 hits.push(Hit {
                     epoch: chunk.seq,
-                    route: route(tenants.name(ti as u32), rule_idx, &group),
+                    key: window_key(tenants.name(ti as u32), rules.identity(rule_idx), &group),
                     rule: rule_idx,
                     source: chunk.source,
                     ts,
@@ -291,6 +314,7 @@ impl Parser {
             source: chunk.source,
             tenants: tenants.names().iter().cloned().zip(maxima).collect(),
             wall_ms: chunk.wall_ms,
+            checkpoint: chunk.barrier,
         };
         let parsed = ParsedChunk {
             epoch: chunk.seq,
@@ -308,7 +332,7 @@ impl Parser {
         &'d self,
         rules: &Compiled,
         d: &'d Decoded<'_>,
-    ) -> Result<(&'d str, i64), (RejectReason, String)> {
+    ) -> Result<(&'d str, i64), Rejected> {
         let tenant = match d.first(rules.tenant_slot) {
             None | Some(Val::Null) => match &self.ctx.default_tenant {
                 Some(t) => t.as_str(),
@@ -317,6 +341,7 @@ impl Parser {
                         RejectReason::MissingTenant,
                         "event has no tenant_id and no default tenant was given (--tenant)"
                             .to_owned(),
+                        None,
                     ));
                 }
             },
@@ -328,6 +353,7 @@ impl Parser {
                             "tenant_id {} does not match ^[a-z0-9][a-z0-9_]{{0,62}}$",
                             show(v)
                         ),
+                        None,
                     ));
                 };
                 if let Some(default) = &self.ctx.default_tenant
@@ -336,6 +362,7 @@ impl Parser {
                     return Err((
                         RejectReason::TenantMismatch,
                         format!("tenant_id `{t}` differs from the input's tenant `{default}`"),
+                        Some(default.as_str().to_owned()),
                     ));
                 }
                 t
@@ -346,6 +373,7 @@ impl Parser {
                 return Err((
                     RejectReason::MissingTimestamp,
                     "event has no @timestamp".to_owned(),
+                    Some(tenant.to_owned()),
                 ));
             }
             Some(v) => {
@@ -360,6 +388,7 @@ impl Parser {
                             "@timestamp {} is neither RFC 3339 nor epoch milliseconds",
                             show(v)
                         ),
+                        Some(tenant.to_owned()),
                     )
                 })?
             }
@@ -385,18 +414,23 @@ pub(crate) fn derived_id(offset: u64, line: &[u8]) -> String {
     format!("{h:032x}")
 }
 
-/// Exchange routing: fixed-seed xxh3 over (tenant, rule, group values), length-prefixed, so that
-/// every process routes a key to the same worker.
-pub(crate) fn route(tenant: &str, rule: u32, group: &[String]) -> u64 {
+/// A rejected line: reason, detail, and the tenant it belongs to when known.
+type Rejected = (RejectReason, String, Option<String>);
+
+/// The window key of a hit ([`Hit::key`]): xxh3-128 over (tenant, rule identity, group values),
+/// length-prefixed, so that every process routes a key to the same worker and a restored key
+/// meets the new hits of the same rule version.
+pub(crate) fn window_key(tenant: &str, rule_identity: u64, group: &[String]) -> [u64; 2] {
     let mut x = Xxh3::new();
     x.update(&(tenant.len() as u64).to_le_bytes());
     x.update(tenant.as_bytes());
-    x.update(&rule.to_le_bytes());
+    x.update(&rule_identity.to_le_bytes());
     for g in group {
         x.update(&(g.len() as u64).to_le_bytes());
         x.update(g.as_bytes());
     }
-    x.digest()
+    let h = x.digest128();
+    [(h >> 64) as u64, h as u64]
 }
 
 #[cfg(test)]
@@ -413,19 +447,16 @@ mod tests {
     }
 
     #[test]
-    fn routes_are_pinned() {
-        // Routing must agree across processes and releases of the same deployment.
+    fn window_keys_are_pinned() {
+        // Routing and restored state rely on keys agreeing across processes and releases.
+        let alice = window_key("acme", 0, &["alice".into()]);
         assert_eq!(
-            route("acme", 0, &["alice".into()]),
-            route("acme", 0, &["alice".into()])
+            alice,
+            // Computed independently with Python's `xxhash.xxh3_128` over the same bytes.
+            [0x1224_b2f2_d359_686c, 0xa321_6981_1b3c_fcd2],
+            "the key encoding changed: checkpoints of earlier releases would not restore"
         );
-        assert_ne!(
-            route("acme", 0, &["alice".into()]),
-            route("acme", 1, &["alice".into()])
-        );
-        assert_ne!(
-            route("ac", 0, &["mealice".into()]),
-            route("acme", 0, &["alice".into()])
-        );
+        assert_ne!(alice, window_key("acme", 1, &["alice".into()]));
+        assert_ne!(window_key("ac", 0, &["mealice".into()]), alice);
     }
 }

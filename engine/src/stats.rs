@@ -52,6 +52,16 @@ pub struct RunStats {
     pub state_by_rule: BTreeMap<String, (usize, usize)>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Checkpoints committed.
+    pub checkpoints: u64,
+    /// Size of the last checkpoint, bytes.
+    pub checkpoint_bytes: u64,
+    /// The longest checkpoint commit (sink flushes and the file write).
+    pub checkpoint_slowest: Duration,
+    /// Position of the checkpoint the run restored, if any.
+    pub restored_from: Option<u64>,
+    /// Restored keys and buffered hits dropped because their rule is gone or changed.
+    pub restored_dropped: usize,
 }
 
 impl RunStats {

@@ -53,6 +53,28 @@ pub fn format_duration(ms: u64) -> String {
     format!("{ms}ms")
 }
 
+/// Serde for a [`std::time::Duration`] written as a duration string (`"5s"`, `"10m"`, `"7d"`):
+/// `#[serde(with = "vigil_model::duration::text")]`.
+pub mod text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the duration as a string, in the largest exact unit.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        s.serialize_str(&super::format_duration(ms))
+    }
+
+    /// Reads a duration string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s)
+            .map(Duration::from_millis)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! A compact, order-preserving representation of `event.id` for window state.
 
 use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// An `event.id` as held in window state: canonical lowercase UUIDs and 32-digit lowercase hex
@@ -8,7 +10,7 @@ use std::fmt;
 ///
 /// Ordering is the ordering of the original strings, so ties in event time break the same way
 /// whatever the representation.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventId {
     /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase hex.
     Uuid([u64; 2]),

@@ -1,7 +1,7 @@
 //! `keyed_windows`: applies [`Hit`]s to per-key window state in event-time order and emits a
 //! [`Firing`] whenever a rule fires.
 //!
-//! Hits arrive exchanged by [`Hit::route`], a stable hash of (tenant, rule, group), so each key
+//! Hits arrive exchanged by [`Hit::key`], a stable hash of (tenant, rule, group), so each key
 //! lives on exactly one worker; epoch summaries arrive broadcast, so every worker tracks every
 //! watermark. When the frontier passes epoch `e`, the operator:
 //! 1. decides for each hit of `e` whether it is late (counted per rule and tenant, never added
@@ -13,9 +13,13 @@
 //! The result depends only on the input, not on the number of workers or on scheduling. At the
 //! end of input every watermark becomes +∞ and every window flushes.
 //!
+//! At a checkpoint barrier (a summary with `checkpoint` set) the operator encodes its state right
+//! after that epoch ([`crate::snapshot`]) and hands it to `on_checkpoint`; it starts from a
+//! restored snapshot when given one.
+//!
 //! ```
 //! use timely::dataflow::operators::{ToStream, Inspect, vec::Broadcast};
-//! use vigil_operators::{EpochSummary, Hit, KeyedWindows, WindowSpec};
+//! use vigil_operators::{EpochSummary, Hit, KeyedWindows, WindowSpec, WindowsConfig};
 //! use vigil_operators::window::WindowKind;
 //!
 //! let spec = WindowSpec { kind: WindowKind::Sliding, distinct: false, window_ms: 300_000,
@@ -23,13 +27,14 @@
 //! let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
 //! let sink = seen.clone();
 //! timely::example(move |scope| {
-//!     let hit = |ts: i64, id: &str| Hit { epoch: 0, route: 7, rule: 0, source: 0, ts,
+//!     let hit = |ts: i64, id: &str| Hit { epoch: 0, key: [7, 7], rule: 0, source: 0, ts,
 //!         prior_max: i64::MIN, tenant: "acme".into(), event_id: id.into(),
 //!         group: vec!["alice".into()], distinct: None, title_values: vec![] };
 //!     let hits = vec![hit(1_000, "a"), hit(2_000, "b")].to_stream(scope);
 //!     let summaries = vec![EpochSummary { epoch: 0, source: 0,
-//!         tenants: vec![("acme".into(), 2_000)], wall_ms: None }].to_stream(scope).broadcast();
-//!     hits.keyed_windows(summaries, vec![spec], 10_000, vec![], Default::default())
+//!         tenants: vec![("acme".into(), 2_000)], wall_ms: None, checkpoint: false }]
+//!         .to_stream(scope).broadcast();
+//!     hits.keyed_windows(summaries, WindowsConfig::new(vec![spec], 10_000))
 //!         .inspect(move |f| sink.lock().unwrap().push((f.end, f.value)));
 //! });
 //! assert_eq!(*seen.lock().unwrap(), [(2_000, 2.0)]);
@@ -47,6 +52,7 @@ use timely::progress::frontier::MutableAntichain;
 
 use crate::event_id::EventId;
 use crate::records::{EpochSummary, Firing, Hit};
+use crate::snapshot::{self, KeyEntryRef, WindowsSnapshot, WindowsSnapshotRef};
 use crate::tenants::TenantIndex;
 use crate::watermark::WatermarkTracker;
 use crate::window::{WindowKind, WindowSpec, WindowState};
@@ -69,18 +75,58 @@ pub struct WindowStats {
 /// Shared handle to a worker's [`WindowStats`].
 pub type WindowStatsHandle = Rc<RefCell<WindowStats>>;
 
+/// Called with a barrier epoch and the encoded state after it.
+pub type OnCheckpoint = Box<dyn FnMut(u64, Vec<u8>)>;
+
+/// How a `keyed_windows` operator is set up.
+pub struct WindowsConfig {
+    /// Window specs, indexed by [`Hit::rule`].
+    pub specs: Vec<WindowSpec>,
+    /// Allowed lateness of sources not in `lateness_ms`.
+    pub default_lateness_ms: u64,
+    /// Allowed lateness per source.
+    pub lateness_ms: Vec<u64>,
+    /// Where the operator reports its counters.
+    pub stats: WindowStatsHandle,
+    /// This worker's part of a restored snapshot.
+    pub restore: Option<WindowsSnapshot>,
+    /// Receives the encoded state at every checkpoint barrier.
+    pub on_checkpoint: OnCheckpoint,
+}
+
+impl WindowsConfig {
+    /// `specs` with one lateness for every source, fresh state, no checkpoints.
+    pub fn new(specs: Vec<WindowSpec>, lateness_ms: u64) -> Self {
+        WindowsConfig {
+            specs,
+            default_lateness_ms: lateness_ms,
+            lateness_ms: Vec::new(),
+            stats: WindowStatsHandle::default(),
+            restore: None,
+            on_checkpoint: Box::new(|_, _| {}),
+        }
+    }
+}
+
+impl std::fmt::Debug for WindowsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowsConfig")
+            .field("specs", &self.specs)
+            .field("default_lateness_ms", &self.default_lateness_ms)
+            .field("lateness_ms", &self.lateness_ms)
+            .field("restore", &self.restore.as_ref().map(|r| r.keys.len()))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Extension trait for the `keyed_windows` operator.
 pub trait KeyedWindows<'scope> {
-    /// Runs the window state machines of `specs` (indexed by [`Hit::rule`]) over the hits,
-    /// with watermarks from the broadcast `summaries`; `lateness_ms` is per source, with
-    /// `default_lateness_ms` for sources not listed.
+    /// Runs the window state machines of `config.specs` (indexed by [`Hit::rule`]) over the
+    /// hits, with watermarks from the broadcast `summaries`.
     fn keyed_windows(
         self,
         summaries: StreamVec<'scope, u64, EpochSummary>,
-        specs: Vec<WindowSpec>,
-        default_lateness_ms: u64,
-        lateness_ms: Vec<u64>,
-        stats: WindowStatsHandle,
+        config: WindowsConfig,
     ) -> StreamVec<'scope, u64, Firing>;
 }
 
@@ -131,25 +177,51 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
     fn keyed_windows(
         self,
         summaries: StreamVec<'scope, u64, EpochSummary>,
-        specs: Vec<WindowSpec>,
-        default_lateness_ms: u64,
-        lateness_ms: Vec<u64>,
-        stats: WindowStatsHandle,
+        config: WindowsConfig,
     ) -> StreamVec<'scope, u64, Firing> {
+        let WindowsConfig {
+            specs,
+            default_lateness_ms,
+            lateness_ms,
+            stats,
+            restore,
+            mut on_checkpoint,
+        } = config;
         self.binary_frontier(
             summaries,
-            Exchange::new(|h: &Hit| h.route),
+            Exchange::new(|h: &Hit| h.key[0]),
             Pipeline,
             "KeyedWindows",
             move |cap, _info| {
                 let mut cap = Some(cap);
                 let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
                 let mut tracker = WatermarkTracker::new(default_lateness_ms, lateness_ms);
-                let mut pending: HashMap<String, BTreeMap<(i64, EventId, u64), Hit>> =
-                    HashMap::new();
+                let mut pending: Pending = HashMap::new();
                 let mut keys: KeyMap = KeyMap::default();
                 let mut tenants = TenantIndex::default();
                 let mut seq = 0u64;
+                if let Some(snap) = restore {
+                    if let Some(t) = snap.tracker {
+                        tracker.restore(t);
+                    }
+                    for k in snap.keys {
+                        let tenant = tenants.index(&k.tenant);
+                        keys.insert(
+                            k.key,
+                            Key {
+                                state: k.state,
+                                rule: k.rule,
+                                tenant,
+                            },
+                        );
+                    }
+                    for h in snap.pending {
+                        seq += 1;
+                        let k = (h.ts, EventId::new(&h.event_id), seq);
+                        pending.entry(h.tenant.clone()).or_default().insert(k, h);
+                    }
+                    stats.borrow_mut().keys = keys.len();
+                }
                 let mut epochs_done = 0u64;
                 move |(hits_in, hits_frontier), (sum_in, sum_frontier), output| {
                     hits_in.for_each(|_, data| {
@@ -199,7 +271,9 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                                 }
                             }
                         }
+                        let mut barrier = false;
                         for s in &epoch.summaries {
+                            barrier |= s.checkpoint;
                             tracker.apply(s);
                             for (t, _) in &s.tenants {
                                 if !touched.contains(t) {
@@ -226,6 +300,9 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                                 &specs,
                                 &mut fired,
                             );
+                        }
+                        if barrier {
+                            on_checkpoint(e, encode_state(&tracker, &keys, &tenants, &pending));
                         }
                         epochs_done += 1;
                         if epochs_done.is_multiple_of(EVICT_EVERY) {
@@ -292,23 +369,34 @@ fn single_firing(h: Hit) -> Firing {
     }
 }
 
-fn key_hash(h: &Hit) -> KeyHash {
-    let mut x = xxhash_rust::xxh3::Xxh3::new();
-    x.update(&(h.tenant.len() as u64).to_le_bytes());
-    x.update(h.tenant.as_bytes());
-    x.update(&h.rule.to_le_bytes());
-    for g in &h.group {
-        x.update(&(g.len() as u64).to_le_bytes());
-        x.update(g.as_bytes());
-    }
-    let h = x.digest128();
-    [(h >> 64) as u64, h as u64]
+type Pending = HashMap<String, BTreeMap<(i64, EventId, u64), Hit>>;
+
+fn encode_state(
+    tracker: &WatermarkTracker,
+    keys: &KeyMap,
+    tenants: &TenantIndex,
+    pending: &Pending,
+) -> Vec<u8> {
+    let names = tenants.names();
+    snapshot::encode(&WindowsSnapshotRef {
+        tracker: Some(tracker),
+        keys: keys
+            .iter()
+            .map(|(k, v)| KeyEntryRef {
+                key: *k,
+                rule: v.rule,
+                tenant: &names[v.tenant as usize],
+                state: &v.state,
+            })
+            .collect(),
+        pending: pending.values().flat_map(BTreeMap::values).collect(),
+    })
 }
 
 fn drain(
     tenant: &str,
     wm: i64,
-    pending: &mut HashMap<String, BTreeMap<(i64, EventId, u64), Hit>>,
+    pending: &mut Pending,
     keys: &mut KeyMap,
     tenants: &mut TenantIndex,
     specs: &[WindowSpec],
@@ -324,7 +412,7 @@ fn drain(
         let ((_, id, _), h) = entry.remove_entry();
         let spec = &specs[h.rule as usize];
         let tenant_idx = tenants.index(&h.tenant);
-        let key = keys.entry(key_hash(&h)).or_insert_with(|| Key {
+        let key = keys.entry(h.key).or_insert_with(|| Key {
             state: WindowState::default(),
             rule: h.rule,
             tenant: tenant_idx,

@@ -11,7 +11,9 @@ use timely::dataflow::{Stream, StreamVec};
 
 use std::collections::BTreeMap;
 
+use crate::keyed_windows::OnCheckpoint;
 use crate::records::EpochSummary;
+use crate::snapshot;
 use crate::watermark::WatermarkTracker;
 
 /// Per-event facts the lateness operator needs; one per valid event of a chunk.
@@ -26,15 +28,17 @@ pub trait EventTimes {
 
 /// Extension trait for the `lateness` operator.
 pub trait Lateness<'scope, C> {
-    /// Calls `on_late(chunk, event index)` for every late event, and `on_done(chunk, late)` once
-    /// per chunk with its number of late events, in epoch order.
+    /// Starting from `tracker` (fresh or restored), calls `on_late(chunk, event index)` for
+    /// every late event, and `on_done(chunk, late)` once per chunk with its number of late
+    /// events, in epoch order; at a checkpoint barrier, hands the encoded tracker to
+    /// `on_checkpoint`.
     fn lateness(
         self,
         summaries: StreamVec<'scope, u64, EpochSummary>,
-        default_lateness_ms: u64,
-        lateness_ms: Vec<u64>,
+        tracker: WatermarkTracker,
         on_late: impl FnMut(&C, usize) + 'static,
         on_done: impl FnMut(&C, u64) + 'static,
+        on_checkpoint: OnCheckpoint,
     );
 }
 
@@ -42,10 +46,10 @@ impl<'scope, C: EventTimes + 'static> Lateness<'scope, C> for Stream<'scope, u64
     fn lateness(
         self,
         summaries: StreamVec<'scope, u64, EpochSummary>,
-        default_lateness_ms: u64,
-        lateness_ms: Vec<u64>,
+        mut tracker: WatermarkTracker,
         mut on_late: impl FnMut(&C, usize) + 'static,
         mut on_done: impl FnMut(&C, u64) + 'static,
+        mut on_checkpoint: OnCheckpoint,
     ) {
         self.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
             summaries,
@@ -53,7 +57,6 @@ impl<'scope, C: EventTimes + 'static> Lateness<'scope, C> for Stream<'scope, u64
             Pipeline,
             "Lateness",
             move |_cap, _info| {
-                let mut tracker = WatermarkTracker::new(default_lateness_ms, lateness_ms);
                 let mut chunks: BTreeMap<u64, Vec<C>> = BTreeMap::new();
                 let mut sums: BTreeMap<u64, Vec<EpochSummary>> = BTreeMap::new();
                 move |(chunks_in, chunks_frontier), (sum_in, sum_frontier), _output| {
@@ -83,8 +86,13 @@ impl<'scope, C: EventTimes + 'static> Lateness<'scope, C> for Stream<'scope, u64
                             });
                             on_done(&c, late);
                         }
+                        let mut barrier = false;
                         for s in entry.remove() {
+                            barrier |= s.checkpoint;
                             tracker.apply(&s);
+                        }
+                        if barrier {
+                            on_checkpoint(e, snapshot::encode(&tracker));
                         }
                     }
                 }

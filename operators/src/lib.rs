@@ -12,19 +12,22 @@
 //! - [`window`]: per-key window state for single-event, sliding and tumbling rules.
 //! - [`keyed_windows`]: the operator that applies hits to window state in event-time order.
 //! - [`lateness`]: the operator that classifies every event as on time or late.
+//! - [`snapshot`]: operator state at checkpoint barriers, and its restore.
 
 pub mod event_id;
 pub mod keyed_windows;
 pub mod lateness;
 pub mod records;
+pub mod snapshot;
 pub mod tenants;
 pub mod watermark;
 pub mod window;
 
 pub use event_id::EventId;
-pub use keyed_windows::KeyedWindows;
+pub use keyed_windows::{KeyedWindows, WindowsConfig};
 pub use lateness::Lateness;
 pub use records::{EpochSummary, Firing, Hit};
+pub use snapshot::WindowsSnapshot;
 pub use tenants::TenantIndex;
 pub use watermark::WatermarkTracker;
 pub use window::{WindowSpec, WindowState};

@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 pub struct Hit {
     /// The chunk the event was read in.
     pub epoch: u64,
-    /// Stable routing hash of (tenant, rule, group values); fixed-seed xxh3, identical in every
-    /// process.
-    pub route: u64,
+    /// The window key: 128-bit xxh3 of (tenant, rule identity, group values), length-prefixed.
+    /// Identical in every process and across restarts of one rule version (the rule identity
+    /// hashes its id, version and plan hash, not its index); `key[0]` routes the hit to its
+    /// worker, so a restored key and new hits for it meet on one worker.
+    pub key: [u64; 2],
     /// Index of the rule in the loaded rule set (sorted by rule id, identical in every process).
     pub rule: u32,
     /// Input source the event came from.
@@ -41,8 +43,12 @@ pub struct EpochSummary {
     pub source: u16,
     /// Largest event time per tenant in the chunk.
     pub tenants: Vec<(String, i64)>,
-    /// Wall clock at read time, epoch ms; `None` for replayed input (files).
+    /// Wall clock at read time, epoch ms; `None` for replayed input (files, and a stream's
+    /// backlog).
     pub wall_ms: Option<i64>,
+    /// A checkpoint barrier: every stateful operator snapshots its state right after this
+    /// epoch (an empty chunk the engine inserts; see `vigil_engine` checkpoints).
+    pub checkpoint: bool,
 }
 
 /// A rule fired for one group.

@@ -15,9 +15,11 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::records::EpochSummary;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct SourceClock {
     source: u16,
     /// Largest event time seen.
@@ -35,7 +37,7 @@ impl SourceClock {
 }
 
 /// Tracks watermarks for every (source, tenant) from the epoch summaries, applied in epoch order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WatermarkTracker {
     lateness: Vec<i64>,
     default_lateness: i64,
@@ -105,13 +107,28 @@ impl WatermarkTracker {
                 if c.source != s.source {
                     continue;
                 }
-                if let Some(last) = c.last_wall {
-                    let silence = wall.saturating_sub(last);
-                    if silence > lateness {
-                        c.idle_max = c.idle_max.max(c.max.saturating_add(silence));
+                match c.last_wall {
+                    Some(last) => {
+                        let silence = wall.saturating_sub(last);
+                        if silence > lateness {
+                            c.idle_max = c.idle_max.max(c.max.saturating_add(silence));
+                        }
                     }
+                    // Last seen in replayed input (a backlog, or before a restore): the
+                    // silence starts now that the source is live.
+                    None => c.last_wall = Some(wall),
                 }
             }
+        }
+    }
+
+    /// Takes the clocks of a restored tracker (this tracker keeps its own lateness settings,
+    /// which come from the current configuration). Wall-clock times are dropped: the time the
+    /// engine was down is not silence of the sources, whose events were waiting in the stream.
+    pub fn restore(&mut self, from: WatermarkTracker) {
+        self.clocks = from.clocks;
+        for c in self.clocks.values_mut().flatten() {
+            c.last_wall = None;
         }
     }
 
@@ -150,6 +167,7 @@ mod tests {
             source: 0,
             tenants: tenants.iter().map(|(t, m)| (t.to_string(), *m)).collect(),
             wall_ms: wall,
+            checkpoint: false,
         }
     }
 
@@ -189,6 +207,7 @@ mod tests {
             source: 1,
             tenants: vec![("acme".into(), 1_000_000)],
             wall_ms: None,
+            checkpoint: false,
         });
         assert_eq!(w.watermark("acme"), 400_000);
         assert!(!w.is_late(1, "acme", 500_000, i64::MIN));
@@ -213,5 +232,28 @@ mod tests {
         r.apply(&summary(0, &[("acme", 50_000)], None));
         r.apply(&summary(1, &[], None));
         assert_eq!(r.watermark("acme"), 40_000);
+    }
+
+    #[test]
+    fn silence_counts_from_going_live_and_not_across_a_restore() {
+        let mut w = WatermarkTracker::new(10_000, vec![]);
+        // A backlog replayed without wall clock, then live ticks.
+        w.apply(&summary(0, &[("acme", 50_000)], None));
+        w.apply(&summary(1, &[], Some(1_000_000)));
+        assert_eq!(
+            w.watermark("acme"),
+            40_000,
+            "the first live tick starts the silence"
+        );
+        w.apply(&summary(2, &[], Some(1_010_001)));
+        assert_eq!(w.watermark("acme"), 50_001);
+        // Restored after an outage of an hour: the outage is not silence, so the backlog that
+        // waited in the stream meanwhile is on time.
+        let mut r = WatermarkTracker::new(10_000, vec![]);
+        r.restore(w.clone());
+        r.apply(&summary(0, &[], Some(4_600_000)));
+        assert_eq!(r.watermark("acme"), 50_001);
+        assert!(!r.is_late(0, "acme", 50_001, i64::MIN));
+        assert!(r.is_late(0, "acme", 50_000, i64::MIN));
     }
 }

@@ -16,6 +16,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use crate::event_id::EventId;
 
 /// How a rule aggregates.
@@ -61,7 +63,7 @@ pub struct Fired {
 
 /// State of one (tenant, rule, group) key, laid out so that a quiet key (a few events in its
 /// window, the common case) costs one small allocation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WindowState {
     /// The most recent events in the window (at most `max_refs`), oldest first, with their ids
     /// for the alert's references.
@@ -76,7 +78,7 @@ pub struct WindowState {
     fired_in_tumble: bool,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Extra {
     /// Events in the window older than `recent`, run-length encoded by timestamp.
     older: VecDeque<(i64, u32)>,

@@ -3,7 +3,6 @@
 //! A reject line is `{"reason":…,"error":…,"source":…,"offset":…,"line":…}`, with the line as
 //! read (invalid UTF-8 replaced by U+FFFD).
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
@@ -47,10 +46,20 @@ impl Writer {
 }
 
 fn create(path: &Path) -> Result<Box<dyn Write + Send>, SinkError> {
+    open(path, false)
+}
+
+/// Stdout for `-`; else the file, truncated or appended to.
+fn open(path: &Path, append: bool) -> Result<Box<dyn Write + Send>, SinkError> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdout()));
     }
-    File::create(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
         .map(|f| Box::new(f) as Box<dyn Write + Send>)
         .map_err(|source| SinkError {
             sink: path.display().to_string(),
@@ -65,6 +74,12 @@ impl JsonlAlerts {
     /// Alerts to `path`, or to stdout for `-`.
     pub fn create(path: &Path) -> Result<Self, SinkError> {
         Ok(JsonlAlerts(Writer::new(display(path), create(path)?)))
+    }
+
+    /// Alerts appended to `path` (stdout for `-`): a service restarted from a checkpoint keeps
+    /// what it wrote before. Replayed alerts appear again with the same id.
+    pub fn append(path: &Path) -> Result<Self, SinkError> {
+        Ok(JsonlAlerts(Writer::new(display(path), open(path, true)?)))
     }
 
     /// Alerts to any writer.
@@ -111,6 +126,11 @@ impl JsonlRejects {
     pub fn create(path: &Path) -> Result<Self, SinkError> {
         Ok(JsonlRejects(Writer::new(display(path), create(path)?)))
     }
+
+    /// Rejects appended to `path` (stdout for `-`).
+    pub fn append(path: &Path) -> Result<Self, SinkError> {
+        Ok(JsonlRejects(Writer::new(display(path), open(path, true)?)))
+    }
 }
 
 impl std::fmt::Debug for JsonlRejects {
@@ -154,6 +174,7 @@ mod tests {
             reason: RejectReason::InvalidJson,
             detail: "expected value at line 1 column 1".into(),
             source: "in.jsonl",
+            tenant: None,
             offset: 42,
             line: b"not json \xff",
         })

@@ -1,15 +1,19 @@
-//! Event sources for Vigil's embedded mode, one module each: JSON-lines files, stdin, memory.
+//! Event sources, one module each: JSON-lines files, stdin and memory (embedded mode), and the
+//! JetStream consumer on `NORMALIZED` (the service path).
 //!
 //! Every source hands the engine chunks of whole lines through [`vigil_engine::ChunkSink`], which
-//! blocks while the engine's channels are full: backpressure reaches the reader, and memory stays
-//! bounded whatever the input size. Nothing is acknowledged upstream (files and pipes have no
-//! acknowledgement); a source reads its input once, in order.
+//! blocks while the engine's channels are full: backpressure reaches the reader (or NATS), and
+//! memory stays bounded whatever the input size. Files and pipes have nothing to acknowledge and
+//! are read once, in order; the JetStream source acknowledges behind the engine's checkpoints
+//! and resumes after the restored one ([`jetstream`]).
 
 pub mod file;
+pub mod jetstream;
 pub mod memory;
 pub mod stdin;
 
 pub use file::FileSource;
+pub use jetstream::{JetStreamConfig, JetStreamSource, JetStreamStats, Start};
 pub use memory::MemorySource;
 pub use stdin::StdinSource;
 

@@ -1,0 +1,305 @@
+//! `vigil run --config pipeline.toml`: one file describes the engine's source, rules, engine
+//! settings and sinks (see `examples/pipeline.toml` and the README). Relative paths are relative
+//! to the file's directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use vigil_bus::StreamsConfig;
+use vigil_engine::{AlertSink, CheckpointConfig, EngineConfig, EventSource, RejectSink};
+use vigil_model::TenantId;
+use vigil_sinks::{
+    FanOut, JetStreamAlerts, JetStreamOut, JetStreamRejects, JsonlAlerts, JsonlRejects,
+};
+use vigil_sources::{FileSource, JetStreamConfig, JetStreamSource, Start, StdinSource};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Rule files or directories.
+    pub rules: Vec<PathBuf>,
+    #[serde(default)]
+    engine: EngineSection,
+    source: SourceSection,
+    #[serde(default)]
+    sinks: SinksSection,
+    #[serde(default)]
+    nats: NatsSection,
+    /// When present, the engine creates or migrates the streams at start (as ingest does).
+    streams: Option<StreamsConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct EngineSection {
+    workers: usize,
+    #[serde(with = "vigil_model::duration::text")]
+    lateness: Duration,
+    tenant: Option<TenantId>,
+    /// Where checkpoints are kept; required for a JetStream source.
+    state_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            workers: 1,
+            lateness: Duration::from_millis(vigil_engine::DEFAULT_LATENESS_MS),
+            tenant: None,
+            state_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct NatsSection {
+    url: String,
+    #[serde(with = "vigil_model::duration::text")]
+    publish_timeout: Duration,
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        NatsSection {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            publish_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum SourceSection {
+    /// A JSON-lines file, read once; windows flush at its end.
+    File { path: PathBuf },
+    /// JSON lines on stdin, live.
+    Stdin,
+    /// The durable consumer on `NORMALIZED`.
+    Jetstream(JetStreamSection),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct JetStreamSection {
+    stream: String,
+    consumer: String,
+    tenants: Vec<TenantId>,
+    batch: usize,
+    max_ack_pending: i64,
+    #[serde(with = "vigil_model::duration::text")]
+    ack_wait: Duration,
+    #[serde(with = "vigil_model::duration::text")]
+    checkpoint_interval: Duration,
+    start: StartSetting,
+    #[serde(with = "optional_duration")]
+    stop_when_idle: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StartSetting {
+    All,
+    New,
+}
+
+impl Default for JetStreamSection {
+    fn default() -> Self {
+        let d = JetStreamConfig::new("");
+        JetStreamSection {
+            stream: d.stream,
+            consumer: d.consumer,
+            tenants: d.tenants,
+            batch: d.batch,
+            max_ack_pending: d.max_ack_pending,
+            ack_wait: d.ack_wait,
+            checkpoint_interval: d.checkpoint_interval,
+            start: StartSetting::All,
+            stop_when_idle: None,
+        }
+    }
+}
+
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| {
+            vigil_model::parse_duration(&s)
+                .map(Duration::from_millis)
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
+}
+
+/// Where alerts and rejects go: `"jetstream"` (the `ALERTS` / `DLQ` stream) or a JSON-lines
+/// path (`"-"` is stdout). Several may be listed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SinksSection {
+    alerts: Vec<String>,
+    rejects: Vec<String>,
+}
+
+impl Default for SinksSection {
+    fn default() -> Self {
+        SinksSection {
+            alerts: vec!["-".to_owned()],
+            rejects: Vec::new(),
+        }
+    }
+}
+
+const JETSTREAM: &str = "jetstream";
+
+/// A pipeline ready to run.
+pub struct Built {
+    pub rules: Vec<PathBuf>,
+    pub engine: EngineConfig,
+    pub source: Box<dyn EventSource>,
+    pub describe: String,
+    pub alerts: Arc<dyn AlertSink>,
+    pub rejects: Option<Arc<dyn RejectSink>>,
+    /// Set on SIGTERM/SIGINT, for sources that stop cleanly.
+    pub stop: Option<Arc<AtomicBool>>,
+    pub jetstream_stats: Option<Arc<std::sync::Mutex<vigil_sources::JetStreamStats>>>,
+}
+
+impl Pipeline {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<(Pipeline, PathBuf)> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let p: Pipeline = toml::from_str(&text)
+            .with_context(|| format!("invalid pipeline {}", path.display()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok((p, base))
+    }
+
+    /// Connects sinks and builds the source.
+    pub fn build(self, base: &Path) -> Result<Built> {
+        let at = |p: &Path| {
+            if p.is_absolute() || p.as_os_str() == "-" {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        if self.engine.workers == 0 || self.engine.workers > 256 {
+            bail!("engine.workers must be between 1 and 256");
+        }
+        if let Some(streams) = &self.streams {
+            let url = self.nats.url.clone();
+            let streams = streams.clone();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let js = vigil_bus::connect(&url, Duration::from_secs(10)).await?;
+                vigil_bus::ensure_streams(&js, &streams).await?;
+                anyhow::Ok(())
+            })
+            .context("failed to set up the streams")?;
+        }
+        let mut stop = None;
+        let mut jetstream_stats = None;
+        let (source, describe): (Box<dyn EventSource>, String) = match self.source {
+            SourceSection::File { path } => {
+                let path = at(&path);
+                if !path.is_file() {
+                    bail!("failed to open input {}: not a file", path.display());
+                }
+                let d = path.display().to_string();
+                (Box::new(FileSource::new(&path)), d)
+            }
+            SourceSection::Stdin => (Box::new(StdinSource), "stdin".to_owned()),
+            SourceSection::Jetstream(j) => {
+                let config = JetStreamConfig {
+                    url: self.nats.url.clone(),
+                    stream: j.stream,
+                    consumer: j.consumer,
+                    tenants: j.tenants,
+                    batch: j.batch,
+                    max_ack_pending: j.max_ack_pending,
+                    ack_wait: j.ack_wait,
+                    checkpoint_interval: j.checkpoint_interval,
+                    start: match j.start {
+                        StartSetting::All => Start::All,
+                        StartSetting::New => Start::New,
+                    },
+                    stop_when_idle: j.stop_when_idle,
+                };
+                config.validate().map_err(anyhow::Error::msg)?;
+                if self.engine.state_dir.is_none() {
+                    bail!(
+                        "a jetstream source needs engine.state_dir: messages are acknowledged only behind checkpoints"
+                    );
+                }
+                let d = format!(
+                    "{} (consumer {}) at {}",
+                    config.stream, config.consumer, config.url
+                );
+                let s = JetStreamSource::new(config);
+                stop = Some(s.stop_handle());
+                jetstream_stats = Some(s.stats_handle());
+                (Box::new(s), d)
+            }
+        };
+        let out = |name: &'static str| {
+            JetStreamOut::connect(name, &self.nats.url, self.nats.publish_timeout)
+                .with_context(|| format!("failed to connect the {name} sink"))
+        };
+        let mut alerts: Vec<Arc<dyn AlertSink>> = Vec::new();
+        for a in &self.sinks.alerts {
+            if a == JETSTREAM {
+                alerts.push(Arc::new(JetStreamAlerts(out("ALERTS")?)));
+            } else {
+                alerts.push(Arc::new(JsonlAlerts::append(&at(Path::new(a)))?));
+            }
+        }
+        let mut rejects: Vec<Arc<dyn RejectSink>> = Vec::new();
+        for r in &self.sinks.rejects {
+            if r == JETSTREAM {
+                rejects.push(Arc::new(JetStreamRejects(out("DLQ")?)));
+            } else {
+                rejects.push(Arc::new(JsonlRejects::append(&at(Path::new(r)))?));
+            }
+        }
+        if alerts.is_empty() {
+            bail!("sinks.alerts is empty: alerts would go nowhere");
+        }
+        let engine = EngineConfig {
+            workers: self.engine.workers,
+            lateness_ms: u64::try_from(self.engine.lateness.as_millis()).unwrap_or(u64::MAX),
+            default_tenant: self.engine.tenant,
+            checkpoint: self
+                .engine
+                .state_dir
+                .map(|d| CheckpointConfig { dir: at(&d) }),
+            ..EngineConfig::default()
+        };
+        Ok(Built {
+            rules: self.rules.iter().map(|r| at(r)).collect(),
+            engine,
+            source,
+            describe,
+            alerts: FanOut::alerts(alerts),
+            rejects: if rejects.is_empty() {
+                None
+            } else {
+                Some(FanOut::rejects(rejects))
+            },
+            stop,
+            jetstream_stats,
+        })
+    }
+}

@@ -1,0 +1,223 @@
+//! Helpers for the tests that drive the `vigil` binary against the dev services: processes that
+//! die with the test, a minimal HTTP client, unique tenants, tokens, and reading streams.
+
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e";
+pub const ISSUER: &str = "https://idp.test";
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Sends SIGTERM and waits up to `within` for the process to exit; returns its status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// The `vigil` binary.
+pub fn vigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+}
+
+pub fn nats_url() -> String {
+    vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap()
+}
+
+/// A tenant id no other test (or earlier run) uses.
+pub fn unique_tenant(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh directory under the temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// One HTTP/1.1 request; returns status and body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+/// Posts NDJSON events with a bearer token to the ingest API.
+pub fn post_events(port: u16, token: &str, body: &str) -> (u16, String) {
+    let auth = format!("Bearer {token}");
+    http(
+        port,
+        "POST",
+        "/v1/ingest/events",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-ndjson"),
+        ],
+        body,
+    )
+}
+
+/// The output of a command that must have succeeded (else its stderr is the panic message).
+pub fn succeeded(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes an ingest config for `tenants` and starts `vigil ingest`; returns once it is ready.
+pub fn start_ingest(dir: &Path, port: u16, tenants: &[&str]) -> Proc {
+    let nats = nats_url();
+    let mut config = format!(
+        r#"listen = "127.0.0.1:{port}"
+nats_url = "{nats}"
+[jwt]
+issuer = "{ISSUER}"
+audience = "vigil"
+[[jwt.keys]]
+alg = "HS256"
+secret_env = "E2E_JWT_SECRET"
+[streams]
+raw = {{ max_age = "1d", max_bytes = 268435456 }}
+normalized = {{ max_age = "2d", max_bytes = 268435456 }}
+alerts = {{ max_age = "3d", max_bytes = 268435456 }}
+dlq = {{ max_age = "4d", max_bytes = 268435456 }}
+"#
+    );
+    for t in tenants {
+        config.push_str(&format!("[[tenants]]\nid = \"{t}\"\n"));
+    }
+    let path = dir.join("api.toml");
+    std::fs::write(&path, config).unwrap();
+    let server = Proc(
+        vigil()
+            .args(["ingest", "--config"])
+            .arg(&path)
+            .env("E2E_JWT_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/readyz", &[], "").0 == 200
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vigil ingest did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A dev token for `tenant`, minted by `vigil dev-token`.
+pub fn token(tenant: &str) -> String {
+    let out = vigil()
+        .args([
+            "dev-token",
+            "--secret-env",
+            "E2E_JWT_SECRET",
+            "--tenant",
+            tenant,
+            "--issuer",
+            ISSUER,
+        ])
+        .env("E2E_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    String::from_utf8(succeeded(out).stdout)
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Every message body on `{kind}.{tenant}` in its stream.
+pub fn read(kind: vigil_bus::Subject, tenant: &str) -> Vec<serde_json::Value> {
+    runtime().block_on(async {
+        let js = vigil_bus::connect(&nats_url(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let t = vigil_model::TenantId::parse(tenant).unwrap();
+        vigil_bus::dev::read_subject(&js, kind.stream(), kind.for_tenant(&t))
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null))
+            .collect()
+    })
+}

@@ -1,0 +1,445 @@
+//! The engine's stream source: a durable pull consumer on `NORMALIZED` (ADR 0004, ADR 0005).
+//!
+//! Messages (one canonical event each) are fetched in batches on a tokio runtime of the source's
+//! own thread and handed to the engine as chunks of lines; the engine's bounded channels block
+//! the hand-over when the workers are busy, so no more is fetched — backpressure reaches NATS,
+//! where at most `max_ack_pending` messages wait unacknowledged.
+//!
+//! Delivery (`SEMANTICS.md`, Delivery): a message is acknowledged once a committed checkpoint
+//! covers it. The source asks for a checkpoint every `checkpoint_interval`, and early when half
+//! of `max_ack_pending` is unacknowledged (so the server never stops delivering for want of
+//! acks); it acknowledges with `AckPolicy::All` — one ack per checkpoint for everything up to
+//! the checkpoint's stream sequence. On start the consumer is recreated to deliver from the
+//! sequence after the restored checkpoint, so a restart never waits for `ack_wait` to pass.
+//! A message delivered again (the server redelivers what was not acknowledged within
+//! `ack_wait`) has a stream sequence the source has already passed: it is skipped and counted.
+//!
+//! Time: a chunk read while the consumer still has a backlog carries no wall clock (replayed
+//! input, deterministic); once the consumer is caught up, chunks and idle ticks carry the wall
+//! clock, so a (tenant, source) silent for longer than its lateness advances (`SEMANTICS.md`,
+//! Idleness). An outage of the engine is not silence: restored watermarks count silence from
+//! the first live tick after the restart.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use vigil_bus::Subject;
+use vigil_engine::{ChunkSink, EventSource, SourceError};
+use vigil_model::TenantId;
+use vigil_model::time::now_millis;
+
+/// Where a consumer without a checkpoint starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Everything the stream holds.
+    All,
+    /// Only messages published from now on.
+    New,
+}
+
+/// How the source consumes.
+#[derive(Clone, Debug)]
+pub struct JetStreamConfig {
+    /// NATS server URL.
+    pub url: String,
+    /// The stream (`NORMALIZED`).
+    pub stream: String,
+    /// Durable consumer name; one per engine process.
+    pub consumer: String,
+    /// Only these tenants (empty: every tenant).
+    pub tenants: Vec<TenantId>,
+    /// Messages per fetch (and at most per chunk).
+    pub batch: usize,
+    /// Unacknowledged messages the server lets the consumer hold.
+    pub max_ack_pending: i64,
+    /// How long a delivered message may stay unacknowledged before the server redelivers it.
+    /// Must exceed the checkpoint interval by a wide margin.
+    pub ack_wait: Duration,
+    /// Time between checkpoints while input flows.
+    pub checkpoint_interval: Duration,
+    /// Where a consumer without a checkpoint starts.
+    pub start: Start,
+    /// Stop (after a last checkpoint, without flushing windows) once caught up and idle for
+    /// this long. For benchmarks and tests; services run until stopped.
+    pub stop_when_idle: Option<Duration>,
+}
+
+impl JetStreamConfig {
+    /// The defaults for `url`: `NORMALIZED`, consumer `engine`, 1,000 per fetch, 200,000
+    /// unacknowledged, 2 min ack wait, a checkpoint every 5 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        JetStreamConfig {
+            url: url.into(),
+            stream: Subject::NormalizedEvents.stream().to_owned(),
+            consumer: "engine".to_owned(),
+            tenants: Vec::new(),
+            batch: 1_000,
+            max_ack_pending: 200_000,
+            ack_wait: Duration::from_secs(120),
+            checkpoint_interval: Duration::from_secs(5),
+            start: Start::All,
+            stop_when_idle: None,
+        }
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch == 0 || self.max_ack_pending < 2 * self.batch as i64 {
+            return Err(format!(
+                "max_ack_pending ({}) must be at least twice the batch ({})",
+                self.max_ack_pending, self.batch
+            ));
+        }
+        if self.checkpoint_interval.is_zero() || self.ack_wait < 4 * self.checkpoint_interval {
+            return Err(format!(
+                "ack_wait ({:?}) must be at least 4 checkpoint intervals ({:?}): messages are acknowledged only behind checkpoints",
+                self.ack_wait, self.checkpoint_interval
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the source did; shared so that a service can export it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JetStreamStats {
+    /// Messages handed to the engine.
+    pub delivered: u64,
+    /// Messages delivered again that the engine had already read (skipped).
+    pub redelivered: u64,
+    /// Stream sequence of the newest acknowledgement.
+    pub acked: u64,
+    /// Stream sequence of the last message handed over.
+    pub position: u64,
+    /// Checkpoints asked for.
+    pub checkpoints: u64,
+    /// Where this run started reading (stream sequence).
+    pub started_at: u64,
+}
+
+/// A durable pull consumer as an engine source.
+#[derive(Debug)]
+pub struct JetStreamSource {
+    config: JetStreamConfig,
+    name: String,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<JetStreamStats>>,
+}
+
+impl JetStreamSource {
+    /// A source with `config`.
+    pub fn new(config: JetStreamConfig) -> Self {
+        let name = format!("jetstream:{}/{}", config.stream, config.consumer);
+        JetStreamSource {
+            config,
+            name,
+            stop: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Set it to stop the source: it takes a last checkpoint and stops the engine without
+    /// flushing windows (SIGTERM).
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// The source's counters.
+    pub fn stats_handle(&self) -> Arc<Mutex<JetStreamStats>> {
+        Arc::clone(&self.stats)
+    }
+}
+
+fn failed(name: &str, what: &str, e: &dyn std::fmt::Display) -> SourceError {
+    SourceError {
+        source_name: name.to_owned(),
+        error: std::io::Error::other(format!("{what}: {e}")),
+    }
+}
+
+impl EventSource for JetStreamSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn run(self: Box<Self>, out: &mut dyn ChunkSink) -> Result<(), SourceError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| failed(&self.name, "failed to start a runtime", &e))?;
+        rt.block_on(self.consume(out))
+    }
+}
+
+/// Time between idle ticks while caught up.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+/// How long a fetch waits for a full batch.
+const FETCH_WAIT: Duration = Duration::from_millis(100);
+/// How long a stopping source waits for its last checkpoint.
+const LAST_CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
+
+impl JetStreamSource {
+    async fn consume(&self, out: &mut dyn ChunkSink) -> Result<(), SourceError> {
+        let c = &self.config;
+        let name = self.name.as_str();
+        let js = vigil_bus::connect(&c.url, Duration::from_secs(10))
+            .await
+            .map_err(|e| failed(name, "failed to connect", &e))?;
+        let consumer = self.open(&js, out.restored()).await?;
+        let mut offset = 0u64;
+        let mut position = out.restored().unwrap_or(0);
+        let mut unacked: VecDeque<(u64, jetstream::Message)> = VecDeque::new();
+        let mut acked = position;
+        let mut barrier = position;
+        let mut last_barrier = Instant::now();
+        let mut last_tick = Instant::now();
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let stopping = self.stop.load(Ordering::SeqCst)
+                || c.stop_when_idle
+                    .zip(idle_since)
+                    .is_some_and(|(d, since)| since.elapsed() >= d);
+            if stopping {
+                return self.finish(out, position, barrier, &mut unacked).await;
+            }
+            let mut batch = match consumer
+                .batch()
+                .max_messages(c.batch)
+                .expires(FETCH_WAIT)
+                .messages()
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch from {} failed; retrying", c.stream);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut data = Vec::new();
+            let mut caught_up = true;
+            let mut last: Option<jetstream::Message> = None;
+            let mut skipped = 0u64;
+            let mut taken = 0u64;
+            while let Some(m) = batch.next().await {
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "receive from {} failed", c.stream);
+                        break;
+                    }
+                };
+                let Ok(info) = m.info() else { continue };
+                let (seq, pending) = (info.stream_sequence, info.pending);
+                caught_up = pending == 0;
+                if seq <= position {
+                    skipped += 1;
+                    continue;
+                }
+                position = seq;
+                taken += 1;
+                // One event per message; a newline inside would split it, and is only valid
+                // JSON whitespace anyway.
+                data.extend(m.payload.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+                data.push(b'\n');
+                last = Some(m);
+            }
+            let wall = caught_up.then(now_millis);
+            if !data.is_empty() {
+                let len = data.len() as u64;
+                if !out.send(data, offset, wall) {
+                    return Ok(());
+                }
+                offset += len;
+                idle_since = None;
+                last_tick = Instant::now();
+            } else if caught_up {
+                idle_since.get_or_insert_with(Instant::now);
+                if last_tick.elapsed() >= IDLE_TICK {
+                    if !out.send(Vec::new(), offset, wall) {
+                        return Ok(());
+                    }
+                    last_tick = Instant::now();
+                }
+            }
+            if let Some(m) = last {
+                unacked.push_back((position, m));
+            }
+            {
+                let mut st = self.lock_stats();
+                st.delivered += taken;
+                st.redelivered += skipped;
+                st.position = position;
+            }
+            // Checkpoint when due, or early when acks run short.
+            let outstanding = position.saturating_sub(acked);
+            if position > barrier
+                && (last_barrier.elapsed() >= c.checkpoint_interval
+                    || outstanding as i64 >= c.max_ack_pending / 2)
+            {
+                if !out.checkpoint(position) {
+                    return Ok(());
+                }
+                barrier = position;
+                last_barrier = Instant::now();
+                self.lock_stats().checkpoints += 1;
+            }
+            if let Some(done) = out.committed()
+                && done > acked
+            {
+                ack_through(done, &mut unacked, name).await?;
+                acked = done;
+                self.lock_stats().acked = done;
+            }
+        }
+    }
+
+    fn lock_stats(&self) -> std::sync::MutexGuard<'_, JetStreamStats> {
+        self.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Recreates the durable consumer at the right place: after the restored checkpoint, else
+    /// after the old consumer's ack floor, else per `start`.
+    async fn open(
+        &self,
+        js: &jetstream::Context,
+        restored: Option<u64>,
+    ) -> Result<consumer::PullConsumer, SourceError> {
+        let c = &self.config;
+        let name = self.name.as_str();
+        let mut stream = js
+            .get_stream(&c.stream)
+            .await
+            .map_err(|e| failed(name, &format!("failed to open stream {}", c.stream), &e))?;
+        let first = stream
+            .info()
+            .await
+            .map_err(|e| failed(name, "failed to read the stream's state", &e))?
+            .state
+            .first_sequence;
+        let previous = stream
+            .consumer_info(&c.consumer)
+            .await
+            .ok()
+            .map(|i| i.ack_floor.stream_sequence);
+        let from = match (restored, previous) {
+            (Some(p), _) => Some(p + 1),
+            (None, Some(floor)) if floor > 0 => {
+                tracing::warn!(
+                    consumer = %c.consumer,
+                    floor,
+                    "no checkpoint in the state directory: resuming after the consumer's ack floor with empty window state"
+                );
+                Some(floor + 1)
+            }
+            _ => None,
+        };
+        if let Some(from) = from
+            && from < first
+        {
+            return Err(failed(
+                name,
+                "cannot resume",
+                &format!(
+                    "stream {} no longer holds sequence {from} (its first is {first}): retention dropped events the engine had not checkpointed; raise the stream's max_age/max_bytes, or start over with an empty state directory",
+                    c.stream
+                ),
+            ));
+        }
+        if previous.is_some() {
+            stream
+                .delete_consumer(&c.consumer)
+                .await
+                .map_err(|e| failed(name, "failed to reset the consumer", &e))?;
+        }
+        let deliver_policy = match (from, c.start) {
+            (Some(start_sequence), _) => {
+                consumer::DeliverPolicy::ByStartSequence { start_sequence }
+            }
+            (None, Start::All) => consumer::DeliverPolicy::All,
+            (None, Start::New) => consumer::DeliverPolicy::New,
+        };
+        self.lock_stats().started_at = from.unwrap_or(first);
+        let all = c.tenants.is_empty();
+        stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(c.consumer.clone()),
+                deliver_policy,
+                ack_policy: consumer::AckPolicy::All,
+                ack_wait: c.ack_wait,
+                max_ack_pending: c.max_ack_pending,
+                filter_subject: if all {
+                    Subject::NormalizedEvents.all_tenants()
+                } else {
+                    String::new()
+                },
+                filter_subjects: c
+                    .tenants
+                    .iter()
+                    .map(|t| Subject::NormalizedEvents.for_tenant(t))
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed(name, "failed to create the consumer", &e))
+    }
+
+    /// A last checkpoint (if anything is new), its acknowledgement, then the engine stops
+    /// without flushing.
+    async fn finish(
+        &self,
+        out: &mut dyn ChunkSink,
+        position: u64,
+        barrier: u64,
+        unacked: &mut VecDeque<(u64, jetstream::Message)>,
+    ) -> Result<(), SourceError> {
+        if position > barrier && !out.checkpoint(position) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + LAST_CHECKPOINT_WAIT;
+        while out.committed() < Some(position) && position > 0 {
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    "the last checkpoint did not commit in time; the next run replays from the one before"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(done) = out.committed() {
+            ack_through(done, unacked, &self.name).await?;
+            self.lock_stats().acked = done;
+        }
+        out.stop();
+        Ok(())
+    }
+}
+
+/// Acknowledges (AckAll) the newest held message at or below `done`.
+async fn ack_through(
+    done: u64,
+    unacked: &mut VecDeque<(u64, jetstream::Message)>,
+    name: &str,
+) -> Result<(), SourceError> {
+    let mut newest = None;
+    while unacked.front().is_some_and(|(seq, _)| *seq <= done) {
+        newest = unacked.pop_front();
+    }
+    if let Some((_, m)) = newest {
+        // A lost ack costs a redelivery, which the sequence check skips; it is not an error.
+        if let Err(e) = m.ack().await {
+            tracing::warn!(error = %e, source = name, "acknowledgement failed");
+        }
+    }
+    Ok(())
+}
