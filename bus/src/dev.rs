@@ -51,6 +51,8 @@ pub async fn read_subject(
     let c = s
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             filter_subject: subject,
+            // Nothing is acknowledged: without this the server stops after `max_ack_pending`.
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
             ..Default::default()
         })
         .await

@@ -343,3 +343,145 @@ fn killing_the_engine_during_a_replay_loses_and_doubles_nothing() {
     delete_consumer("NORMALIZED", &consumer);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_input_is_counted_exactly_and_every_reject_keeps_its_reason() {
+    let dir = common::temp_dir("pipeline-accounting");
+    let port = common::free_port();
+    let (t, other) = (common::unique_tenant("acct"), common::unique_tenant("acco"));
+    let _ingest = common::start_ingest_with(
+        &dir,
+        port,
+        &[&t, &other],
+        "[limits]\nmax_event_bytes = 4096\n",
+    );
+    let normalizer_name = format!("na_{}", std::process::id());
+    let _normalizer = Proc(
+        vigil()
+            .args(["normalize", "--nats", &common::nats_url(), "--consumer"])
+            .arg(&normalizer_name)
+            .args(["--tenant", &t])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let engine_name = format!("ea_{}", std::process::id());
+    pipeline(&dir, &engine_name, &[&t], "5s", "1s");
+    let mut engine = start_engine(&dir);
+
+    // 10,000 lines, 5% bad: each bad kind at fixed positions, good events 50 ms apart ending
+    // two minutes ago, late ones an hour older than their neighbours.
+    let now = vigil_model::time::now_millis();
+    let base = now - 10 * 60_000;
+    let ts = |ms: i64| vigil_model::time::format_rfc3339_millis(ms);
+    let mut want: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for i in 0..10_000i64 {
+        let good_ts = base + i * 50;
+        let event = |ts: String, extra: &str| {
+            format!(
+                r#"{{"@timestamp":"{ts}","event":{{"id":"acct-{i}","category":["authentication"],"outcome":"success"}},"user":{{"name":"u{}"}}{extra}}}"#,
+                i % 97
+            )
+        };
+        let (line, kind) = match i % 100 {
+            10 => ("{\"@timestamp\": \"not closed".to_owned(), "invalid_json"),
+            20 => (
+                event(ts(good_ts), &format!(r#","tenant_id":"{other}""#)),
+                "tenant_mismatch",
+            ),
+            30 if i % 200 == 30 => (event("yesterday".into(), ""), "invalid_timestamp"),
+            30 => (event(ts(now + 3_600_000), ""), "future_timestamp"),
+            40 if i % 200 == 40 => (
+                event(
+                    ts(good_ts),
+                    &format!(r#","message":"{}""#, "x".repeat(5_000)),
+                ),
+                "oversize",
+            ),
+            40 => (
+                event(ts(good_ts), r#","source":{"port":"not a number"}"#),
+                "schema_violation",
+            ),
+            60 => (event(ts(good_ts - 3_600_000), ""), "late"),
+            _ => (event(ts(good_ts), ""), "ok"),
+        };
+        *want.entry(kind).or_default() += 1;
+        lines.push(line);
+    }
+    let bad: usize = want
+        .iter()
+        .filter(|(k, _)| **k != "ok")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(bad, 500);
+
+    let token = token(&t);
+    let (mut accepted, mut at_ingest) = (0usize, BTreeMap::<String, usize>::new());
+    for batch in lines.chunks(1_000) {
+        let body = batch.join("\n") + "\n";
+        let (status, resp) = post_events(port, &token, &body);
+        assert!(status == 202 || status == 400, "{status} {resp}");
+        let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
+        accepted += v["accepted"].as_u64().unwrap() as usize;
+        for e in v["errors"].as_array().into_iter().flatten() {
+            *at_ingest
+                .entry(e["reason"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    let rejected_at_ingest: usize = at_ingest.values().sum();
+    // sent = accepted + rejected at ingest
+    assert_eq!(accepted + rejected_at_ingest, 10_000, "{at_ingest:?}");
+    for kind in [
+        "invalid_json",
+        "tenant_mismatch",
+        "invalid_timestamp",
+        "future_timestamp",
+        "oversize",
+    ] {
+        assert_eq!(at_ingest.get(kind), want.get(kind), "{kind}: {at_ingest:?}");
+    }
+
+    // accepted = normalized + rejected at normalize (DLQ); normalized = processed + late.
+    let normalized = wait_for(Duration::from_secs(60), "the normalizer", || {
+        let n = read(Subject::NormalizedEvents, &t).len();
+        let dlq = common::dlq_reasons(&t);
+        (n + dlq.get("schema_violation").copied().unwrap_or(0) == accepted).then_some(n)
+    });
+    wait_for(
+        Duration::from_secs(60),
+        "the late events in the DLQ",
+        || (common::dlq_reasons(&t).get("late") == want.get("late")).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let status = engine.terminate(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let dlq = common::dlq_reasons(&t);
+    assert_eq!(
+        dlq,
+        BTreeMap::from([
+            ("late".to_owned(), want["late"]),
+            ("schema_violation".to_owned(), want["schema_violation"]),
+        ]),
+        "the DLQ holds exactly the normalizer's and the engine's rejects"
+    );
+    assert_eq!(accepted, normalized + want["schema_violation"]);
+    let log = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            p.file_name()?.to_str()?.starts_with("engine-").then_some(p)
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    let summary = format!(
+        "read {normalized} lines: {normalized} events, 0 rejected, {} late",
+        want["late"]
+    );
+    assert!(log.contains(&summary), "{summary} not in {log}");
+    assert_eq!(normalized - want["late"], want["ok"]);
+    delete_consumer("RAW", &normalizer_name);
+    delete_consumer("NORMALIZED", &engine_name);
+    let _ = std::fs::remove_dir_all(&dir);
+}

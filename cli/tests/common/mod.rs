@@ -131,6 +131,11 @@ pub fn succeeded(out: std::process::Output) -> std::process::Output {
 
 /// Writes an ingest config for `tenants` and starts `vigil ingest`; returns once it is ready.
 pub fn start_ingest(dir: &Path, port: u16, tenants: &[&str]) -> Proc {
+    start_ingest_with(dir, port, tenants, "")
+}
+
+/// [`start_ingest`] with `extra` TOML appended to the config (e.g. a `[limits]` table).
+pub fn start_ingest_with(dir: &Path, port: u16, tenants: &[&str], extra: &str) -> Proc {
     let nats = nats_url();
     let mut config = format!(
         r#"listen = "127.0.0.1:{port}"
@@ -151,6 +156,7 @@ dlq = {{ max_age = "4d", max_bytes = 268435456 }}
     for t in tenants {
         config.push_str(&format!("[[tenants]]\nid = \"{t}\"\n"));
     }
+    config.push_str(extra);
     let path = dir.join("api.toml");
     std::fs::write(&path, config).unwrap();
     let server = Proc(
@@ -204,6 +210,30 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// The reject reasons of every message on `dlq.events.{tenant}`, counted.
+pub fn dlq_reasons(tenant: &str) -> std::collections::BTreeMap<String, usize> {
+    runtime().block_on(async {
+        let js = vigil_bus::connect(&nats_url(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let t = vigil_model::TenantId::parse(tenant).unwrap();
+        let kind = vigil_bus::Subject::DlqEvents;
+        let mut out = std::collections::BTreeMap::new();
+        for m in vigil_bus::dev::read_subject(&js, kind.stream(), kind.for_tenant(&t))
+            .await
+            .unwrap()
+        {
+            let reason = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Vigil-Reject-Reason"))
+                .map_or("(none)".to_owned(), |v| v.as_str().to_owned());
+            *out.entry(reason).or_default() += 1;
+        }
+        out
+    })
 }
 
 /// Every message body on `{kind}.{tenant}` in its stream.
