@@ -485,3 +485,147 @@ fn bad_input_is_counted_exactly_and_every_reject_keeps_its_reason() {
     delete_consumer("NORMALIZED", &engine_name);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every `event.id` stored on `{kind}.{tenant}`, with how often.
+fn stored_ids(kind: Subject, tenant: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for e in read(kind, tenant) {
+        *out.entry(e["event"]["id"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    out
+}
+
+/// SIGKILLs a process five times at random points of a long run, restarting it each time;
+/// `done` says when the run is complete.
+fn kill_five_times(mut start: impl FnMut() -> Proc, mut done: impl FnMut() -> bool, what: &str) {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for kill in 1..=5 {
+        let mut p = start();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(500 + rng % 700));
+        let _ = p.0.kill();
+        let _ = p.0.wait();
+        assert!(!done(), "the {what} finished before kill #{kill}");
+    }
+    let _last = start();
+    wait_for(Duration::from_secs(180), what, || done().then_some(()));
+}
+
+#[test]
+fn killing_the_normalizer_loses_and_doubles_nothing() {
+    let tenant = common::unique_tenant("kn");
+    let t = vigil_model::TenantId::parse(&tenant).unwrap();
+    let n = 200_000;
+    common::runtime().block_on(async {
+        let js = vigil_bus::connect(&common::nats_url(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        vigil_bus::ensure_streams(&js, &vigil_bus::dev::small_streams())
+            .await
+            .unwrap();
+        let publisher = vigil_bus::Publisher::new(js, Duration::from_secs(10));
+        let now = vigil_model::time::now_millis();
+        for start in (0..n).step_by(5_000) {
+            let batch = (start..start + 5_000)
+                .map(|i| vigil_bus::Outgoing {
+                    subject: Subject::RawEvents.for_tenant(&t),
+                    msg_id: vigil_bus::msg_id(&t, &format!("kn-{i}")),
+                    payload: format!(
+                        r#"{{"@timestamp":{},"tenant_id":"{tenant}","event":{{"id":"kn-{i}","outcome":"success"}},"user":{{"name":"u{}"}}}}"#,
+                        now - 60_000 + i as i64 / 10,
+                        i % 50
+                    )
+                    .into_bytes()
+                    .into(),
+                    headers: vec![("Vigil-Source-Type", "ecs".to_owned())],
+                })
+                .collect();
+            publisher.publish_all(batch).await.unwrap();
+        }
+    });
+    let consumer = format!("kn_{}", std::process::id());
+    let start = || {
+        Proc(
+            vigil()
+                .args(["normalize", "--nats", &common::nats_url(), "--consumer"])
+                .arg(&consumer)
+                .args(["--tenant", &tenant])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let count = || common::count(Subject::NormalizedEvents, &tenant);
+    kill_five_times(start, || count() >= n, "normalizer");
+    let ids = stored_ids(Subject::NormalizedEvents, &tenant);
+    assert_eq!(ids.len(), n, "every raw event normalized");
+    assert!(ids.values().all(|&c| c == 1), "none stored twice");
+    delete_consumer("RAW", &consumer);
+}
+
+#[test]
+fn killing_the_ingest_server_loses_and_doubles_nothing() {
+    let dir = common::temp_dir("ingest-crash");
+    let port = common::free_port();
+    let tenant = common::unique_tenant("ki");
+    let token = token(&tenant);
+    let n = 200_000;
+    let batches: Vec<String> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(2_000)
+        .map(|c| {
+            let now = vigil_model::time::now_millis();
+            c.iter()
+                .map(|i| {
+                    format!(
+                        "{{\"@timestamp\":{},\"event\":{{\"id\":\"ki-{i}\",\"outcome\":\"success\"}},\"user\":{{\"name\":\"u{}\"}}}}\n",
+                        now - 60_000,
+                        i % 50
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    // A client that retries every batch until it is answered 202 (events carry ids, so a
+    // retry of a batch that was partly stored dedupes).
+    let client = std::thread::spawn(move || {
+        let mut retries = 0;
+        for body in &batches {
+            loop {
+                match common::try_post_events(port, &token, body) {
+                    Ok((202, _)) => break,
+                    Ok((status, resp)) if status != 503 => panic!("{status}: {resp}"),
+                    _ => {
+                        retries += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
+        retries
+    });
+    let count = || common::count(Subject::RawEvents, &tenant);
+    kill_five_times(
+        || {
+            // The last `[[tenants]]` table is this tenant's: lift its rate limit.
+            common::start_ingest_with(
+                &dir,
+                port,
+                &[&tenant],
+                "events_per_sec = 1000000.0\nburst = 1000000\n",
+            )
+        },
+        || client.is_finished(),
+        "ingest client",
+    );
+    let retries = client.join().unwrap();
+    assert!(retries >= 5, "the client saw the kills ({retries} retries)");
+    assert_eq!(count(), n);
+    let ids = stored_ids(Subject::RawEvents, &tenant);
+    assert_eq!(ids.len(), n, "every event stored");
+    assert!(ids.values().all(|&c| c == 1), "none stored twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -85,8 +85,19 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_http(port, method, path, headers, body).unwrap()
+}
+
+/// [`http`], with connection failures (a server that is down or dies mid-request) as errors.
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -96,18 +107,27 @@ pub fn http(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status line"))?;
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
+    Ok((status, body))
 }
 
 /// Posts NDJSON events with a bearer token to the ingest API.
 pub fn post_events(port: u16, token: &str, body: &str) -> (u16, String) {
+    try_post_events(port, token, body).unwrap()
+}
+
+/// [`post_events`], with connection failures as errors.
+pub fn try_post_events(port: u16, token: &str, body: &str) -> std::io::Result<(u16, String)> {
     let auth = format!("Bearer {token}");
-    http(
+    try_http(
         port,
         "POST",
         "/v1/ingest/events",
@@ -233,6 +253,27 @@ pub fn dlq_reasons(tenant: &str) -> std::collections::BTreeMap<String, usize> {
             *out.entry(reason).or_default() += 1;
         }
         out
+    })
+}
+
+/// How many messages `{kind}.{tenant}` holds (from the stream's subject counts).
+pub fn count(kind: vigil_bus::Subject, tenant: &str) -> usize {
+    runtime().block_on(async {
+        let js = vigil_bus::connect(&nats_url(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let t = vigil_model::TenantId::parse(tenant).unwrap();
+        let subject = kind.for_tenant(&t);
+        let stream = js.get_stream(kind.stream()).await.unwrap();
+        let info = stream.info_with_subjects(subject.clone()).await.unwrap();
+        let mut n = 0;
+        futures::pin_mut!(info);
+        while let Some(Ok((s, c))) = futures::StreamExt::next(&mut info).await {
+            if s == subject {
+                n += c;
+            }
+        }
+        n
     })
 }
 
