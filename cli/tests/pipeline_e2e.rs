@@ -196,7 +196,9 @@ fn event_id(line: &str) -> &str {
     &line[start..start + len]
 }
 
-fn publish_normalized(events: &[(String, String)]) {
+/// Publishes `messages` (in batches of 5,000), with the dev stream limits set up first.
+fn publish(messages: impl IntoIterator<Item = vigil_bus::Outgoing>) {
+    let messages: Vec<vigil_bus::Outgoing> = messages.into_iter().collect();
     common::runtime().block_on(async {
         let js = vigil_bus::connect(&common::nats_url(), Duration::from_secs(5))
             .await
@@ -205,23 +207,23 @@ fn publish_normalized(events: &[(String, String)]) {
             .await
             .unwrap();
         let publisher = vigil_bus::Publisher::new(js, Duration::from_secs(10));
-        for chunk in events.chunks(5_000) {
-            let batch = chunk
-                .iter()
-                .map(|(tenant, line)| {
-                    let t = vigil_model::TenantId::parse(tenant).unwrap();
-                    vigil_bus::Outgoing {
-                        subject: Subject::NormalizedEvents.for_tenant(&t),
-                        msg_id: vigil_bus::msg_id(&t, event_id(line)),
-                        payload: line.clone().into_bytes().into(),
-                        headers: Vec::new(),
-                    }
-                })
-                .collect();
-            let published = publisher.publish_all(batch).await.unwrap();
+        for chunk in messages.chunks(5_000) {
+            let published = publisher.publish_all(chunk.to_vec()).await.unwrap();
             assert_eq!(published.duplicates, 0);
         }
     });
+}
+
+fn publish_normalized(events: &[(String, String)]) {
+    publish(events.iter().map(|(tenant, line)| {
+        let t = vigil_model::TenantId::parse(tenant).unwrap();
+        vigil_bus::Outgoing {
+            subject: Subject::NormalizedEvents.for_tenant(&t),
+            msg_id: vigil_bus::msg_id(&t, event_id(line)),
+            payload: line.clone().into_bytes().into(),
+            headers: Vec::new(),
+        }
+    }));
 }
 
 /// Alerts without `detected_at`, by id; panics on an id with two contents.
@@ -519,33 +521,19 @@ fn killing_the_normalizer_loses_and_doubles_nothing() {
     let tenant = common::unique_tenant("kn");
     let t = vigil_model::TenantId::parse(&tenant).unwrap();
     let n = 200_000;
-    common::runtime().block_on(async {
-        let js = vigil_bus::connect(&common::nats_url(), Duration::from_secs(5))
-            .await
-            .unwrap();
-        vigil_bus::ensure_streams(&js, &vigil_bus::dev::small_streams())
-            .await
-            .unwrap();
-        let publisher = vigil_bus::Publisher::new(js, Duration::from_secs(10));
-        let now = vigil_model::time::now_millis();
-        for start in (0..n).step_by(5_000) {
-            let batch = (start..start + 5_000)
-                .map(|i| vigil_bus::Outgoing {
-                    subject: Subject::RawEvents.for_tenant(&t),
-                    msg_id: vigil_bus::msg_id(&t, &format!("kn-{i}")),
-                    payload: format!(
-                        r#"{{"@timestamp":{},"tenant_id":"{tenant}","event":{{"id":"kn-{i}","outcome":"success"}},"user":{{"name":"u{}"}}}}"#,
-                        now - 60_000 + i as i64 / 10,
-                        i % 50
-                    )
-                    .into_bytes()
-                    .into(),
-                    headers: vec![("Vigil-Source-Type", "ecs".to_owned())],
-                })
-                .collect();
-            publisher.publish_all(batch).await.unwrap();
-        }
-    });
+    let now = vigil_model::time::now_millis();
+    publish((0..n).map(|i| vigil_bus::Outgoing {
+        subject: Subject::RawEvents.for_tenant(&t),
+        msg_id: vigil_bus::msg_id(&t, &format!("kn-{i}")),
+        payload: format!(
+            r#"{{"@timestamp":{},"tenant_id":"{tenant}","event":{{"id":"kn-{i}","outcome":"success"}},"user":{{"name":"u{}"}}}}"#,
+            now - 60_000 + i as i64 / 10,
+            i % 50
+        )
+        .into_bytes()
+        .into(),
+        headers: vec![("Vigil-Source-Type", "ecs".to_owned())],
+    }));
     let consumer = format!("kn_{}", std::process::id());
     let start = || {
         Proc(
