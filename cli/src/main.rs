@@ -18,6 +18,7 @@ use vigil_sources::{FileSource, StdinSource};
 
 mod cases;
 mod load;
+mod metrics;
 mod pipeline;
 
 #[derive(Parser, Debug)]
@@ -333,6 +334,16 @@ fn load_rules(paths: &[PathBuf]) -> Result<Option<Arc<vigil_engine::Compiled>>> 
 /// `vigil run --config`: the pipeline file's source, rules, engine and sinks.
 fn run_pipeline(path: &Path) -> Result<ExitCode> {
     init_logs();
+    // A panicking worker would leave the others waiting forever: exit instead, and let the
+    // supervisor restart the engine from its newest checkpoint.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!(
+            "vigil: a worker panicked; exiting (the next run resumes from the newest checkpoint)"
+        );
+        std::process::exit(70);
+    }));
     let (pipeline, base) = pipeline::Pipeline::load(path)?;
     let built = pipeline.build(&base)?;
     let Some(compiled) = load_rules(&built.rules)? else {
@@ -340,6 +351,9 @@ fn run_pipeline(path: &Path) -> Result<ExitCode> {
     };
     if let Some(stop) = &built.stop {
         stop_on_signal(Arc::clone(stop))?;
+    }
+    if let (Some(addr), Some(m)) = (built.metrics_listen, &built.engine.metrics) {
+        metrics::serve(addr, Arc::clone(m), built.jetstream_stats.clone())?;
     }
     eprintln!(
         "vigil: {} rules, {} workers, lateness {}, reading {}{}",

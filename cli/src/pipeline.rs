@@ -43,6 +43,8 @@ struct EngineSection {
     tenant: Option<TenantId>,
     /// Where checkpoints are kept; required for a JetStream source.
     state_dir: Option<PathBuf>,
+    /// Serve Prometheus `/metrics` (and `/healthz`) here, e.g. `127.0.0.1:9464`.
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for EngineSection {
@@ -52,6 +54,7 @@ impl Default for EngineSection {
             lateness: Duration::from_millis(vigil_engine::DEFAULT_LATENESS_MS),
             tenant: None,
             state_dir: None,
+            metrics_listen: None,
         }
     }
 }
@@ -172,6 +175,8 @@ pub struct Built {
     /// Set on SIGTERM/SIGINT, for sources that stop cleanly.
     pub stop: Option<Arc<AtomicBool>>,
     pub jetstream_stats: Option<Arc<std::sync::Mutex<vigil_sources::JetStreamStats>>>,
+    /// Where to serve metrics.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Pipeline {
@@ -278,6 +283,10 @@ impl Pipeline {
             bail!("sinks.alerts is empty: alerts would go nowhere");
         }
         let engine = EngineConfig {
+            metrics: self
+                .engine
+                .metrics_listen
+                .map(|_| Arc::new(vigil_engine::EngineMetrics::default())),
             workers: self.engine.workers,
             lateness_ms: u64::try_from(self.engine.lateness.as_millis()).unwrap_or(u64::MAX),
             default_tenant: self.engine.tenant,
@@ -300,6 +309,7 @@ impl Pipeline {
             },
             stop,
             jetstream_stats,
+            metrics_listen: self.engine.metrics_listen,
         })
     }
 }

@@ -21,6 +21,18 @@ fn rules_dir() -> String {
 /// Writes a pipeline file: JetStream source for `tenants`, alerts to ALERTS and a JSONL file,
 /// rejects to the DLQ.
 fn pipeline(dir: &Path, consumer: &str, tenants: &[&str], lateness: &str, interval: &str) {
+    pipeline_with(dir, consumer, tenants, lateness, interval, "");
+}
+
+/// [`pipeline`] with `engine` appended to the `[engine]` table.
+fn pipeline_with(
+    dir: &Path,
+    consumer: &str,
+    tenants: &[&str],
+    lateness: &str,
+    interval: &str,
+    engine: &str,
+) {
     let tenants: Vec<String> = tenants.iter().map(|t| format!("\"{t}\"")).collect();
     std::fs::write(
         dir.join("pipeline.toml"),
@@ -32,6 +44,7 @@ url = "{nats}"
 workers = 2
 lateness = "{lateness}"
 state_dir = "state"
+{engine}
 [source]
 kind = "jetstream"
 consumer = "{consumer}"
@@ -112,7 +125,15 @@ fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
             .unwrap(),
     );
     let engine_name = format!("e_{}", std::process::id());
-    pipeline(&dir, &engine_name, &[&a, &b], "2s", "1s");
+    let metrics_port = common::free_port();
+    pipeline_with(
+        &dir,
+        &engine_name,
+        &[&a, &b],
+        "2s",
+        "1s",
+        &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+    );
     let mut engine = start_engine(&dir);
 
     // Ten failed logins for one user per tenant, then silence: nothing later moves event time,
@@ -142,6 +163,37 @@ fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
         assert_eq!(alert["group"]["user.name"], user);
         assert_eq!(alert["event_count"], 10);
     }
+    // Per-tenant and per-rule metrics.
+    let expected: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|t| {
+            [
+                format!("vigil_engine_events_total{{tenant=\"{t}\"}} 10"),
+                format!("vigil_engine_alerts_total{{rule=\"brute_force_login\",tenant=\"{t}\"}} 1"),
+                format!("vigil_engine_state_keys{{rule=\"brute_force_login\",tenant=\"{t}\"}} 1"),
+                format!("vigil_engine_watermark_lag_seconds{{tenant=\"{t}\"}} "),
+            ]
+        })
+        .collect();
+    let mut last = String::new();
+    let found = (0..50).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        let (_, m) = common::try_http(metrics_port, "GET", "/metrics", &[], "").ok()?;
+        let all = expected.iter().all(|l| m.contains(l.as_str()));
+        last = m;
+        all.then_some(())
+    });
+    assert!(found.is_some(), "expected {expected:#?} in\n{last}");
+    let metrics = last;
+    assert!(
+        metrics.contains("vigil_source_messages_total 20"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("vigil_engine_checkpoints_total 0"),
+        "{metrics}"
+    );
+
     // SIGTERM: a last checkpoint, then a clean exit, without flushing anything early.
     let status = engine.terminate(Duration::from_secs(20));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");

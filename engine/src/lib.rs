@@ -19,6 +19,7 @@
 pub mod checkpoint;
 mod decode;
 pub mod io;
+mod metrics;
 mod rules;
 mod source;
 mod stats;
@@ -29,7 +30,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -43,6 +44,7 @@ use vigil_operators::{KeyedWindows, Lateness, WindowsConfig, WindowsSnapshot};
 
 use crate::checkpoint::{Coordinator, ProgressHandle, RuleRef, ToCoordinator};
 pub use checkpoint::{CheckpointConfig, CheckpointError};
+pub use metrics::EngineMetrics;
 
 pub use io::{
     AlertSink, ChunkSink, EventSource, Reject, RejectReason, RejectSink, SinkError, SourceError,
@@ -69,6 +71,8 @@ pub struct EngineConfig {
     pub channel_chunks: usize,
     /// Where checkpoints are kept; `None` for runs that end with their input (files).
     pub checkpoint: Option<CheckpointConfig>,
+    /// Live metrics, published by every worker about once a second.
+    pub metrics: Option<Arc<EngineMetrics>>,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +83,7 @@ impl Default for EngineConfig {
             default_tenant: None,
             channel_chunks: 4,
             checkpoint: None,
+            metrics: None,
         }
     }
 }
@@ -104,6 +109,18 @@ pub enum EngineError {
     /// A checkpoint could not be committed.
     #[error("checkpoint failed: {0}")]
     Checkpoint(String),
+}
+
+/// A worker's counters for `/metrics`.
+fn snapshot(st: &WorkerStats, win: &WindowStats) -> metrics::WorkerSnapshot {
+    metrics::WorkerSnapshot {
+        events: st.events_by_tenant.clone(),
+        rejected: st.rejected.clone(),
+        late: win.late.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        alerts: st.alerts.clone(),
+        keys: win.live.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        watermarks: win.watermarks.iter().cloned().collect(),
+    }
 }
 
 /// Sends every snapshot part of this worker whose alerts are all in the sink to the
@@ -367,6 +384,16 @@ pub fn run(
     let worker_rules = Arc::clone(&rules);
     let worker_sinks = sinks.clone();
     let worker_coordinator = Mutex::new(coordinator_tx);
+    if let Some(m) = &config.metrics {
+        m.start(
+            (0..rules.len() as u32)
+                .map(|i| rules.rule_id(i).to_owned())
+                .collect(),
+            workers,
+            Arc::clone(&progress),
+        );
+    }
+    let worker_metrics = config.metrics.clone();
     let guards = timely::execute(timely_config, move |worker| {
         let index = worker.index();
         let rx = receivers[index]
@@ -386,6 +413,7 @@ pub fn run(
         let rules = Arc::clone(&worker_rules);
         let sinks = worker_sinks.clone();
         let abort = Arc::clone(&abort);
+        let metrics = worker_metrics.clone();
         let mut late_tracker = WatermarkTracker::new(lateness, vec![lateness]);
         if let Some(t) = restored_lateness.clone() {
             late_tracker.restore(t);
@@ -454,7 +482,14 @@ pub fn run(
                     input.for_each(|_, data| {
                         let now = now_millis();
                         for f in data.drain(..) {
-                            *alert_stats.borrow_mut().alerts.entry(f.rule).or_default() += 1;
+                            let mut st = alert_stats.borrow_mut();
+                            match st.alerts.get_mut(&(f.rule, f.tenant.clone())) {
+                                Some(n) => *n += 1,
+                                None => {
+                                    st.alerts.insert((f.rule, f.tenant.clone()), 1);
+                                }
+                            }
+                            drop(st);
                             batch.push(alert_rules.alert(f, now));
                         }
                     });
@@ -471,10 +506,22 @@ pub fn run(
         if let Ok(tx) = act_tx.lock() {
             let _ = tx.send((index, worker.sync_activator_for(address.to_vec())));
         }
-        while !abort.load(Ordering::SeqCst) && worker.step_or_park(None) {
+        // With metrics, wake at least twice a second to publish them.
+        let park = metrics.as_ref().map(|_| Duration::from_millis(500));
+        let mut published = Instant::now();
+        while !abort.load(Ordering::SeqCst) && worker.step_or_park(park) {
             if let Some(tx) = &coordinator {
                 hand_over(&parts, alerts_done.get(), index, tx);
             }
+            if let Some(m) = &metrics
+                && published.elapsed() >= Duration::from_secs(1)
+            {
+                m.publish(index, snapshot(&stats.borrow(), &window_stats.borrow()));
+                published = Instant::now();
+            }
+        }
+        if let Some(m) = &metrics {
+            m.publish(index, snapshot(&stats.borrow(), &window_stats.borrow()));
         }
         if abort.load(Ordering::SeqCst) {
             // Stopped, not ended: drop the dataflow instead of letting timely drain it.
@@ -498,7 +545,7 @@ pub fn run(
         for (r, n) in w.rejected {
             *total.rejected.entry(r).or_default() += n;
         }
-        for (rule, n) in w.alerts {
+        for ((rule, _), n) in w.alerts {
             *total
                 .alerts
                 .entry(rules.rule_id(rule).to_owned())

@@ -305,9 +305,21 @@ impl Parser {
         }
         self.scratch = Some(scratch);
         {
+            let mut per_tenant = vec![0u64; tenants.names().len()];
+            for e in &events {
+                per_tenant[usize::from(e.tenant)] += 1;
+            }
             let mut st = self.ctx.stats.borrow_mut();
             st.lines += lines;
             st.events += events.len() as u64;
+            for (t, n) in tenants.names().iter().zip(per_tenant) {
+                match st.events_by_tenant.get_mut(t) {
+                    Some(c) => *c += n,
+                    None => {
+                        st.events_by_tenant.insert(t.clone(), n);
+                    }
+                }
+            }
         }
         let summary = EpochSummary {
             epoch: chunk.seq,

@@ -13,7 +13,10 @@ pub(crate) struct WorkerStats {
     pub(crate) events: u64,
     pub(crate) late: u64,
     pub(crate) rejected: BTreeMap<RejectReason, u64>,
-    pub(crate) alerts: BTreeMap<u32, u64>,
+    /// Valid events per tenant.
+    pub(crate) events_by_tenant: BTreeMap<String, u64>,
+    /// Alerts per (rule index, tenant).
+    pub(crate) alerts: BTreeMap<(u32, String), u64>,
     pub(crate) sink_errors: Vec<String>,
 }
 

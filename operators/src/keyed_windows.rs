@@ -70,6 +70,10 @@ pub struct WindowStats {
     pub peak_bytes: usize,
     /// Keys and bytes per rule index when `peak_keys` was reached.
     pub peak_by_rule: Vec<(usize, usize)>,
+    /// Live keys per (rule index, tenant) after the latest eviction sweep.
+    pub live: HashMap<(u32, String), usize>,
+    /// Each tenant's watermark after the latest eviction sweep.
+    pub watermarks: Vec<(String, i64)>,
 }
 
 /// Shared handle to a worker's [`WindowStats`].
@@ -223,6 +227,7 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                     stats.borrow_mut().keys = keys.len();
                 }
                 let mut epochs_done = 0u64;
+                let mut last_sweep_wall = i64::MIN;
                 move |(hits_in, hits_frontier), (sum_in, sum_frontier), output| {
                     hits_in.for_each(|_, data| {
                         for h in data.drain(..) {
@@ -272,8 +277,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             }
                         }
                         let mut barrier = false;
+                        let mut wall = None;
                         for s in &epoch.summaries {
                             barrier |= s.checkpoint;
+                            wall = wall.max(s.wall_ms);
                             tracker.apply(s);
                             for (t, _) in &s.tenants {
                                 if !touched.contains(t) {
@@ -305,11 +312,18 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             on_checkpoint(e, encode_state(&tracker, &keys, &tenants, &pending));
                         }
                         epochs_done += 1;
-                        if epochs_done.is_multiple_of(EVICT_EVERY) {
+                        // Live input sweeps at least once a second of wall clock too, so that
+                        // the live-key metrics stay fresh while input trickles.
+                        let live_due =
+                            wall.is_some_and(|w| w.saturating_sub(last_sweep_wall) >= 1_000);
+                        if live_due {
+                            last_sweep_wall = wall.unwrap_or(last_sweep_wall);
+                        }
+                        if epochs_done.is_multiple_of(EVICT_EVERY) || live_due {
                             // State peaks just before a sweep; measuring costs a scan too, so
                             // both happen together.
                             note_size(&keys, &mut st);
-                            evict(&mut keys, &tenants, &tracker, &specs);
+                            evict(&mut keys, &tenants, &tracker, &specs, &mut st);
                         }
                     }
                     if hits_frontier.is_empty() && sum_frontier.is_empty() {
@@ -441,21 +455,34 @@ fn drain(
     }
 }
 
+/// Drops expired keys, and records the live keys per (rule, tenant) and the watermarks.
 fn evict(
     keys: &mut KeyMap,
     tenants: &TenantIndex,
     tracker: &WatermarkTracker,
     specs: &[WindowSpec],
+    st: &mut WindowStats,
 ) {
-    let wms: Vec<i64> = tenants
-        .names()
-        .iter()
-        .map(|t| tracker.watermark(t))
-        .collect();
+    let names = tenants.names();
+    let wms: Vec<i64> = names.iter().map(|t| tracker.watermark(t)).collect();
+    let mut live: HashMap<(u32, u32), usize> = HashMap::new();
     keys.retain(|_, k| {
-        !k.state
-            .expired(&specs[k.rule as usize], wms[k.tenant as usize])
+        let keep = !k
+            .state
+            .expired(&specs[k.rule as usize], wms[k.tenant as usize]);
+        if keep {
+            *live.entry((k.rule, k.tenant)).or_default() += 1;
+        }
+        keep
     });
+    st.live = live
+        .into_iter()
+        .map(|((r, t), n)| ((r, names[t as usize].clone()), n))
+        .collect();
+    st.watermarks = tracker
+        .tenants()
+        .map(|t| (t.to_owned(), tracker.watermark(t)))
+        .collect();
 }
 
 fn note_size(keys: &KeyMap, st: &mut WindowStats) {
