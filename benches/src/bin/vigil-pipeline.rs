@@ -1,0 +1,363 @@
+//! The service path against the JetStream wall, in one run on one machine (`benches/pipeline.sh`):
+//!
+//! 1. the wall: publish and batched-pull consume of the same events, one per message;
+//! 2. throughput: N raw events stored in `RAW`, then `vigil normalize` and `vigil run --config`
+//!    started together; time until the engine has processed all N (from its `/metrics`);
+//! 3. latency: both running, events published live at a fixed rate with `@timestamp` = publish
+//!    time and a brute force every 100 events; for each alert, arrival on `alerts.{tenant}`
+//!    minus the triggering event's time, as p50 / p99 / max.
+//!
+//! Prints a Markdown table; ratios within the run are what mean anything on a noisy VM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use vigil_bus::Subject;
+use vigil_model::TenantId;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "RAW -> alerts throughput and publish -> alert latency beside the JetStream wall"
+)]
+struct Args {
+    /// The `vigil` binary.
+    #[arg(long, default_value = "target/release/vigil")]
+    vigil: PathBuf,
+    /// The rules to run.
+    #[arg(long, default_value = "rules")]
+    rules: PathBuf,
+    /// Where configs, state and logs go.
+    #[arg(long, default_value = "var/bench/pipeline")]
+    dir: PathBuf,
+    /// NATS URL (default: the dev services' VIGIL_NATS_URL).
+    #[arg(long)]
+    nats: Option<String>,
+    /// Events for the wall and the throughput run.
+    #[arg(long, default_value_t = 300_000)]
+    events: usize,
+    /// Engine worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Live rate of the latency run, events/s.
+    #[arg(long, default_value_t = 10_000)]
+    rate: usize,
+    /// Length of the latency run.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Allowed lateness in the latency run.
+    #[arg(long, default_value = "2s")]
+    lateness: String,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `vigil normalize` and `vigil run --config` for `tenant`.
+fn start(
+    args: &Args,
+    url: &str,
+    tenant: &str,
+    lateness: &str,
+    tag: &str,
+) -> Result<(Proc, Proc, u16)> {
+    let dir = args.dir.join(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let rules = std::fs::canonicalize(&args.rules)?;
+    std::fs::write(
+        dir.join("pipeline.toml"),
+        format!(
+            r#"rules = ["{rules}"]
+[nats]
+url = "{url}"
+[engine]
+workers = {workers}
+lateness = "{lateness}"
+state_dir = "state"
+metrics_listen = "127.0.0.1:{port}"
+[source]
+kind = "jetstream"
+consumer = "{tag}"
+tenants = ["{tenant}"]
+[sinks]
+alerts = ["jetstream"]
+rejects = ["jetstream"]
+"#,
+            rules = rules.display(),
+            workers = args.workers,
+        ),
+    )?;
+    let log = |name: &str| std::fs::File::create(dir.join(name));
+    let normalizer = Proc(
+        Command::new(&args.vigil)
+            .args([
+                "normalize",
+                "--nats",
+                url,
+                "--consumer",
+                tag,
+                "--tenant",
+                tenant,
+            ])
+            .stderr(log("normalize.log")?)
+            .spawn()
+            .context("start vigil normalize")?,
+    );
+    let engine = Proc(
+        Command::new(&args.vigil)
+            .args(["run", "--config"])
+            .arg(dir.join("pipeline.toml"))
+            .stdout(Stdio::null())
+            .stderr(log("engine.log")?)
+            .spawn()
+            .context("start vigil run")?,
+    );
+    Ok((normalizer, engine, port))
+}
+
+/// The engine's `/metrics` value of `metric`, summed over its label sets (0 without samples);
+/// `None` while the endpoint does not answer.
+fn metric(port: u16, metric: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let mut total = 0.0;
+    for line in text.lines() {
+        if line.starts_with(metric) && !line.starts_with('#') {
+            let v: f64 = line.rsplit(' ').next()?.parse().ok()?;
+            total += v;
+        }
+    }
+    Some(total)
+}
+
+fn raw(t: &TenantId, i: usize, payload: String) -> (String, String, Bytes) {
+    (
+        Subject::RawEvents.for_tenant(t),
+        vigil_bus::msg_id(t, &format!("bench-{i}")),
+        Bytes::from(payload),
+    )
+}
+
+/// Publishes with at most 1,024 acks outstanding.
+async fn publish(
+    js: &async_nats::jetstream::Context,
+    messages: Vec<(String, String, Bytes)>,
+) -> Result<()> {
+    let mut acks = FuturesUnordered::new();
+    for (subject, id, payload) in messages {
+        let p = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .message_id(&id)
+            .header("Vigil-Source-Type", "ecs");
+        acks.push(js.send_publish(subject, p).await?.into_future());
+        while acks.len() >= 1_024 {
+            acks.next().await.context("ack")??;
+        }
+    }
+    while let Some(a) = acks.next().await {
+        a?;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn throughput(
+    args: &Args,
+    js: &async_nats::jetstream::Context,
+    url: &str,
+) -> Result<(f64, f64)> {
+    let tenant = format!("bench_t{}", std::process::id());
+    let t = TenantId::parse(&tenant)?;
+    let messages = (0..args.events)
+        .map(|i| raw(&t, i, vigil_bench::wall::event(&tenant, i)))
+        .collect();
+    publish(js, messages).await?;
+    let started = Instant::now();
+    let (_n, _e, port) = start(
+        args,
+        url,
+        &tenant,
+        "10s",
+        &format!("bench_t{}", std::process::id()),
+    )?;
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let done = metric(port, "vigil_engine_events_total").unwrap_or(0.0);
+        if done as usize >= args.events {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the engine processed {done} of {} events in 10 minutes",
+                args.events
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let eps = args.events as f64 / started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let alerts = metric(port, "vigil_engine_alerts_total").unwrap_or(0.0);
+    Ok((eps, alerts))
+}
+
+async fn latency(args: &Args, js: &async_nats::jetstream::Context, url: &str) -> Result<Vec<i64>> {
+    let tenant = format!("bench_l{}", std::process::id());
+    let t = TenantId::parse(&tenant)?;
+    let client = async_nats::connect(url).await?;
+    let mut alerts = client.subscribe(Subject::Alerts.for_tenant(&t)).await?;
+    let (_n, _e, port) = start(
+        args,
+        url,
+        &tenant,
+        &args.lateness,
+        &format!("bench_l{}", std::process::id()),
+    )?;
+    while metric(port, "vigil_engine_events_total").is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = std::sync::Arc::clone(&seen);
+    let collector = tokio::spawn(async move {
+        while let Some(m) = alerts.next().await {
+            let now = vigil_model::time::now_millis();
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+            if let Some(end) = v["window"]["end"]
+                .as_str()
+                .and_then(vigil_model::time::parse_rfc3339)
+                && let Ok(mut s) = into.lock()
+            {
+                s.push(now - end);
+            }
+        }
+    });
+    let tick = Duration::from_millis(50);
+    let per_tick = (args.rate / 20).max(1);
+    let ticks = args.seconds * 20;
+    let started = Instant::now();
+    let mut i = 0usize;
+    for k in 0..ticks {
+        let now = vigil_model::time::now_millis();
+        let ts = vigil_model::time::format_rfc3339_millis(now);
+        let batch = (0..per_tick)
+            .map(|_| {
+                i += 1;
+                // Every 100 events hold 10 failures of one user: one brute force each.
+                let (user, outcome) = if i.is_multiple_of(10) {
+                    (format!("victim{}", i / 100), "failure")
+                } else {
+                    (format!("user{}", i % 997), "success")
+                };
+                raw(
+                    &t,
+                    i,
+                    format!(
+                        r#"{{"@timestamp":"{ts}","event":{{"id":"lat-{i}","category":["authentication"],"outcome":"{outcome}"}},"user":{{"name":"{user}"}},"source":{{"ip":"10.9.{}.{}"}}}}"#,
+                        i % 200,
+                        i % 250
+                    ),
+                )
+            })
+            .collect();
+        publish(js, batch).await?;
+        let next = started + tick * (k as u32 + 1);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let lateness_ms = vigil_model::parse_duration(&args.lateness).map_err(anyhow::Error::msg)?;
+    tokio::time::sleep(Duration::from_millis(lateness_ms + 3_000)).await;
+    collector.abort();
+    drop(client);
+    let mut lat = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    lat.sort_unstable();
+    Ok(lat)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let url = vigil_bench::nats_url(args.nats.as_deref())?;
+    if !Path::new(&args.vigil).exists() {
+        bail!(
+            "{} not found: build it with cargo build --release -p vigil-cli",
+            args.vigil.display()
+        );
+    }
+    let js = vigil_bus::connect(&url, Duration::from_secs(5)).await?;
+    vigil_bus::ensure_streams(&js, &vigil_bus::dev::small_streams()).await?;
+    let (publish_eps, consume_eps) = vigil_bench::wall::run(&js, args.events, 1_024, 1).await?;
+    let wall = publish_eps.min(consume_eps);
+    // The service path crosses JetStream twice (RAW, then NORMALIZED): the same work done
+    // back to back, publish + consume + publish + consume.
+    let two_hops = 1.0 / (2.0 / publish_eps + 2.0 / consume_eps);
+    let (e2e, alerts) = throughput(&args, &js, &url).await?;
+    let lat = latency(&args, &js, &url).await?;
+    let expected = args.rate as u64 * args.seconds / 100;
+    println!("| measure | value | vs wall |");
+    println!("| --- | ---: | ---: |");
+    println!("| JetStream publish, 1 event/message | {publish_eps:.0} events/s | |");
+    println!("| JetStream batched pull consume | {consume_eps:.0} events/s | |");
+    println!("| wall (the slower of the two) | {wall:.0} events/s | 1.00 |");
+    println!(
+        "| two hops back to back (publish, consume, publish, consume) | {two_hops:.0} events/s | {:.2} |",
+        two_hops / wall
+    );
+    println!(
+        "| RAW → normalize → NORMALIZED → engine ({} workers), {} events, {alerts:.0} alerts | {e2e:.0} events/s | {:.2} ({:.2} of two hops) |",
+        args.workers,
+        args.events,
+        e2e / wall,
+        e2e / two_hops
+    );
+    println!(
+        "| publish → alert latency at {} events/s, lateness {}, {} alerts ({expected} brute forces sent) | p50 {} ms, p99 {} ms, max {} ms | |",
+        args.rate,
+        args.lateness,
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0)
+    );
+    Ok(())
+}
