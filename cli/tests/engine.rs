@@ -12,15 +12,28 @@ use vigil_sinks::{CaptureRejects, CaptureSink};
 use vigil_sources::MemorySource;
 
 fn shipped_rules() -> Arc<Compiled> {
+    rules(
+        &[
+            "auth/brute_force_login.rule",
+            "auth/password_spray.rule",
+            "auth/root_login_from_public_ip.rule",
+        ],
+        |text| text,
+    )
+}
+
+/// Shipped rule files, each passed through `edit` before compiling.
+fn rules(files: &[&str], edit: impl Fn(String) -> String) -> Arc<Compiled> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/");
-    let files: Vec<SourceFile> = [
-        "auth/brute_force_login.rule",
-        "auth/password_spray.rule",
-        "auth/root_login_from_public_ip.rule",
-    ]
-    .iter()
-    .map(|f| SourceFile::new(*f, std::fs::read_to_string(format!("{root}{f}")).unwrap()))
-    .collect();
+    let files: Vec<SourceFile> = files
+        .iter()
+        .map(|f| {
+            SourceFile::new(
+                *f,
+                edit(std::fs::read_to_string(format!("{root}{f}")).unwrap()),
+            )
+        })
+        .collect();
     let (set, _) = vigil_dsl::compile(&files).unwrap();
     Arc::new(Compiled::new(&set))
 }
@@ -35,18 +48,19 @@ fn run(
         lateness_ms,
         ..EngineConfig::default()
     };
-    run_with(&config, source)
+    run_with(&config, source, shipped_rules())
 }
 
 fn run_with(
     config: &EngineConfig,
     source: MemorySource,
+    rules: Arc<Compiled>,
 ) -> (Vec<Alert>, Vec<(RejectReason, u64, String)>, RunStats) {
     let alerts = Arc::new(CaptureSink::default());
     let rejects = Arc::new(CaptureRejects::default());
     let stats = vigil_engine::run(
         config,
-        shipped_rules(),
+        rules,
         Box::new(source),
         Sinks {
             alerts: alerts.clone(),
@@ -329,6 +343,16 @@ fn run_checkpointed(
     workers: usize,
     stop_after: Option<usize>,
 ) -> (Vec<Alert>, RunStats) {
+    run_checkpointed_with(lines, dir, workers, stop_after, shipped_rules())
+}
+
+fn run_checkpointed_with(
+    lines: &[String],
+    dir: &std::path::Path,
+    workers: usize,
+    stop_after: Option<usize>,
+    rules: Arc<Compiled>,
+) -> (Vec<Alert>, RunStats) {
     let config = EngineConfig {
         workers,
         lateness_ms: 10_000,
@@ -338,7 +362,7 @@ fn run_checkpointed(
         ..EngineConfig::default()
     };
     let source = MemorySource::from_lines("stream", lines, 200).with_checkpoints(3, stop_after);
-    let (alerts, _, stats) = run_with(&config, source);
+    let (alerts, _, stats) = run_with(&config, source, rules);
     (alerts, stats)
 }
 
@@ -387,4 +411,50 @@ fn restored_checkpoints_lose_no_alert_and_double_none_across_worker_counts() {
     assert!(by_id.values().all(|v| v.len() == 1), "one id, two contents");
     let got: BTreeSet<String> = by_id.into_values().flatten().collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn restored_state_follows_unchanged_rules_and_drops_changed_ones() {
+    let lines: Vec<String> = workload(0xabc, 12_000)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    let brute = || rules(&["auth/brute_force_login.rule"], |t| t);
+    let config = EngineConfig {
+        lateness_ms: 10_000,
+        ..EngineConfig::default()
+    };
+    let (reference, _, _) = run_with(&config, MemorySource::from_lines("w", &lines, 200), brute());
+    let want = comparable(&reference);
+    assert!(want.len() >= 5, "{}", want.len());
+
+    let dir = std::env::temp_dir().join(format!("vigil-rule-change-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Checkpointed with brute force alone; resumed with a rule added whose id sorts first, so
+    // brute force moves from index 0 to 1 — and keeps its state.
+    let (first, _) = run_checkpointed_with(&lines, &dir, 1, Some(20), brute());
+    let both = rules(
+        &["auth/brute_force_login.rule", "auth/password_spray.rule"],
+        |t| t.replace("rule password_spray", "rule a_password_spray"),
+    );
+    assert_eq!(both.rule_id(1), "brute_force_login");
+    let (rest, stats) = run_checkpointed_with(&lines, &dir, 2, None, both);
+    assert!(stats.restored_from.is_some());
+    assert_eq!(stats.restored_dropped, 0, "{stats:?}");
+    let brute_alerts: Vec<Alert> = first
+        .into_iter()
+        .chain(rest)
+        .filter(|a| a.rule_id == "brute_force_login")
+        .collect();
+    assert_eq!(comparable(&brute_alerts), want);
+
+    // A changed rule (same id and version, another plan) starts from empty state.
+    let _ = std::fs::remove_dir_all(&dir);
+    run_checkpointed_with(&lines, &dir, 1, Some(20), brute());
+    let changed = rules(&["auth/brute_force_login.rule"], |t| {
+        t.replace("count >= 10", "count >= 11")
+    });
+    let (_, stats) = run_checkpointed_with(&lines, &dir, 1, None, changed);
+    assert!(stats.restored_dropped > 0, "{stats:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
