@@ -4,11 +4,14 @@
 //! 2. throughput: N raw events stored in `RAW`, then `vigil normalize` and `vigil run --config`
 //!    started together; time until the engine has processed all N (from its `/metrics`);
 //! 3. latency: both running, events published live at a fixed rate with `@timestamp` = publish
-//!    time and a brute force every 100 events; for each alert, arrival on `alerts.{tenant}`
-//!    minus the triggering event's time, as p50 / p99 / max.
+//!    time and a brute force every 100 events, then background traffic alone for the lateness
+//!    and a second (so alerts are released by event time, as in steady state, not by idleness);
+//!    for each alert, arrival on `alerts.{tenant}` minus the triggering event's time, as
+//!    p50 / p99 / max, per rule, and the same for the normalize stage alone.
 //!
 //! Prints a Markdown table; ratios within the run are what mean anything on a noisy VM.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -243,11 +246,16 @@ async fn throughput(
     Ok((eps, alerts))
 }
 
-async fn latency(args: &Args, js: &async_nats::jetstream::Context, url: &str) -> Result<Vec<i64>> {
+/// Latencies by rule, and of the normalize stage.
+async fn latency(
+    args: &Args,
+    js: &async_nats::jetstream::Context,
+    url: &str,
+) -> Result<(BTreeMap<String, Vec<i64>>, BTreeMap<String, Vec<i64>>)> {
     let tenant = format!("bench_l{}", std::process::id());
     let t = TenantId::parse(&tenant)?;
     let client = async_nats::connect(url).await?;
-    let mut alerts = client.subscribe(Subject::Alerts.for_tenant(&t)).await?;
+    let alerts = client.subscribe(Subject::Alerts.for_tenant(&t)).await?;
     let (_n, _e, port) = start(
         args,
         url,
@@ -258,45 +266,51 @@ async fn latency(args: &Args, js: &async_nats::jetstream::Context, url: &str) ->
     while metric(port, "vigil_engine_events_total").is_none() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let into = std::sync::Arc::clone(&seen);
-    let collector = tokio::spawn(async move {
-        while let Some(m) = alerts.next().await {
-            let now = vigil_model::time::now_millis();
-            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
-            if let Some(end) = v["window"]["end"]
-                .as_str()
-                .and_then(vigil_model::time::parse_rfc3339)
-                && let Ok(mut s) = into.lock()
-            {
-                s.push(now - end);
-            }
-        }
+    let normalized = client
+        .subscribe(Subject::NormalizedEvents.for_tenant(&t))
+        .await?;
+    // Arrival minus event time: of each alert's triggering event (per rule), and of every
+    // normalized event (the first stage), to tell where the time goes.
+    let (alert_lat, alert_task) = collect(alerts, |v| {
+        let rule = v["rule_id"].as_str()?.to_owned();
+        Some((rule, v["window"]["end"].as_str()?.to_owned()))
+    });
+    let (norm_lat, norm_task) = collect(normalized, |v| {
+        Some((
+            "normalized".to_owned(),
+            v["@timestamp"].as_str()?.to_owned(),
+        ))
     });
     let tick = Duration::from_millis(50);
     let per_tick = (args.rate / 20).max(1);
-    let ticks = args.seconds * 20;
+    let lateness_ms = vigil_model::parse_duration(&args.lateness).map_err(anyhow::Error::msg)?;
+    // Bursts for `seconds`, then background traffic alone for the lateness and a second more,
+    // so that every burst's alert is released by event time (steady state), not by idleness.
+    let burst_ticks = args.seconds * 20;
+    let ticks = burst_ticks + (lateness_ms + 1_000) / 50;
     let started = Instant::now();
     let mut i = 0usize;
     for k in 0..ticks {
+        let bursts = k < burst_ticks;
         let now = vigil_model::time::now_millis();
         let ts = vigil_model::time::format_rfc3339_millis(now);
         let batch = (0..per_tick)
             .map(|_| {
+                let n = i;
                 i += 1;
                 // Every 100 events hold 10 failures of one user: one brute force each.
-                let (user, outcome) = if i.is_multiple_of(10) {
-                    (format!("victim{}", i / 100), "failure")
+                let (user, outcome) = if bursts && n.is_multiple_of(10) {
+                    (format!("victim{}", n / 100), "failure")
                 } else {
-                    (format!("user{}", i % 997), "success")
+                    (format!("user{}", n % 997), "success")
                 };
                 raw(
                     &t,
-                    i,
+                    n,
                     format!(
-                        r#"{{"@timestamp":"{ts}","event":{{"id":"lat-{i}","category":["authentication"],"outcome":"{outcome}"}},"user":{{"name":"{user}"}},"source":{{"ip":"10.9.{}.{}"}}}}"#,
-                        i % 200,
-                        i % 250
+                        r#"{{"@timestamp":"{ts}","event":{{"id":"lat-{n}","category":["authentication"],"outcome":"{outcome}"}},"user":{{"name":"{user}"}},"source":{{"ip":"10.9.{}.{}"}}}}"#,
+                        n % 200,
+                        n % 250
                     ),
                 )
             })
@@ -305,13 +319,44 @@ async fn latency(args: &Args, js: &async_nats::jetstream::Context, url: &str) ->
         let next = started + tick * (k as u32 + 1);
         tokio::time::sleep_until(next.into()).await;
     }
-    let lateness_ms = vigil_model::parse_duration(&args.lateness).map_err(anyhow::Error::msg)?;
     tokio::time::sleep(Duration::from_millis(lateness_ms + 3_000)).await;
-    collector.abort();
+    alert_task.abort();
+    norm_task.abort();
     drop(client);
-    let mut lat = seen.lock().map(|s| s.clone()).unwrap_or_default();
-    lat.sort_unstable();
-    Ok(lat)
+    let sorted = |l: &Latencies| {
+        let mut m = l.lock().map(|s| s.clone()).unwrap_or_default();
+        for v in m.values_mut() {
+            v.sort_unstable();
+        }
+        m
+    };
+    Ok((sorted(&alert_lat), sorted(&norm_lat)))
+}
+
+/// Latencies (ms) by label.
+type Latencies = std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<i64>>>>;
+
+/// Records arrival time minus the time `field` extracts (with its label), for every message
+/// of `sub`.
+fn collect(
+    mut sub: async_nats::Subscriber,
+    field: impl Fn(&serde_json::Value) -> Option<(String, String)> + Send + 'static,
+) -> (Latencies, tokio::task::JoinHandle<()>) {
+    let seen = Latencies::default();
+    let into = std::sync::Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            let now = vigil_model::time::now_millis();
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+            if let Some((label, t)) = field(&v)
+                && let Some(t) = vigil_model::time::parse_rfc3339(&t)
+                && let Ok(mut s) = into.lock()
+            {
+                s.entry(label).or_default().push(now - t);
+            }
+        }
+    });
+    (seen, task)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +377,9 @@ async fn main() -> Result<()> {
     // back to back, publish + consume + publish + consume.
     let two_hops = 1.0 / (2.0 / publish_eps + 2.0 / consume_eps);
     let (e2e, alerts) = throughput(&args, &js, &url).await?;
-    let lat = latency(&args, &js, &url).await?;
+    let (by_rule, stages) = latency(&args, &js, &url).await?;
+    let mut lat: Vec<i64> = by_rule.values().flatten().copied().collect();
+    lat.sort_unstable();
     let expected = args.rate as u64 * args.seconds / 100;
     println!("| measure | value | vs wall |");
     println!("| --- | ---: | ---: |");
@@ -359,5 +406,14 @@ async fn main() -> Result<()> {
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(0)
     );
+    for (label, l) in by_rule.iter().chain(&stages) {
+        println!(
+            "| of which {label}, {} | p50 {} ms, p99 {} ms, max {} ms | |",
+            l.len(),
+            percentile(l, 0.5),
+            percentile(l, 0.99),
+            l.last().copied().unwrap_or(0)
+        );
+    }
     Ok(())
 }
