@@ -436,8 +436,10 @@ async fn ack_through(
         newest = unacked.pop_front();
     }
     if let Some((_, m)) = newest {
-        // A lost ack costs a redelivery, which the sequence check skips; it is not an error.
-        if let Err(e) = m.ack().await {
+        // One ack per checkpoint, so waiting for the server's confirmation is cheap, and a
+        // stopping source does not drop its last ack with the connection. A lost ack costs
+        // a redelivery, which the sequence check skips; it is not an error.
+        if let Err(e) = m.double_ack().await {
             tracing::warn!(error = %e, source = name, "acknowledgement failed");
         }
     }
