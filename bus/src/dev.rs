@@ -39,6 +39,19 @@ pub fn small_streams() -> crate::StreamsConfig {
     }
 }
 
+/// Connects to the dev NATS and creates (or migrates to) the dev stream limits: the setup every
+/// integration test starts with.
+pub async fn jetstream() -> Result<async_nats::jetstream::Context, String> {
+    let url = setting("VIGIL_NATS_URL")?;
+    let js = crate::connect(&url, std::time::Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::ensure_streams(&js, &small_streams())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(js)
+}
+
 /// Every message stored on `subject` in `stream`, read with a throwaway consumer (for tests and
 /// inspection; it stops at the first empty fetch).
 pub async fn read_subject(

@@ -252,12 +252,7 @@ fn event_id(line: &str) -> &str {
 fn publish(messages: impl IntoIterator<Item = vigil_bus::Outgoing>) {
     let messages: Vec<vigil_bus::Outgoing> = messages.into_iter().collect();
     common::runtime().block_on(async {
-        let js = vigil_bus::connect(&common::nats_url(), Duration::from_secs(5))
-            .await
-            .unwrap();
-        vigil_bus::ensure_streams(&js, &vigil_bus::dev::small_streams())
-            .await
-            .unwrap();
+        let js = vigil_bus::dev::jetstream().await.unwrap();
         let publisher = vigil_bus::Publisher::new(js, Duration::from_secs(10));
         for chunk in messages.chunks(5_000) {
             let published = publisher.publish_all(chunk.to_vec()).await.unwrap();

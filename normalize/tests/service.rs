@@ -21,14 +21,7 @@ fn unique(name: &str) -> TenantId {
 }
 
 async fn js() -> jetstream::Context {
-    let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
-    let js = vigil_bus::connect(&url, Duration::from_secs(5))
-        .await
-        .unwrap();
-    vigil_bus::ensure_streams(&js, &vigil_bus::dev::small_streams())
-        .await
-        .unwrap();
-    js
+    vigil_bus::dev::jetstream().await.unwrap()
 }
 
 fn raw(tenant: &TenantId, source: &str, id: &str, payload: String) -> Outgoing {

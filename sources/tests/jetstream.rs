@@ -63,12 +63,7 @@ fn unacknowledged_messages_come_back_and_are_skipped_and_acks_follow_checkpoints
     .unwrap();
     let consumer = format!("src_{}", std::process::id());
     rt().block_on(async {
-        let js = vigil_bus::connect(&url, Duration::from_secs(5))
-            .await
-            .unwrap();
-        vigil_bus::ensure_streams(&js, &vigil_bus::dev::small_streams())
-            .await
-            .unwrap();
+        let js = vigil_bus::dev::jetstream().await.unwrap();
         let batch = (0..50)
             .map(|i| Outgoing {
                 subject: Subject::NormalizedEvents.for_tenant(&tenant),
