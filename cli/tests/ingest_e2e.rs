@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::{http, start_ingest, token};
 
@@ -70,32 +69,10 @@ fn vigil_ingest_serves_authenticated_events_into_nats() {
         err.contains("vigil normalize: 10 consumed, 10 normalized"),
         "{err}"
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let normalized = rt.block_on(async {
-        let js = vigil_bus::connect(&nats, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let t = vigil_model::TenantId::parse(&tenant).unwrap();
-        let msgs = vigil_bus::dev::read_subject(
-            &js,
-            "NORMALIZED",
-            vigil_bus::Subject::NormalizedEvents.for_tenant(&t),
-        )
-        .await
-        .unwrap();
-        js.get_stream("RAW")
-            .await
-            .unwrap()
-            .delete_consumer(&consumer)
-            .await
-            .unwrap();
-        msgs
-    });
+    let normalized = common::read(vigil_bus::Subject::NormalizedEvents, &tenant);
+    common::delete_consumer("RAW", &consumer);
     assert_eq!(normalized.len(), 10);
-    let e: serde_json::Value = serde_json::from_slice(&normalized[0].payload).unwrap();
+    let e = &normalized[0];
     assert_eq!(e["tenant_id"], tenant.as_str());
     assert!(e["event"]["id"].as_str().unwrap().starts_with("e2e-"));
     assert!(e["event"]["ingested"].is_string());

@@ -94,20 +94,6 @@ fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -
     }
 }
 
-fn delete_consumer(stream: &str, name: &str) {
-    common::runtime().block_on(async {
-        let js = vigil_bus::connect(&common::nats_url(), Duration::from_secs(5))
-            .await
-            .unwrap();
-        let _ = js
-            .get_stream(stream)
-            .await
-            .unwrap()
-            .delete_consumer(name)
-            .await;
-    });
-}
-
 #[test]
 fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
     let dir = common::temp_dir("pipeline-e2e");
@@ -115,15 +101,7 @@ fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
     let (a, b) = (common::unique_tenant("pa"), common::unique_tenant("pb"));
     let _ingest = start_ingest(&dir, port, &[&a, &b]);
     let normalizer_name = format!("n_{}", std::process::id());
-    let _normalizer = Proc(
-        vigil()
-            .args(["normalize", "--nats", &common::nats_url(), "--consumer"])
-            .arg(&normalizer_name)
-            .args(["--tenant", &a, "--tenant", &b])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _normalizer = common::start_normalizer(&normalizer_name, &[&a, &b]);
     let engine_name = format!("e_{}", std::process::id());
     let metrics_port = common::free_port();
     pipeline_with(
@@ -199,8 +177,8 @@ fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     let jsonl = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), 2, "{jsonl}");
-    delete_consumer("RAW", &normalizer_name);
-    delete_consumer("NORMALIZED", &engine_name);
+    common::delete_consumer("RAW", &normalizer_name);
+    common::delete_consumer("NORMALIZED", &engine_name);
 }
 
 /// A seeded replay: background logins for three tenants with brute-force bursts, in event-time
@@ -389,7 +367,7 @@ fn killing_the_engine_during_a_replay_loses_and_doubles_nothing() {
     let replayed = lines.len() - want.len();
     assert_eq!(by_id(lines), want);
     eprintln!("{kills} kills; {replayed} alerts raised again by restarts, deduplicated by ALERTS");
-    delete_consumer("NORMALIZED", &consumer);
+    common::delete_consumer("NORMALIZED", &consumer);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -405,15 +383,7 @@ fn bad_input_is_counted_exactly_and_every_reject_keeps_its_reason() {
         "[limits]\nmax_event_bytes = 4096\n",
     );
     let normalizer_name = format!("na_{}", std::process::id());
-    let _normalizer = Proc(
-        vigil()
-            .args(["normalize", "--nats", &common::nats_url(), "--consumer"])
-            .arg(&normalizer_name)
-            .args(["--tenant", &t])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _normalizer = common::start_normalizer(&normalizer_name, &[&t]);
     let engine_name = format!("ea_{}", std::process::id());
     pipeline(&dir, &engine_name, &[&t], "5s", "1s");
     let mut engine = start_engine(&dir);
@@ -530,8 +500,8 @@ fn bad_input_is_counted_exactly_and_every_reject_keeps_its_reason() {
     );
     assert!(log.contains(&summary), "{summary} not in {log}");
     assert_eq!(normalized - want["late"], want["ok"]);
-    delete_consumer("RAW", &normalizer_name);
-    delete_consumer("NORMALIZED", &engine_name);
+    common::delete_consumer("RAW", &normalizer_name);
+    common::delete_consumer("NORMALIZED", &engine_name);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -582,23 +552,13 @@ fn killing_the_normalizer_loses_and_doubles_nothing() {
         headers: vec![("Vigil-Source-Type", "ecs".to_owned())],
     }));
     let consumer = format!("kn_{}", std::process::id());
-    let start = || {
-        Proc(
-            vigil()
-                .args(["normalize", "--nats", &common::nats_url(), "--consumer"])
-                .arg(&consumer)
-                .args(["--tenant", &tenant])
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let start = || common::start_normalizer(&consumer, &[&tenant]);
     let count = || common::count(Subject::NormalizedEvents, &tenant);
     kill_five_times(start, || count() >= n, "normalizer");
     let ids = stored_ids(Subject::NormalizedEvents, &tenant);
     assert_eq!(ids.len(), n, "every raw event normalized");
     assert!(ids.values().all(|&c| c == 1), "none stored twice");
-    delete_consumer("RAW", &consumer);
+    common::delete_consumer("RAW", &consumer);
 }
 
 #[test]

@@ -291,7 +291,18 @@ pub(crate) struct Progress {
     pub(crate) slowest: Duration,
 }
 
-pub(crate) type ProgressHandle = Arc<Mutex<Progress>>;
+/// [`Progress`], shared.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ProgressHandle(Arc<Mutex<Progress>>);
+
+impl ProgressHandle {
+    /// The progress; a panicked holder's writes are still valid counters.
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 #[derive(Default)]
 struct Pending {
@@ -350,7 +361,7 @@ impl Coordinator {
                 continue;
             };
             if let Err(e) = self.commit(p) {
-                let mut progress = self.lock();
+                let mut progress = self.progress.lock();
                 progress.failed.get_or_insert(e);
             }
         }
@@ -361,12 +372,6 @@ impl Coordinator {
             windows: vec![None; self.workers],
             ..Pending::default()
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn commit(&mut self, p: Pending) -> Result<(), String> {
@@ -393,7 +398,7 @@ impl Coordinator {
         };
         let bytes = write(&self.dir, &c).map_err(|e| e.to_string())?;
         self.next_number += 1;
-        let mut progress = self.lock();
+        let mut progress = self.progress.lock();
         progress.committed = Some(position);
         progress.written += 1;
         progress.bytes = bytes as u64;

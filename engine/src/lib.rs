@@ -198,12 +198,6 @@ impl Dispatch {
         self.seq += 1;
         true
     }
-
-    fn progress(&self) -> std::sync::MutexGuard<'_, checkpoint::Progress> {
-        self.progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 impl ChunkSink for Dispatch {
@@ -217,7 +211,7 @@ impl ChunkSink for Dispatch {
         let Some(tx) = &self.coordinator else {
             return true;
         };
-        if self.progress().failed.is_some() {
+        if self.progress.lock().failed.is_some() {
             self.stopped = true;
             return false;
         }
@@ -230,7 +224,7 @@ impl ChunkSink for Dispatch {
     }
 
     fn committed(&self) -> Option<u64> {
-        self.progress().committed
+        self.progress.lock().committed
     }
 
     fn restored(&self) -> Option<u64> {
@@ -293,10 +287,7 @@ pub fn run(
     // Checkpoint coordinator.
     let progress = ProgressHandle::default();
     // The restored checkpoint is committed already.
-    progress
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .committed = restored_position;
+    progress.lock().committed = restored_position;
     let (coordinator_tx, coordinator) = match &config.checkpoint {
         Some(ck) => {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -312,7 +303,7 @@ pub fn run(
                 workers,
                 next_number,
                 sinks: sinks.clone(),
-                progress: Arc::clone(&progress),
+                progress: progress.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name("vigil-checkpoint".into())
@@ -337,7 +328,7 @@ pub fn run(
     let abort = Arc::new(AtomicBool::new(false));
 
     let reader_coordinator = coordinator_tx.clone();
-    let reader_progress = Arc::clone(&progress);
+    let reader_progress = progress.clone();
     let reader_abort = Arc::clone(&abort);
     let reader = std::thread::Builder::new()
         .name("vigil-reader".into())
@@ -390,7 +381,7 @@ pub fn run(
                 .map(|i| rules.rule_id(i).to_owned())
                 .collect(),
             workers,
-            Arc::clone(&progress),
+            progress.clone(),
         );
     }
     let worker_metrics = config.metrics.clone();
@@ -482,14 +473,11 @@ pub fn run(
                     input.for_each(|_, data| {
                         let now = now_millis();
                         for f in data.drain(..) {
-                            let mut st = alert_stats.borrow_mut();
-                            match st.alerts.get_mut(&(f.rule, f.tenant.clone())) {
-                                Some(n) => *n += 1,
-                                None => {
-                                    st.alerts.insert((f.rule, f.tenant.clone()), 1);
-                                }
-                            }
-                            drop(st);
+                            *alert_stats
+                                .borrow_mut()
+                                .alerts
+                                .entry((f.rule, f.tenant.clone()))
+                                .or_default() += 1;
                             batch.push(alert_rules.alert(f, now));
                         }
                     });
@@ -581,9 +569,7 @@ pub fn run(
         return Err(EngineError::Worker("the checkpoint thread panicked".into()));
     }
     {
-        let p = progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let p = progress.lock();
         if let Some(e) = &p.failed {
             return Err(EngineError::Checkpoint(e.clone()));
         }

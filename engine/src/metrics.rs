@@ -127,7 +127,7 @@ impl EngineMetrics {
                 }),
         );
         if let Some(p) = &inner.progress {
-            let p = p.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let p = p.lock();
             let one = |v: u64| std::iter::once((String::new(), v.to_string()));
             family(
                 &mut out,

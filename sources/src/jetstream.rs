@@ -208,7 +208,8 @@ impl JetStreamSource {
                     .zip(idle_since)
                     .is_some_and(|(d, since)| since.elapsed() >= d);
             if stopping {
-                return self.finish(out, position, barrier, &mut unacked).await;
+                self.finish(out, position, barrier, &mut unacked).await;
+                return Ok(());
             }
             let mut batch = match consumer
                 .batch()
@@ -295,7 +296,7 @@ impl JetStreamSource {
             if let Some(done) = out.committed()
                 && done > acked
             {
-                ack_through(done, &mut unacked, name).await?;
+                ack_through(done, &mut unacked, name).await;
                 acked = done;
                 self.lock_stats().acked = done;
             }
@@ -402,9 +403,9 @@ impl JetStreamSource {
         position: u64,
         barrier: u64,
         unacked: &mut VecDeque<(u64, jetstream::Message)>,
-    ) -> Result<(), SourceError> {
+    ) {
         if position > barrier && !out.checkpoint(position) {
-            return Ok(());
+            return;
         }
         let deadline = Instant::now() + LAST_CHECKPOINT_WAIT;
         while out.committed() < Some(position) && position > 0 {
@@ -417,20 +418,15 @@ impl JetStreamSource {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if let Some(done) = out.committed() {
-            ack_through(done, unacked, &self.name).await?;
+            ack_through(done, unacked, &self.name).await;
             self.lock_stats().acked = done;
         }
         out.stop();
-        Ok(())
     }
 }
 
 /// Acknowledges (AckAll) the newest held message at or below `done`.
-async fn ack_through(
-    done: u64,
-    unacked: &mut VecDeque<(u64, jetstream::Message)>,
-    name: &str,
-) -> Result<(), SourceError> {
+async fn ack_through(done: u64, unacked: &mut VecDeque<(u64, jetstream::Message)>, name: &str) {
     let mut newest = None;
     while unacked.front().is_some_and(|(seq, _)| *seq <= done) {
         newest = unacked.pop_front();
@@ -443,5 +439,4 @@ async fn ack_through(
             tracing::warn!(error = %e, source = name, "acknowledgement failed");
         }
     }
-    Ok(())
 }

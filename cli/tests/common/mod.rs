@@ -232,6 +232,31 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Starts `vigil normalize` with durable consumer `consumer` for `tenants`.
+pub fn start_normalizer(consumer: &str, tenants: &[&str]) -> Proc {
+    let mut c = vigil();
+    c.args(["normalize", "--nats", &nats_url(), "--consumer", consumer]);
+    for t in tenants {
+        c.args(["--tenant", t]);
+    }
+    Proc(c.stderr(Stdio::null()).spawn().unwrap())
+}
+
+/// Deletes a test's durable consumer from `stream`.
+pub fn delete_consumer(stream: &str, name: &str) {
+    runtime().block_on(async {
+        let js = vigil_bus::connect(&nats_url(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        js.get_stream(stream)
+            .await
+            .unwrap()
+            .delete_consumer(name)
+            .await
+            .unwrap();
+    });
+}
+
 /// The reject reasons of every message on `dlq.events.{tenant}`, counted.
 pub fn dlq_reasons(tenant: &str) -> std::collections::BTreeMap<String, usize> {
     runtime().block_on(async {
