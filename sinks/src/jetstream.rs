@@ -167,11 +167,10 @@ pub struct JetStreamRejects(pub JetStreamOut);
 
 impl RejectSink for JetStreamRejects {
     fn write(&self, r: &Reject<'_>) -> Result<(), SinkError> {
-        let tenant = r.tenant.and_then(|t| TenantId::parse(t).ok());
-        let token = tenant.as_ref().map_or(UNATTRIBUTED, TenantId::as_str);
+        let (subject, token) = dlq_subject(r.tenant);
         let digest = xxhash_rust::xxh3::xxh3_128(r.line);
         self.0.publish(vec![Outgoing {
-            subject: format!("{}.{token}", Subject::DlqEvents.prefix()),
+            subject,
             // Replays after a crash reject the same line again: dedupe it.
             msg_id: format!("{token}:engine:{}:{digest:032x}", r.reason),
             payload: r.line.to_vec().into(),
@@ -186,5 +185,48 @@ impl RejectSink for JetStreamRejects {
 
     fn flush(&self) -> Result<(), SinkError> {
         self.0.flush_all()
+    }
+}
+
+/// The DLQ subject of a reject and its tenant token: the tenant's own subject when the reject
+/// names a valid tenant, else `dlq.events._unattributed` — never a subject built from an
+/// unvalidated string.
+fn dlq_subject(tenant: Option<&str>) -> (String, String) {
+    match tenant.and_then(|t| TenantId::parse(t).ok()) {
+        Some(t) => (Subject::DlqEvents.for_tenant(&t), t.as_str().to_owned()),
+        None => (
+            format!("{}.{UNATTRIBUTED}", Subject::DlqEvents.prefix()),
+            UNATTRIBUTED.to_owned(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_never_address_a_subject_built_from_their_input() {
+        assert_eq!(
+            dlq_subject(Some("acme")),
+            ("dlq.events.acme".to_owned(), "acme".to_owned())
+        );
+        for attack in [
+            "*",
+            ">",
+            "a.b",
+            "..",
+            "acme.>",
+            "acme *",
+            "ACME",
+            "",
+            "a\nb",
+            "_unattributed",
+        ] {
+            let (subject, token) = dlq_subject(Some(attack));
+            assert_eq!(subject, "dlq.events._unattributed", "{attack:?}");
+            assert_eq!(token, UNATTRIBUTED);
+        }
+        assert_eq!(dlq_subject(None).0, "dlq.events._unattributed");
     }
 }
