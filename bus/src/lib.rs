@@ -14,7 +14,7 @@ pub mod streams;
 
 use std::time::Duration;
 
-pub use names::{Subject, msg_id};
+pub use names::{Subject, msg_id, raw_reject_msg_id};
 pub use publish::{Outgoing, PublishError, Published, Publisher};
 pub use streams::{Retention, StreamChange, StreamsConfig, ensure_streams};
 

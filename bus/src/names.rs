@@ -76,6 +76,14 @@ pub fn msg_id(tenant: &TenantId, id: &str) -> String {
     format!("{}:{id}", tenant.as_str())
 }
 
+/// The `Nats-Msg-Id` of the DLQ message for the raw message at stream sequence `seq` of `RAW`
+/// that failed normalization. The same in every process that normalizes it (`vigil normalize`
+/// and an engine reading `RAW`), so the DLQ stores one copy. Sequences are unique in `RAW`,
+/// so no tenant scope is needed.
+pub fn raw_reject_msg_id(seq: u64) -> String {
+    format!("raw:{seq}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,8 +378,14 @@ fn run_pipeline(path: &Path) -> Result<ExitCode> {
     if let Some(js) = &built.jetstream_stats {
         let js = js.lock().map(|s| s.clone()).unwrap_or_default();
         eprintln!(
-            "vigil: stream: started at sequence {}, read through {}, acknowledged through {}, {} messages, {} redelivered and skipped, {} checkpoints asked",
-            js.started_at, js.position, js.acked, js.delivered, js.redelivered, js.checkpoints
+            "vigil: stream: started at sequence {}, read through {}, acknowledged through {}, {} messages, {} redelivered and skipped, {} without a tenant skipped, {} checkpoints asked",
+            js.started_at,
+            js.position,
+            js.acked,
+            js.delivered,
+            js.redelivered,
+            js.unattributed,
+            js.checkpoints
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -68,6 +68,12 @@ fn render(engine: &EngineMetrics, source: Option<&Mutex<JetStreamStats>>) -> Str
                 s.redelivered,
             ),
             (
+                "vigil_source_unattributed_total",
+                "counter",
+                "Raw messages on a subject without a valid tenant, skipped.",
+                s.unattributed,
+            ),
+            (
                 "vigil_source_position",
                 "gauge",
                 "Stream sequence of the last message read.",

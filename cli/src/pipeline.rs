@@ -15,7 +15,7 @@ use vigil_model::TenantId;
 use vigil_sinks::{
     FanOut, JetStreamAlerts, JetStreamOut, JetStreamRejects, JsonlAlerts, JsonlRejects,
 };
-use vigil_sources::{FileSource, JetStreamConfig, JetStreamSource, Start, StdinSource};
+use vigil_sources::{FileSource, Input, JetStreamConfig, JetStreamSource, Start, StdinSource};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -90,7 +90,11 @@ enum SourceSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct JetStreamSection {
+    /// `NORMALIZED` (events from `vigil normalize`) or `RAW` (normalized on the workers).
     stream: String,
+    /// For `RAW`: how far an event's time may lie after its ingest time.
+    #[serde(with = "vigil_model::duration::text")]
+    max_clock_skew: Duration,
     consumer: String,
     tenants: Vec<TenantId>,
     batch: usize,
@@ -115,7 +119,10 @@ impl Default for JetStreamSection {
     fn default() -> Self {
         let d = JetStreamConfig::new("");
         JetStreamSection {
-            stream: d.stream,
+            stream: d.input.subject().stream().to_owned(),
+            max_clock_skew: Duration::from_millis(
+                vigil_normalize::Options::default().max_clock_skew_ms as u64,
+            ),
             consumer: d.consumer,
             tenants: d.tenants,
             batch: d.batch,
@@ -228,9 +235,10 @@ impl Pipeline {
             }
             SourceSection::Stdin => (Box::new(StdinSource), "stdin".to_owned()),
             SourceSection::Jetstream(j) => {
+                let input = input(&j.stream, j.max_clock_skew)?;
                 let config = JetStreamConfig {
                     url: self.nats.url.clone(),
-                    stream: j.stream,
+                    input,
                     consumer: j.consumer,
                     tenants: j.tenants,
                     batch: j.batch,
@@ -251,7 +259,9 @@ impl Pipeline {
                 }
                 let d = format!(
                     "{} (consumer {}) at {}",
-                    config.stream, config.consumer, config.url
+                    config.input.subject().stream(),
+                    config.consumer,
+                    config.url
                 );
                 let s = JetStreamSource::new(config);
                 stop = Some(s.stop_handle());
@@ -311,5 +321,56 @@ impl Pipeline {
             jetstream_stats,
             metrics_listen: self.engine.metrics_listen,
         })
+    }
+}
+
+/// The stream a JetStream source reads, from its name.
+fn input(stream: &str, max_clock_skew: Duration) -> Result<Input> {
+    Ok(match stream {
+        "NORMALIZED" => Input::Normalized,
+        "RAW" => Input::Raw(vigil_normalize::Options {
+            max_clock_skew_ms: i64::try_from(max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+        }),
+        other => bail!("source.stream must be \"NORMALIZED\" or \"RAW\", not {other:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_pipeline_reads_raw() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/pipeline.toml"
+        ));
+        let (p, _) = Pipeline::load(path).unwrap();
+        let SourceSection::Jetstream(j) = p.source else {
+            panic!("the example reads JetStream")
+        };
+        assert_eq!(
+            input(&j.stream, j.max_clock_skew).unwrap(),
+            Input::Raw(vigil_normalize::Options {
+                max_clock_skew_ms: 300_000
+            })
+        );
+    }
+
+    #[test]
+    fn streams_are_named_exactly() {
+        let skew = Duration::from_secs(60);
+        assert_eq!(input("NORMALIZED", skew).unwrap(), Input::Normalized);
+        let e = input("raw", skew).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            r#"source.stream must be "NORMALIZED" or "RAW", not "raw""#
+        );
+        // Left out, a JetStream source reads NORMALIZED.
+        let d = JetStreamSection::default();
+        assert_eq!(
+            input(&d.stream, d.max_clock_skew).unwrap(),
+            Input::Normalized
+        );
     }
 }

@@ -18,13 +18,40 @@ fn rules_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../rules").to_owned()
 }
 
-/// Writes a pipeline file: JetStream source for `tenants`, alerts to ALERTS and a JSONL file,
-/// rejects to the DLQ.
-fn pipeline(dir: &Path, consumer: &str, tenants: &[&str], lateness: &str, interval: &str) {
-    pipeline_with(dir, consumer, tenants, lateness, interval, "");
+/// The two ways from `RAW` to the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// `vigil normalize` publishes to `NORMALIZED`, which the engine reads.
+    TwoHops,
+    /// The engine reads `RAW` and normalizes on its workers.
+    OneHop,
 }
 
-/// [`pipeline`] with `engine` appended to the `[engine]` table.
+impl Route {
+    /// The stream the engine reads.
+    fn stream(self) -> &'static str {
+        match self {
+            Route::TwoHops => "NORMALIZED",
+            Route::OneHop => "RAW",
+        }
+    }
+}
+
+/// Writes a pipeline file: JetStream source on `NORMALIZED` for `tenants`, alerts to ALERTS
+/// and a JSONL file, rejects to the DLQ.
+fn pipeline(dir: &Path, consumer: &str, tenants: &[&str], lateness: &str, interval: &str) {
+    pipeline_with(
+        dir,
+        consumer,
+        tenants,
+        lateness,
+        interval,
+        "",
+        Route::TwoHops,
+    );
+}
+
+/// [`pipeline`] with `engine` appended to the `[engine]` table, reading the stream of `route`.
 fn pipeline_with(
     dir: &Path,
     consumer: &str,
@@ -32,6 +59,7 @@ fn pipeline_with(
     lateness: &str,
     interval: &str,
     engine: &str,
+    route: Route,
 ) {
     let tenants: Vec<String> = tenants.iter().map(|t| format!("\"{t}\"")).collect();
     std::fs::write(
@@ -47,6 +75,7 @@ state_dir = "state"
 {engine}
 [source]
 kind = "jetstream"
+stream = "{stream}"
 consumer = "{consumer}"
 tenants = [{tenants}]
 checkpoint_interval = "{interval}"
@@ -58,6 +87,7 @@ rejects = ["jetstream"]
             rules = rules_dir(),
             nats = common::nats_url(),
             tenants = tenants.join(", "),
+            stream = route.stream(),
         ),
     )
     .unwrap();
@@ -96,13 +126,31 @@ fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -
 
 #[test]
 fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
-    let dir = common::temp_dir("pipeline-e2e");
+    brute_force_over_http(Route::TwoHops);
+}
+
+#[test]
+fn brute_force_over_http_with_the_engine_normalizing_raw_events() {
+    brute_force_over_http(Route::OneHop);
+}
+
+/// Two tenants' bursts posted over HTTP, then silence; each tenant gets its own alert (by live
+/// idleness), a bad event lands in its DLQ with its reason, the metrics count per tenant and
+/// rule, and SIGTERM exits cleanly.
+fn brute_force_over_http(route: Route) {
+    let dir = common::temp_dir(&format!("pipeline-e2e-{}", route as u8));
     let port = common::free_port();
-    let (a, b) = (common::unique_tenant("pa"), common::unique_tenant("pb"));
+    let tag = format!("{}_{}", route as u8, std::process::id());
+    let (a, b) = (
+        common::unique_tenant(&format!("pa{}", route as u8)),
+        common::unique_tenant(&format!("pb{}", route as u8)),
+    );
     let _ingest = start_ingest(&dir, port, &[&a, &b]);
-    let normalizer_name = format!("n_{}", std::process::id());
+    // With the engine on RAW, the normalizer still feeds NORMALIZED (for search), off the
+    // detection path: both reject the bad event, and the DLQ must hold it once.
+    let normalizer_name = format!("n_{tag}");
     let _normalizer = common::start_normalizer(&normalizer_name, &[&a, &b]);
-    let engine_name = format!("e_{}", std::process::id());
+    let engine_name = format!("e_{tag}");
     let metrics_port = common::free_port();
     pipeline_with(
         &dir,
@@ -111,14 +159,16 @@ fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
         "2s",
         "1s",
         &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+        route,
     );
     let mut engine = start_engine(&dir);
 
     // Ten failed logins for one user per tenant, then silence: nothing later moves event time,
-    // so only live idleness can fire the window.
+    // so only live idleness can fire the window. Each body also holds an event that passes
+    // ingest's checks but not the canonical schema (a port that is not a number).
     let now = vigil_model::time::now_millis();
     for (tenant, user) in [(&a, "alice"), (&b, "bob")] {
-        let body: String = (0..10)
+        let mut body: String = (0..10)
             .map(|i| {
                 let ts = vigil_model::time::format_rfc3339_millis(now - 20_000 + i * 1_000);
                 format!(
@@ -126,6 +176,10 @@ fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
                 )
             })
             .collect();
+        let ts = vigil_model::time::format_rfc3339_millis(now - 20_000);
+        body.push_str(&format!(
+            "{{\"@timestamp\":\"{ts}\",\"event\":{{\"id\":\"{user}-bad\"}},\"source\":{{\"port\":\"ssh\"}}}}\n"
+        ));
         let (status, resp) = post_events(port, &token(tenant), &body);
         assert_eq!(status, 202, "{resp}");
     }
@@ -164,7 +218,10 @@ fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
     assert!(found.is_some(), "expected {expected:#?} in\n{last}");
     let metrics = last;
     assert!(
-        metrics.contains("vigil_source_messages_total 20"),
+        metrics.contains(match route {
+            Route::TwoHops => "vigil_source_messages_total 20",
+            Route::OneHop => "vigil_source_messages_total 22",
+        }),
         "{metrics}"
     );
     assert!(
@@ -172,13 +229,31 @@ fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
         "{metrics}"
     );
 
+    if route == Route::OneHop {
+        assert!(
+            metrics.contains("vigil_engine_rejected_total{reason=\"schema_violation\"} 2"),
+            "{metrics}"
+        );
+    }
+    for tenant in [&a, &b] {
+        let reasons = wait_for(Duration::from_secs(10), "the DLQ", || {
+            let r = common::dlq_reasons(tenant);
+            (!r.is_empty()).then_some(r)
+        });
+        assert_eq!(
+            reasons,
+            BTreeMap::from([("schema_violation".to_owned(), 1)]),
+            "{tenant}"
+        );
+    }
+
     // SIGTERM: a last checkpoint, then a clean exit, without flushing anything early.
     let status = engine.terminate(Duration::from_secs(20));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     let jsonl = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), 2, "{jsonl}");
     common::delete_consumer("RAW", &normalizer_name);
-    common::delete_consumer("NORMALIZED", &engine_name);
+    common::delete_consumer(route.stream(), &engine_name);
 }
 
 /// A seeded replay: background logins for three tenants with brute-force bursts, in event-time
@@ -267,9 +342,38 @@ fn by_id(alerts: impl IntoIterator<Item = serde_json::Value>) -> BTreeMap<String
 
 #[test]
 fn killing_the_engine_during_a_replay_loses_and_doubles_nothing() {
-    let dir = common::temp_dir("pipeline-crash");
+    kill_the_engine_during_a_replay(Route::TwoHops);
+}
+
+#[test]
+fn killing_the_engine_normalizing_raw_events_loses_and_doubles_nothing() {
+    kill_the_engine_during_a_replay(Route::OneHop);
+}
+
+/// Raw messages for [`replay`]'s events, as ingest stores them (the ingest time an hour after
+/// the first event, so no event is in the future).
+fn publish_raw(events: &[(String, String)]) {
+    let ingested = vigil_model::time::format_rfc3339_millis(1_796_032_800_000 + 3_600_000);
+    publish(events.iter().map(|(tenant, line)| {
+        let t = vigil_model::TenantId::parse(tenant).unwrap();
+        vigil_bus::Outgoing {
+            subject: Subject::RawEvents.for_tenant(&t),
+            msg_id: vigil_bus::msg_id(&t, event_id(line)),
+            payload: line.clone().into_bytes().into(),
+            headers: vec![
+                ("Vigil-Source-Type", "ecs".to_owned()),
+                ("Vigil-Ingested-At", ingested.clone()),
+            ],
+        }
+    }));
+}
+
+/// Five SIGKILLs of the engine at random points of a 200,000-event replay of three tenants,
+/// then a run to the end: the alerts equal an uninterrupted run's, each stored once.
+fn kill_the_engine_during_a_replay(route: Route) {
+    let dir = common::temp_dir(&format!("pipeline-crash-{}", route as u8));
     let tenants: Vec<String> = (0..3)
-        .map(|i| common::unique_tenant(&format!("k{i}")))
+        .map(|i| common::unique_tenant(&format!("k{i}r{}", route as u8)))
         .collect();
     let events = replay(&tenants, 200_000);
     let ids: BTreeSet<&str> = events.iter().map(|(_, l)| event_id(l)).collect();
@@ -304,10 +408,13 @@ fn killing_the_engine_during_a_replay_loses_and_doubles_nothing() {
     );
     assert!(want.len() >= 100, "{}", want.len());
 
-    publish_normalized(&events);
-    let consumer = format!("crash_{}", std::process::id());
+    match route {
+        Route::TwoHops => publish_normalized(&events),
+        Route::OneHop => publish_raw(&events),
+    }
+    let consumer = format!("crash_{}_{}", route as u8, std::process::id());
     let refs: Vec<&str> = tenants.iter().map(String::as_str).collect();
-    pipeline(&dir, &consumer, &refs, "5s", "250ms");
+    pipeline_with(&dir, &consumer, &refs, "5s", "250ms", "", route);
 
     // Kill -9 at random points while the replay is under way, five times; then let the last
     // engine finish (the final windows fire once the stream has been idle for the lateness).
@@ -367,7 +474,7 @@ fn killing_the_engine_during_a_replay_loses_and_doubles_nothing() {
     let replayed = lines.len() - want.len();
     assert_eq!(by_id(lines), want);
     eprintln!("{kills} kills; {replayed} alerts raised again by restarts, deduplicated by ALERTS");
-    common::delete_consumer("NORMALIZED", &consumer);
+    common::delete_consumer(route.stream(), &consumer);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

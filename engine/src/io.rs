@@ -3,8 +3,10 @@
 //! traits for files, stdin, stdout and memory.
 
 use std::fmt;
+use std::sync::Arc;
 
-use vigil_model::Alert;
+use bytes::Bytes;
+use vigil_model::{Alert, TenantId};
 
 /// Why an input line was not processed. Every reject is counted and, when a rejects sink is
 /// configured, written there with the line.
@@ -24,11 +26,17 @@ pub enum RejectReason {
     InvalidTimestamp,
     /// Older than the watermark of its (source, tenant).
     Late,
+    /// A valid record of a kind the normalizer does not map (raw input only).
+    UnsupportedEvent,
+    /// `@timestamp` too far after the ingest time (raw input only).
+    FutureTimestamp,
+    /// A field of the canonical schema with the wrong type, or no event id (raw input only).
+    SchemaViolation,
 }
 
 impl RejectReason {
     /// Every reason, in reporting order.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::InvalidJson,
         RejectReason::MissingTenant,
         RejectReason::InvalidTenant,
@@ -36,6 +44,9 @@ impl RejectReason {
         RejectReason::MissingTimestamp,
         RejectReason::InvalidTimestamp,
         RejectReason::Late,
+        RejectReason::UnsupportedEvent,
+        RejectReason::FutureTimestamp,
+        RejectReason::SchemaViolation,
     ];
 
     /// The reason code as written to rejects and metrics.
@@ -48,7 +59,15 @@ impl RejectReason {
             RejectReason::MissingTimestamp => "missing_timestamp",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
             RejectReason::Late => "late",
+            RejectReason::UnsupportedEvent => "unsupported_event",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::SchemaViolation => "schema_violation",
         }
+    }
+
+    /// The reason with code `code` ([`RejectReason::as_str`]'s inverse).
+    pub fn from_code(code: &str) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == code)
     }
 }
 
@@ -69,10 +88,15 @@ pub struct Reject<'a> {
     pub source: &'a str,
     /// The event's tenant, when the line got far enough to name a valid one.
     pub tenant: Option<&'a str>,
-    /// Byte offset of the line in the source.
+    /// Byte offset of the line in the source; for a [`Record`], its position (stream
+    /// sequence).
     pub offset: u64,
     /// The line as read.
     pub line: &'a [u8],
+    /// For a [`Record`] that failed normalization: its position. Such a reject is the same
+    /// whichever process normalized the record (`vigil normalize` reports it too), so sinks
+    /// can identify it by the position alone.
+    pub record: Option<u64>,
 }
 
 /// A failure to write to a sink.
@@ -102,6 +126,32 @@ pub trait RejectSink: Send + Sync {
     fn flush(&self) -> Result<(), SinkError>;
 }
 
+/// One raw record of a source whose input the engine normalizes on its workers (`RAW`): the
+/// payload as the producer stored it and the context the producer recorded.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The tenant, from an authenticated source (the subject ingest built from the token).
+    pub tenant: TenantId,
+    /// The record's format, by name (`ecs`, `sshd`, ...), as the [`Normalizer`] knows them.
+    pub source_type: String,
+    /// When the record was ingested, epoch milliseconds.
+    pub ingested_at: i64,
+    /// The id ingest assigned, for formats without an id of their own.
+    pub event_id: Option<String>,
+    /// The record's bytes.
+    pub payload: Bytes,
+    /// Where the record is in the source (stream sequence); rejects report it.
+    pub position: u64,
+}
+
+/// Turns [`Record`]s into canonical events on the engine's workers. Pure: the same record
+/// always yields the same event (replays after a restore must agree with the first run).
+pub trait Normalizer: Send + Sync {
+    /// Appends the canonical event for `record` to `out` as one line of JSON (without the
+    /// newline), or says why the record is rejected.
+    fn normalize(&self, record: &Record, out: &mut Vec<u8>) -> Result<(), (RejectReason, String)>;
+}
+
 /// The end of the channel into the engine, given to a source.
 pub trait ChunkSink {
     /// Hands over `data`: whole lines (each ending in `\n`, except possibly the input's last),
@@ -109,6 +159,14 @@ pub trait ChunkSink {
     /// sources (it drives idleness), `None` for replayed input. Blocks while the engine is busy
     /// (backpressure); returns false when the engine has stopped and the source should stop.
     fn send(&mut self, data: Vec<u8>, offset: u64, wall_ms: Option<i64>) -> bool;
+
+    /// Hands over raw records, to be normalized by the source's [`EventSource::normalizer`] on
+    /// the workers; otherwise like [`ChunkSink::send`]. A sink that takes no records refuses
+    /// them (returns false: the source stops).
+    fn send_records(&mut self, records: Vec<Record>, wall_ms: Option<i64>) -> bool {
+        let _ = (records, wall_ms);
+        false
+    }
 
     /// Asks for a checkpoint right after everything sent so far, which ends at `position` of
     /// the source (for a stream: the sequence of the last message sent). Returns false when
@@ -154,5 +212,10 @@ pub trait EventSource: Send {
     /// then requires a checkpoint store.
     fn needs_checkpoints(&self) -> bool {
         false
+    }
+    /// How the engine turns this source's [`Record`]s into events; required by sources that
+    /// call [`ChunkSink::send_records`].
+    fn normalizer(&self) -> Option<Arc<dyn Normalizer>> {
+        None
     }
 }

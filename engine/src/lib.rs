@@ -47,7 +47,8 @@ pub use checkpoint::{CheckpointConfig, CheckpointError};
 pub use metrics::EngineMetrics;
 
 pub use io::{
-    AlertSink, ChunkSink, EventSource, Reject, RejectReason, RejectSink, SinkError, SourceError,
+    AlertSink, ChunkSink, EventSource, Normalizer, Record, Reject, RejectReason, RejectSink,
+    SinkError, SourceError,
 };
 pub use rules::{Compiled, MAX_EVENT_REFS};
 pub use stats::RunStats;
@@ -174,6 +175,7 @@ impl Dispatch {
     fn dispatch(
         &mut self,
         data: Vec<u8>,
+        records: Vec<Record>,
         offset: u64,
         wall_ms: Option<i64>,
         barrier: bool,
@@ -187,6 +189,7 @@ impl Dispatch {
             source: 0,
             offset,
             data,
+            records,
             wall_ms,
             barrier,
         };
@@ -202,7 +205,11 @@ impl Dispatch {
 
 impl ChunkSink for Dispatch {
     fn send(&mut self, data: Vec<u8>, offset: u64, wall_ms: Option<i64>) -> bool {
-        self.dispatch(data, offset, wall_ms, false)
+        self.dispatch(data, Vec::new(), offset, wall_ms, false)
+    }
+
+    fn send_records(&mut self, records: Vec<Record>, wall_ms: Option<i64>) -> bool {
+        self.dispatch(Vec::new(), records, 0, wall_ms, false)
     }
 
     fn checkpoint(&mut self, position: u64) -> bool {
@@ -220,7 +227,7 @@ impl ChunkSink for Dispatch {
             self.stopped = true;
             return false;
         }
-        self.dispatch(Vec::new(), 0, None, true)
+        self.dispatch(Vec::new(), Vec::new(), 0, None, true)
     }
 
     fn committed(&self) -> Option<u64> {
@@ -266,6 +273,7 @@ pub fn run(
     let started = Instant::now();
     let workers = config.workers;
     let source_name: Arc<str> = source.name().into();
+    let normalizer = source.normalizer();
 
     // Restore.
     let mut restored = None;
@@ -415,6 +423,7 @@ pub fn run(
                 default_tenant: default_tenant.clone(),
                 source_name: Arc::clone(&source_name),
                 rejects: sinks.rejects.clone(),
+                normalizer: normalizer.clone(),
                 stats: Rc::clone(&stats),
                 abort: Arc::clone(&abort),
             };
@@ -442,6 +451,7 @@ pub fn run(
                         tenant: Some(c.tenant(i)),
                         offset,
                         line,
+                        record: None,
                     };
                     if let Err(e) = sink.write(&r) {
                         late_stats.borrow_mut().sink_error(e);

@@ -20,7 +20,7 @@ use vigil_operators::{EpochSummary, Hit, TenantIndex};
 use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use crate::decode::{Decoded, Val};
-use crate::io::{Reject, RejectReason, RejectSink};
+use crate::io::{Normalizer, Record, Reject, RejectReason, RejectSink};
 use crate::rules::{Compiled, canonical};
 use crate::stats::WorkerStats;
 
@@ -31,6 +31,8 @@ pub(crate) struct Chunk {
     pub(crate) source: u16,
     pub(crate) offset: u64,
     pub(crate) data: Vec<u8>,
+    /// Raw records, normalized into `data` on the worker (then `data` starts empty).
+    pub(crate) records: Vec<Record>,
     pub(crate) wall_ms: Option<i64>,
     /// A checkpoint barrier (an empty chunk).
     pub(crate) barrier: bool,
@@ -44,6 +46,8 @@ pub(crate) struct EventMeta {
     prior_max: i64,
     start: u32,
     len: u32,
+    /// The line's number in its chunk.
+    line: u32,
 }
 
 /// What the lateness operator needs of a chunk. Stays on its worker.
@@ -55,18 +59,20 @@ pub(crate) struct ParsedChunk {
     pub(crate) data: Vec<u8>,
     pub(crate) tenants: Vec<String>,
     pub(crate) events: Vec<EventMeta>,
+    /// For a chunk of records: the position of each line of `data`, by line number.
+    pub(crate) positions: Vec<u64>,
 }
 
 impl ParsedChunk {
-    /// The line and byte offset of event `i`.
+    /// The line of event `i`, its offset (a record's position) and its time.
     pub(crate) fn line(&self, i: usize) -> (&[u8], u64, i64) {
         let e = self.events[i];
         let start = e.start as usize;
-        (
-            &self.data[start..start + e.len as usize],
-            self.offset + u64::from(e.start),
-            e.ts,
-        )
+        let offset = match self.positions.get(e.line as usize) {
+            Some(&p) => p,
+            None => self.offset + u64::from(e.start),
+        };
+        (&self.data[start..start + e.len as usize], offset, e.ts)
     }
 }
 
@@ -97,6 +103,8 @@ pub(crate) struct SourceCtx {
     pub(crate) default_tenant: Option<TenantId>,
     pub(crate) source_name: Arc<str>,
     pub(crate) rejects: Option<Arc<dyn RejectSink>>,
+    /// Normalizes the records of raw chunks.
+    pub(crate) normalizer: Option<Arc<dyn Normalizer>>,
     pub(crate) stats: Rc<RefCell<WorkerStats>>,
     /// Set when the engine stops without ending the input.
     pub(crate) abort: Arc<AtomicBool>,
@@ -184,7 +192,8 @@ impl Parser {
         }
     }
 
-    fn reject(&self, r: Rejected, offset: u64, line: &[u8]) {
+    /// Counts and writes a reject; `record` for a raw record that failed normalization.
+    fn reject(&self, r: Rejected, offset: u64, line: &[u8], record: bool) {
         let (reason, detail, tenant) = r;
         self.ctx.stats.borrow_mut().reject(reason);
         if let Some(sink) = &self.ctx.rejects {
@@ -195,6 +204,7 @@ impl Parser {
                 tenant: tenant.as_deref(),
                 offset,
                 line,
+                record: record.then_some(offset),
             };
             if let Err(e) = sink.write(&r) {
                 self.ctx.stats.borrow_mut().sink_error(e);
@@ -202,13 +212,68 @@ impl Parser {
         }
     }
 
-    fn chunk(&mut self, chunk: Chunk) -> (Vec<Hit>, ParsedChunk, EpochSummary) {
+    /// Normalizes `records` into lines of canonical JSON, rejecting those that fail; returns
+    /// the lines and the position of each.
+    fn normalize(&self, records: &[Record]) -> (Vec<u8>, Vec<u64>) {
+        let mut data = Vec::with_capacity(records.len() * 400);
+        let mut positions = Vec::with_capacity(records.len());
+        let Some(normalizer) = &self.ctx.normalizer else {
+            // `run` refuses such a source; reject rather than guess.
+            for r in records {
+                self.reject(
+                    (
+                        RejectReason::UnsupportedEvent,
+                        "the source sent raw records but has no normalizer".to_owned(),
+                        Some(r.tenant.as_str().to_owned()),
+                    ),
+                    r.position,
+                    &r.payload,
+                    true,
+                );
+            }
+            return (data, positions);
+        };
+        for r in records {
+            let start = data.len();
+            match normalizer.normalize(r, &mut data) {
+                Ok(()) => {
+                    // One event per line: a newline inside a string is escaped in JSON, and
+                    // outside one it is whitespace.
+                    for b in &mut data[start..] {
+                        if *b == b'\n' {
+                            *b = b' ';
+                        }
+                    }
+                    data.push(b'\n');
+                    positions.push(r.position);
+                }
+                Err((reason, detail)) => {
+                    data.truncate(start);
+                    self.reject(
+                        (reason, detail, Some(r.tenant.as_str().to_owned())),
+                        r.position,
+                        &r.payload,
+                        true,
+                    );
+                }
+            }
+        }
+        (data, positions)
+    }
+
+    fn chunk(&mut self, mut chunk: Chunk) -> (Vec<Hit>, ParsedChunk, EpochSummary) {
+        let mut positions = Vec::new();
+        if !chunk.records.is_empty() {
+            let records = std::mem::take(&mut chunk.records);
+            (chunk.data, positions) = self.normalize(&records);
+        }
         let rules = Arc::clone(&self.ctx.rules);
         let mut hits = Vec::new();
         let mut tenants = TenantIndex::default();
         let mut maxima: Vec<i64> = Vec::new();
         let mut events = Vec::new();
         let mut lines = 0u64;
+        let mut line_no = 0u32;
         let data = &chunk.data;
         let mut start = 0usize;
         let mut scratch = self.scratch.take().unwrap_or_default();
@@ -217,18 +282,24 @@ impl Parser {
             let raw = &data[start..end];
             let line_start = start;
             start = end + 1;
+            let this_line = line_no;
+            line_no += 1;
             let line = raw.strip_suffix(b"\r").unwrap_or(raw);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             lines += 1;
-            let offset = chunk.offset + line_start as u64;
+            let offset = match positions.get(this_line as usize) {
+                Some(&p) => p,
+                None => chunk.offset + line_start as u64,
+            };
             let mut d = scratch.recycle();
             if let Err(e) = d.decode(&rules.trie, line) {
                 self.reject(
                     (RejectReason::InvalidJson, e.to_string(), None),
                     offset,
                     line,
+                    false,
                 );
                 scratch = d.recycle();
                 continue;
@@ -236,7 +307,7 @@ impl Parser {
             let event = match self.identify(&rules, &d) {
                 Ok(v) => v,
                 Err(r) => {
-                    self.reject(r, offset, line);
+                    self.reject(r, offset, line, false);
                     scratch = d.recycle();
                     continue;
                 }
@@ -254,6 +325,7 @@ impl Parser {
                 prior_max,
                 start: line_start as u32,
                 len: line.len() as u32,
+                line: this_line,
             });
             let mut event_id: Option<String> = None;
             for (ri, rule) in rules.rules.iter().enumerate() {
@@ -335,6 +407,7 @@ impl Parser {
             data: chunk.data,
             tenants: tenants.into_names(),
             events,
+            positions,
         };
         (hits, parsed, summary)
     }

@@ -75,12 +75,30 @@ pub fn format_rfc3339_millis(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3_600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    if !(0..=9999).contains(&y) {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            sod / 3_600,
+            (sod / 60) % 60,
+            sod % 60
+        );
+    }
+    // The hot path (two per normalized event): fixed-width digits without `format!`.
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, sod / 3_600);
+    put(14, 2, (sod / 60) % 60);
+    put(17, 2, sod % 60);
+    put(20, 3, millis);
+    b.iter().map(|&c| char::from(c)).collect()
 }
 
 /// Epoch milliseconds from a JSON number: whole and within ±2^53 (exact in a double), else
@@ -205,6 +223,14 @@ mod tests {
     fn formats_and_round_trips() {
         assert_eq!(format_rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            format_rfc3339_millis(1_796_032_800_123),
+            "2026-11-30T10:00:00.123Z"
+        );
+        assert_eq!(
+            format_rfc3339_millis(253_402_300_800_000),
+            "10000-01-01T00:00:00.000Z"
+        );
         for ms in [
             0,
             1,

@@ -15,7 +15,6 @@
 //! - **Related**: `related.user` gets every user name field and `related.ip` every IP field,
 //!   appended after the values already there, without duplicates.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
@@ -108,9 +107,16 @@ pub(crate) fn canonicalize(event: &mut Map<String, Value>, case_insensitive: boo
     }
 }
 
+/// Drops empty and repeated entries, keeping the first of each (the lists are a handful of
+/// entries: a scan beats hashing).
 fn dedup(v: &mut Vec<String>) {
-    let mut seen = HashSet::new();
-    v.retain(|s| !s.is_empty() && seen.insert(s.clone()));
+    let mut kept: Vec<String> = Vec::with_capacity(v.len());
+    for s in v.drain(..) {
+        if !s.is_empty() && !kept.contains(&s) {
+            kept.push(s);
+        }
+    }
+    *v = kept;
 }
 
 fn canonical_account(

@@ -158,6 +158,10 @@ pub struct Reject {
 
 impl Reject {
     pub(crate) fn new(reason: &'static str, message: impl Into<String>) -> Reject {
+        debug_assert!(
+            REJECT_REASONS.contains(&reason),
+            "`{reason}` is not listed in REJECT_REASONS"
+        );
         Reject {
             reason,
             message: message.into(),
@@ -212,6 +216,40 @@ pub fn normalize(raw: &RawEvent<'_>, opts: &Options) -> Result<Normalized, Rejec
         event,
     })
 }
+
+/// Normalizes a record whose source type is given by name (a message header): like
+/// [`normalize`] with `raw.source_type` replaced by the type named `source_type`, or an
+/// `unsupported_event` reject when no type has that name.
+pub fn normalize_named(
+    source_type: &str,
+    raw: &RawEvent<'_>,
+    opts: &Options,
+) -> Result<Normalized, Reject> {
+    match SourceType::parse(source_type) {
+        Some(source_type) => normalize(
+            &RawEvent {
+                source_type,
+                ..*raw
+            },
+            opts,
+        ),
+        None => Err(Reject::new(
+            "unsupported_event",
+            format!("unknown source type `{source_type}`"),
+        )),
+    }
+}
+
+/// The reason codes of [`Reject`], every one.
+pub const REJECT_REASONS: [&str; 7] = [
+    "invalid_json",
+    "tenant_mismatch",
+    "unsupported_event",
+    "missing_timestamp",
+    "invalid_timestamp",
+    "future_timestamp",
+    "schema_violation",
+];
 
 /// The source's own event id inside a JSON payload, if the format has one (ECS `event.id`,
 /// OCSF `metadata.uid`, UDM `metadata.id`, CloudTrail `eventID`, Windows

@@ -154,7 +154,7 @@ pub(crate) fn leaf(path: &str) -> Option<(Scalar, bool)> {
 pub(crate) fn conform(event: &mut Value) -> Result<(), Reject> {
     match event {
         Value::Object(obj) => conform_object(obj, root(), ""),
-        other => Err(violation("", "object", other)),
+        other => Err(violation(&"", "object", other)),
     }
 }
 
@@ -170,34 +170,31 @@ fn conform_object(
         if value.is_null() {
             continue;
         }
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        // Built only for nested objects and errors: most fields are fine leaves.
+        let at = At { prefix, key };
         match node {
             Node::Object(children) => match value {
-                Value::Object(child) => conform_object(child, children, &path)?,
-                other => return Err(violation(&path, "object", other)),
+                Value::Object(child) => conform_object(child, children, &at.to_string())?,
+                other => return Err(violation(&at, "object", other)),
             },
             Node::StringMap => match value {
                 Value::Object(child) => {
                     for (k, v) in child.iter() {
                         if !matches!(v, Value::String(_) | Value::Null) {
-                            return Err(violation(&format!("{path}.{k}"), "string", v));
+                            return Err(violation(&format!("{at}.{k}"), "string", v));
                         }
                     }
                 }
-                other => return Err(violation(&path, "object", other)),
+                other => return Err(violation(&at, "object", other)),
             },
-            Node::Leaf { ty, array: false } => conform_scalar(value, *ty, &path)?,
+            Node::Leaf { ty, array: false } => conform_scalar(value, *ty, &at)?,
             Node::Leaf { ty, array: true } => {
                 if !value.is_array() {
                     *value = Value::Array(vec![value.take()]);
                 }
                 if let Value::Array(items) = value {
                     for item in items {
-                        conform_scalar(item, *ty, &path)?;
+                        conform_scalar(item, *ty, &at)?;
                     }
                 }
             }
@@ -206,7 +203,23 @@ fn conform_object(
     Ok(())
 }
 
-fn conform_scalar(v: &mut Value, ty: Scalar, path: &str) -> Result<(), Reject> {
+/// A field's dotted path, joined when it is shown.
+struct At<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.prefix.is_empty() {
+            f.write_str(self.key)
+        } else {
+            write!(f, "{}.{}", self.prefix, self.key)
+        }
+    }
+}
+
+fn conform_scalar(v: &mut Value, ty: Scalar, path: &At<'_>) -> Result<(), Reject> {
     let ok = match (ty, &*v) {
         (Scalar::Keyword, Value::String(_)) => true,
         (Scalar::Ip, Value::String(s)) => {
@@ -253,8 +266,9 @@ fn conform_scalar(v: &mut Value, ty: Scalar, path: &str) -> Result<(), Reject> {
     }
 }
 
-fn violation(path: &str, expected: &str, found: &Value) -> Reject {
-    let path = if path.is_empty() { "event" } else { path };
+fn violation(path: &dyn std::fmt::Display, expected: &str, found: &Value) -> Reject {
+    let path = path.to_string();
+    let path = if path.is_empty() { "event" } else { &path };
     Reject::new(
         "schema_violation",
         format!("{path}: expected {expected}, found {}", type_name(found)),

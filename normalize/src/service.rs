@@ -19,7 +19,7 @@ use vigil_bus::{Outgoing, Publisher, Subject};
 use vigil_model::TenantId;
 use vigil_model::time::{now_millis, parse_rfc3339};
 
-use crate::{Options, RawEvent, SourceType, normalize};
+use crate::{Normalized, Options, RawEvent, Reject, SourceType};
 
 /// How the service consumes and publishes.
 #[derive(Clone, Debug)]
@@ -197,39 +197,17 @@ fn process(
         tracing::error!(subject = %m.subject, seq, "raw message on a subject without a valid tenant; dropped");
         return (None, Some("invalid_subject"));
     };
-    let header = |name: &str| {
-        m.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-    };
-    let source_name = header("Vigil-Source-Type").unwrap_or_else(|| "ecs".to_owned());
-    let ingested_at = header("Vigil-Ingested-At")
-        .and_then(|t| parse_rfc3339(&t))
-        .unwrap_or_else(now_millis);
-    let event_id = header("Vigil-Event-Id");
-    let result = match SourceType::parse(&source_name) {
-        Some(source_type) => normalize(
-            &RawEvent {
-                tenant: &tenant,
-                source_type,
-                payload: &m.payload,
-                event_id: event_id.as_deref(),
-                ingested_at,
-            },
-            &config.options,
-        ),
-        None => Err(crate::Reject {
-            reason: "unsupported_event",
-            message: format!("unknown source type `{source_name}`"),
-        }),
-    };
+    let meta = RawMeta::from_headers(m.headers.as_ref());
+    let result = meta.normalize(&tenant, &m.payload, &config.options);
+    let source_name = meta.source_type;
     match result {
         Ok(n) => (
             Some(Outgoing {
                 subject: Subject::NormalizedEvents.for_tenant(&tenant),
                 msg_id: vigil_bus::msg_id(&tenant, &n.event_id),
-                payload: n.event.to_string().into(),
+                payload: serde_json::to_vec(&n.event)
+                    .expect("a JSON value serializes")
+                    .into(),
                 headers: vec![("Vigil-Source-Type", source_name)],
             }),
             None,
@@ -237,7 +215,7 @@ fn process(
         Err(r) => (
             Some(Outgoing {
                 subject: Subject::DlqEvents.for_tenant(&tenant),
-                msg_id: format!("raw:{seq}"),
+                msg_id: vigil_bus::raw_reject_msg_id(seq),
                 payload: m.payload.clone(),
                 headers: vec![
                     ("Vigil-Reject-Reason", r.reason.to_owned()),
@@ -248,5 +226,54 @@ fn process(
             }),
             Some(r.reason),
         ),
+    }
+}
+
+/// What ingest recorded about a raw message, in its headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawMeta {
+    /// `Vigil-Source-Type`; `ecs` when absent.
+    pub source_type: String,
+    /// `Vigil-Ingested-At`; the current time when absent or unreadable.
+    pub ingested_at: i64,
+    /// `Vigil-Event-Id`, the id ingest assigned.
+    pub event_id: Option<String>,
+}
+
+impl RawMeta {
+    /// Reads the headers of a raw message.
+    pub fn from_headers(headers: Option<&async_nats::HeaderMap>) -> RawMeta {
+        let header = |name: &str| {
+            headers
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        RawMeta {
+            source_type: header("Vigil-Source-Type").unwrap_or_else(|| "ecs".to_owned()),
+            ingested_at: header("Vigil-Ingested-At")
+                .and_then(|t| parse_rfc3339(&t))
+                .unwrap_or_else(now_millis),
+            event_id: header("Vigil-Event-Id"),
+        }
+    }
+
+    /// Normalizes `payload`, a raw message of `tenant` with these headers.
+    pub fn normalize(
+        &self,
+        tenant: &TenantId,
+        payload: &[u8],
+        options: &Options,
+    ) -> Result<Normalized, Reject> {
+        crate::normalize_named(
+            &self.source_type,
+            &RawEvent {
+                tenant,
+                source_type: SourceType::Ecs,
+                payload,
+                event_id: self.event_id.as_deref(),
+                ingested_at: self.ingested_at,
+            },
+            options,
+        )
     }
 }

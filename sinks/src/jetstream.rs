@@ -168,17 +168,29 @@ pub struct JetStreamRejects(pub JetStreamOut);
 impl RejectSink for JetStreamRejects {
     fn write(&self, r: &Reject<'_>) -> Result<(), SinkError> {
         let (subject, token) = dlq_subject(r.tenant);
-        let digest = xxhash_rust::xxh3::xxh3_128(r.line);
+        let mut headers = vec![
+            ("Vigil-Reject-Reason", r.reason.as_str().to_owned()),
+            ("Vigil-Reject-Message", r.detail.replace(['\r', '\n'], " ")),
+            ("Vigil-Source", r.source.to_owned()),
+        ];
+        // Replays after a crash reject the same line again: dedupe it. A raw record that
+        // failed normalization has the id `vigil normalize` gives it, so that one copy is
+        // stored when both normalize the same RAW message.
+        let msg_id = match r.record {
+            Some(seq) => {
+                headers.push(("Vigil-Raw-Sequence", seq.to_string()));
+                vigil_bus::raw_reject_msg_id(seq)
+            }
+            None => {
+                let digest = xxhash_rust::xxh3::xxh3_128(r.line);
+                format!("{token}:engine:{}:{digest:032x}", r.reason)
+            }
+        };
         self.0.publish(vec![Outgoing {
             subject,
-            // Replays after a crash reject the same line again: dedupe it.
-            msg_id: format!("{token}:engine:{}:{digest:032x}", r.reason),
+            msg_id,
             payload: r.line.to_vec().into(),
-            headers: vec![
-                ("Vigil-Reject-Reason", r.reason.as_str().to_owned()),
-                ("Vigil-Reject-Message", r.detail.replace(['\r', '\n'], " ")),
-                ("Vigil-Source", r.source.to_owned()),
-            ],
+            headers,
         }]);
         Ok(())
     }

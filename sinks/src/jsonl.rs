@@ -177,6 +177,7 @@ mod tests {
             tenant: None,
             offset: 42,
             line: b"not json \xff",
+            record: None,
         })
         .unwrap();
         sink.flush().unwrap();

@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use vigil_bus::Subject;
-use vigil_engine::{ChunkSink, EventSource, SourceError};
+use vigil_engine::{ChunkSink, EventSource, Normalizer, Record, RejectReason, SourceError};
 use vigil_model::TenantId;
 use vigil_model::time::now_millis;
+use vigil_normalize::service::RawMeta;
 
 /// Where a consumer without a checkpoint starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,13 +42,33 @@ pub enum Start {
     New,
 }
 
+/// Which stream the source reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// `NORMALIZED`: canonical events, as `vigil normalize` publishes them.
+    Normalized,
+    /// `RAW`: records as ingest stored them, normalized on the engine's workers with these
+    /// options — one trip through the broker instead of two (ADR 0006).
+    Raw(vigil_normalize::Options),
+}
+
+impl Input {
+    /// The subjects of the stream.
+    pub fn subject(self) -> Subject {
+        match self {
+            Input::Normalized => Subject::NormalizedEvents,
+            Input::Raw(_) => Subject::RawEvents,
+        }
+    }
+}
+
 /// How the source consumes.
 #[derive(Clone, Debug)]
 pub struct JetStreamConfig {
     /// NATS server URL.
     pub url: String,
-    /// The stream (`NORMALIZED`).
-    pub stream: String,
+    /// What to read.
+    pub input: Input,
     /// Durable consumer name; one per engine process.
     pub consumer: String,
     /// Only these tenants (empty: every tenant).
@@ -74,7 +95,7 @@ impl JetStreamConfig {
     pub fn new(url: impl Into<String>) -> Self {
         JetStreamConfig {
             url: url.into(),
-            stream: Subject::NormalizedEvents.stream().to_owned(),
+            input: Input::Normalized,
             consumer: "engine".to_owned(),
             tenants: Vec::new(),
             batch: 1_000,
@@ -117,6 +138,9 @@ pub struct JetStreamStats {
     pub position: u64,
     /// Checkpoints asked for.
     pub checkpoints: u64,
+    /// Raw messages on a subject without a valid tenant: logged and skipped (they cannot be
+    /// attributed to anyone, so not even the DLQ may hold them under a tenant).
+    pub unattributed: u64,
     /// Where this run started reading (stream sequence).
     pub started_at: u64,
 }
@@ -133,7 +157,11 @@ pub struct JetStreamSource {
 impl JetStreamSource {
     /// A source with `config`.
     pub fn new(config: JetStreamConfig) -> Self {
-        let name = format!("jetstream:{}/{}", config.stream, config.consumer);
+        let name = format!(
+            "jetstream:{}/{}",
+            config.input.subject().stream(),
+            config.consumer
+        );
         JetStreamSource {
             config,
             name,
@@ -170,6 +198,13 @@ impl EventSource for JetStreamSource {
         true
     }
 
+    fn normalizer(&self) -> Option<Arc<dyn Normalizer>> {
+        match self.config.input {
+            Input::Normalized => None,
+            Input::Raw(options) => Some(Arc::new(RawNormalizer(options))),
+        }
+    }
+
     fn run(self: Box<Self>, out: &mut dyn ChunkSink) -> Result<(), SourceError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -202,6 +237,7 @@ impl JetStreamSource {
         let mut last_barrier = Instant::now();
         let mut last_tick = Instant::now();
         let mut idle_since: Option<Instant> = None;
+        let mut unattributed = 0u64;
         loop {
             let stopping = self.stop.load(Ordering::SeqCst)
                 || c.stop_when_idle
@@ -220,12 +256,13 @@ impl JetStreamSource {
             {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!(error = %e, "fetch from {} failed; retrying", c.stream);
+                    tracing::warn!(error = %e, "fetch from {} failed; retrying", c.input.subject().stream());
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
             };
             let mut data = Vec::new();
+            let mut records = Vec::new();
             let mut caught_up = true;
             let mut last: Option<jetstream::Message> = None;
             let mut skipped = 0u64;
@@ -234,7 +271,7 @@ impl JetStreamSource {
                 let m = match m {
                     Ok(m) => m,
                     Err(e) => {
-                        tracing::warn!(error = %e, "receive from {} failed", c.stream);
+                        tracing::warn!(error = %e, "receive from {} failed", c.input.subject().stream());
                         break;
                     }
                 };
@@ -247,16 +284,29 @@ impl JetStreamSource {
                 }
                 position = seq;
                 taken += 1;
-                // One event per message; a newline inside would split it, and is only valid
-                // JSON whitespace anyway.
-                data.extend(m.payload.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
-                data.push(b'\n');
+                match c.input {
+                    // One event per message; a newline inside would split it, and is only
+                    // valid JSON whitespace anyway.
+                    Input::Normalized => {
+                        data.extend(m.payload.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+                        data.push(b'\n');
+                    }
+                    Input::Raw(_) => match record(&m, seq) {
+                        Some(r) => records.push(r),
+                        None => unattributed += 1,
+                    },
+                }
                 last = Some(m);
             }
             let wall = caught_up.then(now_millis);
-            if !data.is_empty() {
+            if !data.is_empty() || !records.is_empty() {
                 let len = data.len() as u64;
-                if !out.send(data, offset, wall) {
+                let sent = if records.is_empty() {
+                    out.send(data, offset, wall)
+                } else {
+                    out.send_records(records, wall)
+                };
+                if !sent {
                     return Ok(());
                 }
                 offset += len;
@@ -278,6 +328,7 @@ impl JetStreamSource {
                 let mut st = self.lock_stats();
                 st.delivered += taken;
                 st.redelivered += skipped;
+                st.unattributed += std::mem::take(&mut unattributed);
                 st.position = position;
             }
             // Checkpoint when due, or early when acks run short.
@@ -318,10 +369,14 @@ impl JetStreamSource {
     ) -> Result<consumer::PullConsumer, SourceError> {
         let c = &self.config;
         let name = self.name.as_str();
-        let mut stream = js
-            .get_stream(&c.stream)
-            .await
-            .map_err(|e| failed(name, &format!("failed to open stream {}", c.stream), &e))?;
+        let kind = c.input.subject();
+        let mut stream = js.get_stream(kind.stream()).await.map_err(|e| {
+            failed(
+                name,
+                &format!("failed to open stream {}", kind.stream()),
+                &e,
+            )
+        })?;
         let first = stream
             .info()
             .await
@@ -353,7 +408,7 @@ impl JetStreamSource {
                 "cannot resume",
                 &format!(
                     "stream {} no longer holds sequence {from} (its first is {first}): retention dropped events the engine had not checkpointed; raise the stream's max_age/max_bytes, or start over with an empty state directory",
-                    c.stream
+                    kind.stream()
                 ),
             ));
         }
@@ -380,15 +435,11 @@ impl JetStreamSource {
                 ack_wait: c.ack_wait,
                 max_ack_pending: c.max_ack_pending,
                 filter_subject: if all {
-                    Subject::NormalizedEvents.all_tenants()
+                    kind.all_tenants()
                 } else {
                     String::new()
                 },
-                filter_subjects: c
-                    .tenants
-                    .iter()
-                    .map(|t| Subject::NormalizedEvents.for_tenant(t))
-                    .collect(),
+                filter_subjects: c.tenants.iter().map(|t| kind.for_tenant(t)).collect(),
                 ..Default::default()
             })
             .await
@@ -437,6 +488,68 @@ async fn ack_through(done: u64, unacked: &mut VecDeque<(u64, jetstream::Message)
         // a redelivery, which the sequence check skips; it is not an error.
         if let Err(e) = m.double_ack().await {
             tracing::warn!(error = %e, source = name, "acknowledgement failed");
+        }
+    }
+}
+
+/// The engine's record for a raw message: the tenant from its subject (which ingest built from
+/// the verified token), the rest from its headers. `None` for a subject without a valid tenant.
+fn record(m: &jetstream::Message, position: u64) -> Option<Record> {
+    let Some(tenant) = Subject::RawEvents.tenant_of(&m.subject) else {
+        tracing::error!(subject = %m.subject, position, "raw message on a subject without a valid tenant; skipped");
+        return None;
+    };
+    let meta = RawMeta::from_headers(m.headers.as_ref());
+    Some(Record {
+        tenant,
+        source_type: meta.source_type,
+        ingested_at: meta.ingested_at,
+        event_id: meta.event_id,
+        payload: m.payload.clone(),
+        position,
+    })
+}
+
+/// [`vigil_normalize`] as the engine's [`Normalizer`] for `RAW`.
+#[derive(Debug)]
+struct RawNormalizer(vigil_normalize::Options);
+
+impl Normalizer for RawNormalizer {
+    fn normalize(&self, r: &Record, out: &mut Vec<u8>) -> Result<(), (RejectReason, String)> {
+        let raw = vigil_normalize::RawEvent {
+            tenant: &r.tenant,
+            source_type: vigil_normalize::SourceType::Ecs,
+            payload: &r.payload,
+            event_id: r.event_id.as_deref(),
+            ingested_at: r.ingested_at,
+        };
+        match vigil_normalize::normalize_named(&r.source_type, &raw, &self.0) {
+            Ok(n) => {
+                serde_json::to_writer(out, &n.event).expect("a JSON value serializes");
+                Ok(())
+            }
+            Err(e) => Err((reason(e.reason), e.message)),
+        }
+    }
+}
+
+/// The engine's reason for a normalizer's reason code (the same codes, tested below).
+fn reason(code: &str) -> RejectReason {
+    RejectReason::from_code(code).unwrap_or(RejectReason::SchemaViolation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_normalizer_reason_is_an_engine_reason() {
+        for code in vigil_normalize::REJECT_REASONS {
+            assert_eq!(
+                RejectReason::from_code(code).map(RejectReason::as_str),
+                Some(code),
+                "the engine has no reason `{code}`"
+            );
         }
     }
 }

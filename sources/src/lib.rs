@@ -13,7 +13,7 @@ pub mod memory;
 pub mod stdin;
 
 pub use file::FileSource;
-pub use jetstream::{JetStreamConfig, JetStreamSource, JetStreamStats, Start};
+pub use jetstream::{Input, JetStreamConfig, JetStreamSource, JetStreamStats, Start};
 pub use memory::MemorySource;
 pub use stdin::StdinSource;
 

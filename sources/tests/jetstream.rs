@@ -7,14 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vigil_bus::{Outgoing, Publisher, Subject};
-use vigil_engine::{ChunkSink, EventSource};
+use vigil_engine::{ChunkSink, EventSource, Record, RejectReason};
 use vigil_model::TenantId;
-use vigil_sources::{JetStreamConfig, JetStreamSource};
+use vigil_sources::{Input, JetStreamConfig, JetStreamSource};
 
-/// Collects lines; commits the newest requested checkpoint only once `release` is set.
+/// Collects lines and records; commits the newest requested checkpoint only once `release`
+/// is set.
 #[derive(Default)]
 struct Engine {
     lines: Arc<Mutex<Vec<String>>>,
+    records: Arc<Mutex<Vec<Record>>>,
     requested: Option<u64>,
     release: Arc<AtomicBool>,
 }
@@ -26,6 +28,10 @@ impl ChunkSink for Engine {
             .lock()
             .unwrap()
             .extend(text.lines().map(str::to_owned));
+        true
+    }
+    fn send_records(&mut self, records: Vec<Record>, _wall_ms: Option<i64>) -> bool {
+        self.records.lock().unwrap().extend(records);
         true
     }
     fn checkpoint(&mut self, position: u64) -> bool {
@@ -48,19 +54,133 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn unacknowledged_messages_come_back_and_are_skipped_and_acks_follow_checkpoints() {
-    let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
+/// A tenant of its own for this run.
+fn unique_tenant(prefix: &str) -> TenantId {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let tenant = TenantId::parse(&format!(
-        "src_{}_{}",
+    TenantId::parse(&format!(
+        "{prefix}_{}_{}",
         std::process::id(),
         nanos % 1_000_000_000
     ))
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn raw_messages_become_records_that_the_source_normalizer_turns_into_events() {
+    let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
+    let (a, b) = (unique_tenant("rawa"), unique_tenant("rawb"));
+    let ecs = r#"{"@timestamp":"2026-11-30T10:00:00Z","event":{"outcome":"failure"},"user":{"name":"ACME\\Alice"}}"#;
+    let sshd = "Nov 30 10:00:01 bastion sshd[4242]: Failed password for invalid user admin from 198.51.100.7 port 50022 ssh2";
+    let message =
+        |t: &TenantId, id: &str, payload: &str, headers: Vec<(&'static str, String)>| Outgoing {
+            subject: Subject::RawEvents.for_tenant(t),
+            msg_id: vigil_bus::msg_id(t, id),
+            payload: payload.as_bytes().to_vec().into(),
+            headers,
+        };
+    rt().block_on(async {
+        let js = vigil_bus::dev::jetstream().await.unwrap();
+        let batch = vec![
+            message(
+                &a,
+                "a1",
+                ecs,
+                vec![
+                    ("Vigil-Source-Type", "ecs".into()),
+                    ("Vigil-Ingested-At", "2026-11-30T10:00:05.000Z".into()),
+                    ("Vigil-Event-Id", "ingest-a1".into()),
+                ],
+            ),
+            message(
+                &b,
+                "b1",
+                sshd,
+                vec![
+                    ("Vigil-Source-Type", "sshd".into()),
+                    ("Vigil-Ingested-At", "2026-11-30T10:00:05.000Z".into()),
+                    ("Vigil-Event-Id", "ingest-b1".into()),
+                ],
+            ),
+            message(&a, "a2", "not json", Vec::new()),
+        ];
+        Publisher::new(js, Duration::from_secs(5))
+            .publish_all(batch)
+            .await
+            .unwrap();
+    });
+    let mut config = JetStreamConfig::new(url.clone());
+    config.input = Input::Raw(vigil_normalize::Options::default());
+    config.consumer = format!("raw_{}", std::process::id());
+    config.tenants = vec![a.clone(), b.clone()];
+    config.checkpoint_interval = Duration::from_millis(250);
+    config.stop_when_idle = Some(Duration::from_millis(500));
+    config.validate().unwrap();
+    let source = JetStreamSource::new(config.clone());
+    let normalizer = source
+        .normalizer()
+        .expect("a RAW source brings its normalizer");
+    let mut engine = Engine::default();
+    engine.release.store(true, Ordering::SeqCst);
+    let records = Arc::clone(&engine.records);
+    Box::new(source).run(&mut engine).unwrap();
+
+    let records = records.lock().unwrap().clone();
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert!(engine.lines.lock().unwrap().is_empty());
+    let (r1, r2, r3) = (&records[0], &records[1], &records[2]);
+    assert!(r1.position < r2.position && r2.position < r3.position);
+    // The tenant comes from the subject, the rest from ingest's headers.
+    assert_eq!(
+        (&r1.tenant, r1.source_type.as_str(), r1.event_id.as_deref()),
+        (&a, "ecs", Some("ingest-a1"))
+    );
+    assert_eq!(r1.ingested_at, 1_796_032_805_000);
+    assert_eq!(&r1.payload[..], ecs.as_bytes());
+    assert_eq!((&r2.tenant, r2.source_type.as_str()), (&b, "sshd"));
+    // Without headers: ECS, ingested now, no ingest id.
+    assert_eq!(
+        (&r3.tenant, r3.source_type.as_str(), &r3.event_id),
+        (&a, "ecs", &None)
+    );
+
+    let mut out = Vec::new();
+    normalizer.normalize(r1, &mut out).unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(event["tenant_id"], a.as_str());
+    assert_eq!(event["event"]["id"], "ingest-a1");
+    assert_eq!(event["user"]["name"], "Alice");
+    assert_eq!(event["user"]["domain"], "ACME");
+    assert!(!out.contains(&b'\n'));
+    out.clear();
+    normalizer.normalize(r2, &mut out).unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(event["tenant_id"], b.as_str());
+    assert_eq!(event["source"]["ip"], "198.51.100.7");
+    out.clear();
+    let (reason, detail) = normalizer.normalize(r3, &mut out).unwrap_err();
+    assert_eq!(reason, RejectReason::InvalidJson, "{detail}");
+
+    rt().block_on(async {
+        let js = vigil_bus::connect(&url, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let stream = js.get_stream("RAW").await.unwrap();
+        let info = stream.consumer_info(&config.consumer).await.unwrap();
+        assert_eq!(
+            info.ack_floor.stream_sequence, r3.position,
+            "acknowledged through the last checkpoint"
+        );
+        stream.delete_consumer(&config.consumer).await.unwrap();
+    });
+}
+
+#[test]
+fn unacknowledged_messages_come_back_and_are_skipped_and_acks_follow_checkpoints() {
+    let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
+    let tenant = unique_tenant("src");
     let consumer = format!("src_{}", std::process::id());
     rt().block_on(async {
         let js = vigil_bus::dev::jetstream().await.unwrap();

@@ -83,14 +83,34 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// Starts `vigil normalize` and `vigil run --config` for `tenant`.
+/// The two ways from `RAW` to alerts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// `vigil normalize` (RAW → NORMALIZED), then the engine on `NORMALIZED`.
+    TwoHops,
+    /// The engine on `RAW`, normalizing on its workers.
+    OneHop,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::TwoHops => "RAW → vigil normalize → NORMALIZED → engine",
+            Route::OneHop => "RAW → engine normalizing on its workers",
+        }
+    }
+}
+
+/// Starts the engine (`vigil run --config`) for `tenant`, and for [`Route::TwoHops`] `vigil
+/// normalize` before it.
 fn start(
     args: &Args,
     url: &str,
     tenant: &str,
     lateness: &str,
     tag: &str,
-) -> Result<(Proc, Proc, u16)> {
+    route: Route,
+) -> Result<(Option<Proc>, Proc, u16)> {
     let dir = args.dir.join(tag);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -109,6 +129,7 @@ state_dir = "state"
 metrics_listen = "127.0.0.1:{port}"
 [source]
 kind = "jetstream"
+stream = "{stream}"
 consumer = "{tag}"
 tenants = ["{tenant}"]
 [sinks]
@@ -117,24 +138,31 @@ rejects = ["jetstream"]
 "#,
             rules = rules.display(),
             workers = args.workers,
+            stream = match route {
+                Route::TwoHops => "NORMALIZED",
+                Route::OneHop => "RAW",
+            },
         ),
     )?;
     let log = |name: &str| std::fs::File::create(dir.join(name));
-    let normalizer = Proc(
-        Command::new(&args.vigil)
-            .args([
-                "normalize",
-                "--nats",
-                url,
-                "--consumer",
-                tag,
-                "--tenant",
-                tenant,
-            ])
-            .stderr(log("normalize.log")?)
-            .spawn()
-            .context("start vigil normalize")?,
-    );
+    let normalizer = match route {
+        Route::OneHop => None,
+        Route::TwoHops => Some(Proc(
+            Command::new(&args.vigil)
+                .args([
+                    "normalize",
+                    "--nats",
+                    url,
+                    "--consumer",
+                    tag,
+                    "--tenant",
+                    tenant,
+                ])
+                .stderr(log("normalize.log")?)
+                .spawn()
+                .context("start vigil normalize")?,
+        )),
+    };
     let engine = Proc(
         Command::new(&args.vigil)
             .args(["run", "--config"])
@@ -199,6 +227,31 @@ async fn publish(
     Ok(())
 }
 
+/// CPU cost of normalizing the benchmark's events (as the engine does on a worker: normalize,
+/// then serialize the canonical event), in µs per event.
+fn normalize_alone(events: usize) -> Result<f64> {
+    let tenant = TenantId::parse("bench")?;
+    let payloads: Vec<String> = (0..events)
+        .map(|i| vigil_bench::wall::event("bench", i))
+        .collect();
+    let options = vigil_normalize::Options::default();
+    let mut out = Vec::with_capacity(1 << 20);
+    let started = Instant::now();
+    for p in &payloads {
+        let raw = vigil_normalize::RawEvent {
+            tenant: &tenant,
+            source_type: vigil_normalize::SourceType::Ecs,
+            payload: p.as_bytes(),
+            event_id: None,
+            ingested_at: vigil_model::time::now_millis(),
+        };
+        let n = vigil_normalize::normalize(&raw, &options).map_err(anyhow::Error::msg)?;
+        out.clear();
+        serde_json::to_writer(&mut out, &n.event)?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / events as f64)
+}
+
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -211,21 +264,16 @@ async fn throughput(
     args: &Args,
     js: &async_nats::jetstream::Context,
     url: &str,
+    route: Route,
 ) -> Result<(f64, f64)> {
-    let tenant = format!("bench_t{}", std::process::id());
+    let tenant = format!("bench_t{}_{}", std::process::id(), route as u8);
     let t = TenantId::parse(&tenant)?;
     let messages = (0..args.events)
         .map(|i| raw(&t, i, vigil_bench::wall::event(&tenant, i)))
         .collect();
     publish(js, messages).await?;
     let started = Instant::now();
-    let (_n, _e, port) = start(
-        args,
-        url,
-        &tenant,
-        "10s",
-        &format!("bench_t{}", std::process::id()),
-    )?;
+    let (_n, _e, port) = start(args, url, &tenant, "10s", &tenant, route)?;
     let deadline = started + Duration::from_secs(600);
     loop {
         let done = metric(port, "vigil_engine_events_total").unwrap_or(0.0);
@@ -251,18 +299,13 @@ async fn latency(
     args: &Args,
     js: &async_nats::jetstream::Context,
     url: &str,
+    route: Route,
 ) -> Result<(BTreeMap<String, Vec<i64>>, BTreeMap<String, Vec<i64>>)> {
-    let tenant = format!("bench_l{}", std::process::id());
+    let tenant = format!("bench_l{}_{}", std::process::id(), route as u8);
     let t = TenantId::parse(&tenant)?;
     let client = async_nats::connect(url).await?;
     let alerts = client.subscribe(Subject::Alerts.for_tenant(&t)).await?;
-    let (_n, _e, port) = start(
-        args,
-        url,
-        &tenant,
-        &args.lateness,
-        &format!("bench_l{}", std::process::id()),
-    )?;
+    let (_n, _e, port) = start(args, url, &tenant, &args.lateness, &tenant, route)?;
     while metric(port, "vigil_engine_events_total").is_none() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -376,10 +419,7 @@ async fn main() -> Result<()> {
     // The service path crosses JetStream twice (RAW, then NORMALIZED): the same work done
     // back to back, publish + consume + publish + consume.
     let two_hops = 1.0 / (2.0 / publish_eps + 2.0 / consume_eps);
-    let (e2e, alerts) = throughput(&args, &js, &url).await?;
-    let (by_rule, stages) = latency(&args, &js, &url).await?;
-    let mut lat: Vec<i64> = by_rule.values().flatten().copied().collect();
-    lat.sort_unstable();
+    let normalize_us = normalize_alone(args.events)?;
     let expected = args.rate as u64 * args.seconds / 100;
     println!("| measure | value | vs wall |");
     println!("| --- | ---: | ---: |");
@@ -391,29 +431,42 @@ async fn main() -> Result<()> {
         two_hops / wall
     );
     println!(
-        "| RAW → normalize → NORMALIZED → engine ({} workers), {} events, {alerts:.0} alerts | {e2e:.0} events/s | {:.2} ({:.2} of two hops) |",
-        args.workers,
-        args.events,
-        e2e / wall,
-        e2e / two_hops
+        "| `vigil_normalize::normalize` + serialization alone, one thread, in memory | {normalize_us:.2} µs/event ({:.0} events/s) | |",
+        1e6 / normalize_us
     );
-    println!(
-        "| publish → alert latency at {} events/s, lateness {}, {} alerts ({expected} brute forces sent) | p50 {} ms, p99 {} ms, max {} ms | |",
-        args.rate,
-        args.lateness,
-        lat.len(),
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or(0)
-    );
-    for (label, l) in by_rule.iter().chain(&stages) {
+    for route in [Route::OneHop, Route::TwoHops] {
+        let (e2e, alerts) = throughput(&args, &js, &url, route).await?;
         println!(
-            "| of which {label}, {} | p50 {} ms, p99 {} ms, max {} ms | |",
-            l.len(),
-            percentile(l, 0.5),
-            percentile(l, 0.99),
-            l.last().copied().unwrap_or(0)
+            "| {} ({} workers), {} events, {alerts:.0} alerts | {e2e:.0} events/s | **{:.2}** |",
+            route.label(),
+            args.workers,
+            args.events,
+            e2e / wall,
         );
+    }
+    for route in [Route::OneHop, Route::TwoHops] {
+        let (by_rule, stages) = latency(&args, &js, &url, route).await?;
+        let mut lat: Vec<i64> = by_rule.values().flatten().copied().collect();
+        lat.sort_unstable();
+        println!(
+            "| {}: publish → alert at {} events/s, lateness {}, {} alerts ({expected} brute forces sent) | p50 {} ms, p99 {} ms, max {} ms | |",
+            route.label(),
+            args.rate,
+            args.lateness,
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or(0)
+        );
+        for (label, l) in by_rule.iter().chain(&stages) {
+            println!(
+                "| of which {label}, {} | p50 {} ms, p99 {} ms, max {} ms | |",
+                l.len(),
+                percentile(l, 0.5),
+                percentile(l, 0.99),
+                l.last().copied().unwrap_or(0)
+            );
+        }
     }
     Ok(())
 }

@@ -50,8 +50,17 @@ pub(crate) fn source_id(record: &Value) -> Option<String> {
 /// Expands dotted keys into nested objects, at every level but inside `labels` (whose keys are
 /// free-form). Keys with an empty segment (`"a..b"`, `".a"`) are kept as they are. A value that
 /// would land on a different value already there is a `schema_violation`.
-fn expand(obj: Map<String, Value>, prefix: &str) -> Result<Map<String, Value>, Reject> {
-    if !obj.keys().any(|k| is_dotted(k)) && obj.values().all(|v| !v.is_object()) {
+fn expand(mut obj: Map<String, Value>, prefix: &str) -> Result<Map<String, Value>, Reject> {
+    if !obj.keys().any(|k| is_dotted(k)) {
+        // Nothing to merge at this level (the usual case): expand the children in place.
+        for (key, value) in obj.iter_mut() {
+            if let Value::Object(m) = value {
+                let path = join(prefix, key);
+                if path != "labels" {
+                    *m = expand(std::mem::take(m), &path)?;
+                }
+            }
+        }
         return Ok(obj);
     }
     let mut out = Map::new();
