@@ -23,6 +23,21 @@ pub fn setting(key: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{key} is not in {}", env.display()))
 }
 
+/// A tenant id no other test (or earlier run) uses: `prefix`, the process id and the clock.
+/// Tests share the long-lived dev services, so each works in tenants of its own.
+pub fn unique_tenant(prefix: &str) -> vigil_model::TenantId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    );
+    vigil_model::TenantId::parse(&id)
+        .unwrap_or_else(|e| panic!("`{prefix}` makes an invalid tenant id `{id}`: {e}"))
+}
+
 /// Stream limits sized for the dev server and tests (JetStream reserves `max_bytes` against its
 /// file store, so the production-sized defaults of several test runs would not fit).
 pub fn small_streams() -> crate::StreamsConfig {

@@ -14,6 +14,7 @@ use vigil_engine::{AlertSink, CheckpointConfig, EngineConfig, EventSource, Rejec
 use vigil_model::TenantId;
 use vigil_sinks::{
     FanOut, JetStreamAlerts, JetStreamOut, JetStreamRejects, JsonlAlerts, JsonlRejects,
+    OpenSearchAlerts, OpenSearchConfig,
 };
 use vigil_sources::{FileSource, Input, JetStreamConfig, JetStreamSource, Start, StdinSource};
 
@@ -30,6 +31,9 @@ pub struct Pipeline {
     sinks: SinksSection,
     #[serde(default)]
     nats: NatsSection,
+    /// Where the `"opensearch"` alert sink writes.
+    #[serde(default)]
+    opensearch: OpenSearchSection,
     /// When present, the engine creates or migrates the streams at start (as ingest does).
     streams: Option<StreamsConfig>,
 }
@@ -72,6 +76,35 @@ impl Default for NatsSection {
         NatsSection {
             url: "nats://127.0.0.1:4222".to_owned(),
             publish_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct OpenSearchSection {
+    url: String,
+    /// Replicas of each `alerts-{tenant}` index (0 on a single node).
+    replicas: u32,
+    batch_docs: usize,
+    #[serde(with = "vigil_model::duration::text")]
+    flush_interval: Duration,
+    /// Alerts queued before the engine waits for OpenSearch.
+    max_buffered: usize,
+    #[serde(with = "vigil_model::duration::text")]
+    request_timeout: Duration,
+}
+
+impl Default for OpenSearchSection {
+    fn default() -> Self {
+        let d = OpenSearchConfig::new("http://127.0.0.1:9200");
+        OpenSearchSection {
+            url: d.url,
+            replicas: d.replicas,
+            batch_docs: d.batch_docs,
+            flush_interval: d.flush_interval,
+            max_buffered: d.max_buffered,
+            request_timeout: d.request_timeout,
         }
     }
 }
@@ -151,8 +184,9 @@ mod optional_duration {
     }
 }
 
-/// Where alerts and rejects go: `"jetstream"` (the `ALERTS` / `DLQ` stream) or a JSON-lines
-/// path (`"-"` is stdout). Several may be listed.
+/// Where alerts and rejects go: `"jetstream"` (the `ALERTS` / `DLQ` stream), for alerts
+/// `"opensearch"` (`alerts-{tenant}`, configured in `[opensearch]`), or a JSON-lines path
+/// (`"-"` is stdout). Several may be listed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct SinksSection {
@@ -170,6 +204,7 @@ impl Default for SinksSection {
 }
 
 const JETSTREAM: &str = "jetstream";
+const OPENSEARCH: &str = "opensearch";
 
 /// A pipeline ready to run.
 pub struct Built {
@@ -277,6 +312,8 @@ impl Pipeline {
         for a in &self.sinks.alerts {
             if a == JETSTREAM {
                 alerts.push(Arc::new(JetStreamAlerts(out("ALERTS")?)));
+            } else if a == OPENSEARCH {
+                alerts.push(Arc::new(self.opensearch.sink(&self.nats)?));
             } else {
                 alerts.push(Arc::new(JsonlAlerts::append(&at(Path::new(a)))?));
             }
@@ -321,6 +358,22 @@ impl Pipeline {
             jetstream_stats,
             metrics_listen: self.engine.metrics_listen,
         })
+    }
+}
+
+impl OpenSearchSection {
+    /// The OpenSearch alert sink, with refused alerts dead-lettered to `dlq.alerts.{tenant}`
+    /// through `nats`.
+    fn sink(&self, nats: &NatsSection) -> Result<OpenSearchAlerts> {
+        let o = self;
+        let mut config = OpenSearchConfig::new(o.url.clone());
+        config.replicas = o.replicas;
+        config.batch_docs = o.batch_docs.max(1);
+        config.flush_interval = o.flush_interval;
+        config.max_buffered = o.max_buffered.max(1);
+        config.request_timeout = o.request_timeout;
+        OpenSearchAlerts::connect(config, &nats.url, nats.publish_timeout)
+            .with_context(|| format!("failed to connect the opensearch sink to {}", o.url))
     }
 }
 

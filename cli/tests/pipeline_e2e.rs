@@ -81,13 +81,18 @@ tenants = [{tenants}]
 checkpoint_interval = "{interval}"
 ack_wait = "30s"
 [sinks]
-alerts = ["jetstream", "alerts.jsonl"]
+alerts = ["jetstream", "opensearch", "alerts.jsonl"]
 rejects = ["jetstream"]
+[opensearch]
+url = "{opensearch}"
+replicas = 0
+flush_interval = "200ms"
 "#,
             rules = rules_dir(),
             nats = common::nats_url(),
             tenants = tenants.join(", "),
             stream = route.stream(),
+            opensearch = common::opensearch_url(),
         ),
     )
     .unwrap();
@@ -195,6 +200,16 @@ fn brute_force_over_http(route: Route) {
         assert_eq!(alert["group"]["user.name"], user);
         assert_eq!(alert["event_count"], 10);
     }
+    // The same alert, and only its tenant's, in each tenant's OpenSearch index.
+    for tenant in [&a, &b] {
+        let stored = read(Subject::Alerts, tenant);
+        let docs = wait_for(Duration::from_secs(10), "the alert in OpenSearch", || {
+            let d = common::opensearch_alerts(tenant);
+            (!d.is_empty()).then_some(d)
+        });
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        assert_eq!(docs[stored[0]["id"].as_str().unwrap()], stored[0]);
+    }
     // Per-tenant and per-rule metrics.
     let expected: Vec<String> = [&a, &b]
         .iter()
@@ -254,6 +269,9 @@ fn brute_force_over_http(route: Route) {
     assert_eq!(jsonl.lines().count(), 2, "{jsonl}");
     common::delete_consumer("RAW", &normalizer_name);
     common::delete_consumer(route.stream(), &engine_name);
+    for t in [&a, &b] {
+        common::delete_opensearch_alerts(t);
+    }
 }
 
 /// A seeded replay: background logins for three tenants with brute-force bursts, in event-time
@@ -473,6 +491,17 @@ fn kill_the_engine_during_a_replay(route: Route) {
         .collect();
     let replayed = lines.len() - want.len();
     assert_eq!(by_id(lines), want);
+    // OpenSearch holds every alert once, as the uninterrupted run raised it (`create` with
+    // `_id` = alert id: the replays' writes were duplicates).
+    let indexed = by_id(
+        tenants
+            .iter()
+            .flat_map(|t| common::opensearch_alerts(t).into_values()),
+    );
+    assert_eq!(indexed, want, "OpenSearch");
+    for t in &tenants {
+        common::delete_opensearch_alerts(t);
+    }
     eprintln!("{kills} kills; {replayed} alerts raised again by restarts, deduplicated by ALERTS");
     common::delete_consumer(route.stream(), &consumer);
     let _ = std::fs::remove_dir_all(&dir);
@@ -609,6 +638,7 @@ fn bad_input_is_counted_exactly_and_every_reject_keeps_its_reason() {
     assert_eq!(normalized - want["late"], want["ok"]);
     common::delete_consumer("RAW", &normalizer_name);
     common::delete_consumer("NORMALIZED", &engine_name);
+    common::delete_opensearch_alerts(&t);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,5 +1,5 @@
 //! Alert and reject sinks: JSON lines to a file or stdout, NATS JetStream (`ALERTS` and `DLQ`,
-//! the service path), and a capture sink for tests.
+//! the service path), OpenSearch (`alerts-{tenant}`), and a capture sink for tests.
 //!
 //! Writes are buffered; [`vigil_engine::AlertSink::flush`] makes them durable, and the engine
 //! calls it before a run returns. All sinks are shared by every worker thread and serialize
@@ -9,8 +9,10 @@ pub mod capture;
 pub mod fanout;
 pub mod jetstream;
 pub mod jsonl;
+pub mod opensearch;
 
 pub use capture::{CaptureRejects, CaptureSink};
 pub use fanout::FanOut;
 pub use jetstream::{JetStreamAlerts, JetStreamOut, JetStreamRejects};
 pub use jsonl::{JsonlAlerts, JsonlRejects};
+pub use opensearch::{OpenSearchAlerts, OpenSearchConfig, OpenSearchStats};

@@ -54,24 +54,13 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A tenant of its own for this run.
-fn unique_tenant(prefix: &str) -> TenantId {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    TenantId::parse(&format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000
-    ))
-    .unwrap()
-}
-
 #[test]
 fn raw_messages_become_records_that_the_source_normalizer_turns_into_events() {
     let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
-    let (a, b) = (unique_tenant("rawa"), unique_tenant("rawb"));
+    let (a, b) = (
+        vigil_bus::dev::unique_tenant("rawa"),
+        vigil_bus::dev::unique_tenant("rawb"),
+    );
     let ecs = r#"{"@timestamp":"2026-11-30T10:00:00Z","event":{"outcome":"failure"},"user":{"name":"ACME\\Alice"}}"#;
     let sshd = "Nov 30 10:00:01 bastion sshd[4242]: Failed password for invalid user admin from 198.51.100.7 port 50022 ssh2";
     let message =
@@ -180,7 +169,7 @@ fn raw_messages_become_records_that_the_source_normalizer_turns_into_events() {
 #[test]
 fn unacknowledged_messages_come_back_and_are_skipped_and_acks_follow_checkpoints() {
     let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
-    let tenant = unique_tenant("src");
+    let tenant = vigil_bus::dev::unique_tenant("src");
     let consumer = format!("src_{}", std::process::id());
     rt().block_on(async {
         let js = vigil_bus::dev::jetstream().await.unwrap();

@@ -50,15 +50,7 @@ pub fn nats_url() -> String {
 
 /// A tenant id no other test (or earlier run) uses.
 pub fn unique_tenant(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
+    vigil_bus::dev::unique_tenant(prefix).as_str().to_owned()
 }
 
 pub fn free_port() -> u16 {
@@ -316,4 +308,31 @@ pub fn read(kind: vigil_bus::Subject, tenant: &str) -> Vec<serde_json::Value> {
             .map(|m| serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null))
             .collect()
     })
+}
+
+/// The dev OpenSearch node's URL.
+pub fn opensearch_url() -> String {
+    vigil_bus::dev::setting("VIGIL_OPENSEARCH_URL").unwrap()
+}
+
+/// The documents of `alerts-{tenant}` after a refresh, by `_id`; empty while the index does
+/// not exist.
+pub fn opensearch_alerts(tenant: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let client =
+        vigil_sinks::opensearch::Client::new(&opensearch_url(), Duration::from_secs(30)).unwrap();
+    runtime()
+        .block_on(client.documents(&format!("alerts-{tenant}")))
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Deletes `alerts-{tenant}` (the dev node keeps what tests leave behind).
+pub fn delete_opensearch_alerts(tenant: &str) {
+    let client =
+        vigil_sinks::opensearch::Client::new(&opensearch_url(), Duration::from_secs(30)).unwrap();
+    runtime().block_on(async {
+        let _ = client
+            .json(hyper::Method::DELETE, &format!("/alerts-{tenant}"), None)
+            .await;
+    });
 }

@@ -1,0 +1,180 @@
+//! The OpenSearch alert sink against the dev node (`make services-up`): tenant indexes from the
+//! template, idempotent concurrent delivery, refused documents to the dead-letter subject.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{alert, delete_index, documents, rt, sink, unique_tenant, url};
+use hyper::Method;
+use serde_json::{Value, json};
+use vigil_bus::Subject;
+use vigil_engine::AlertSink;
+use vigil_model::Alert;
+use vigil_sinks::opensearch::{Client, alerts_index};
+
+#[test]
+fn the_same_alerts_from_four_threads_three_times_are_stored_once_per_tenant() {
+    let client = Client::new(&url(), Duration::from_secs(30)).unwrap();
+    let (a, b) = (unique_tenant("osa"), unique_tenant("osb"));
+    let t0 = 1_796_032_800_000i64;
+    // 1,000 alerts: 500 per tenant.
+    let alerts: Vec<Alert> = (0..1_000u64)
+        .map(|i| alert(if i % 2 == 0 { &a } else { &b }, i, t0 + i as i64))
+        .collect();
+    // Every alert delivered 3 times, in a shuffled order, split over four writer threads on
+    // two sinks (two engine processes).
+    let mut deliveries: Vec<Alert> = (0..3).flat_map(|_| alerts.iter().cloned()).collect();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..deliveries.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        deliveries.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let total_writes = deliveries.len();
+    let sinks = [Arc::new(sink(100)), Arc::new(sink(250))];
+    let threads: Vec<_> = deliveries
+        .chunks(total_writes.div_ceil(4))
+        .enumerate()
+        .map(|(k, part)| {
+            let sink = Arc::clone(&sinks[k % 2]);
+            let part = part.to_vec();
+            std::thread::spawn(move || {
+                for chunk in part.chunks(50) {
+                    sink.write(chunk).unwrap();
+                }
+                sink.flush().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    let stats: Vec<_> = sinks.iter().map(|s| s.stats()).collect();
+    let created: u64 = stats.iter().map(|s| s.created).sum();
+    let duplicates: u64 = stats.iter().map(|s| s.duplicates).sum();
+    assert_eq!(created, 1_000, "{stats:?}");
+    assert_eq!(created + duplicates, total_writes as u64, "{stats:?}");
+    assert!(stats.iter().all(|s| s.dead_lettered == 0), "{stats:?}");
+
+    // Each tenant's index holds exactly its own 500 alerts, with their content.
+    for (t, parity) in [(&a, 0u64), (&b, 1u64)] {
+        let docs = documents(&client, &alerts_index(t));
+        let want: BTreeSet<String> = alerts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u64 % 2 == parity)
+            .map(|(_, al)| al.id.clone())
+            .collect();
+        assert_eq!(docs.keys().cloned().collect::<BTreeSet<_>>(), want, "{t}");
+        assert!(docs.values().all(|d| d["tenant_id"] == t.as_str()));
+        let first = alerts.iter().find(|al| &al.tenant_id == t).unwrap();
+        assert_eq!(
+            docs[&first.id],
+            serde_json::to_value(first).unwrap(),
+            "stored as written"
+        );
+    }
+    // The template's mappings: strict, and `group` searchable as a flat object.
+    rt().block_on(async {
+        let (_, m) = client
+            .json(
+                Method::GET,
+                &format!("/{}/_mapping", alerts_index(&a)),
+                None,
+            )
+            .await
+            .unwrap();
+        let props = &m[alerts_index(&a)]["mappings"];
+        assert_eq!(props["dynamic"], "strict");
+        assert_eq!(props["properties"]["group"]["type"], "flat_object");
+        assert_eq!(props["properties"]["@timestamp"]["type"], "date");
+        let (_, hits) = client
+            .json(
+                Method::POST,
+                &format!("/{}/_search", alerts_index(&a)),
+                Some(&json!({"query": {"term": {"group.user.name": "u42"}}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hits["hits"]["total"]["value"], 1, "{hits}");
+    });
+    delete_index(&client, &alerts_index(&a));
+    delete_index(&client, &alerts_index(&b));
+}
+
+#[test]
+fn refused_alerts_go_to_the_dead_letter_subject_and_the_rest_of_the_batch_is_stored() {
+    let client = Client::new(&url(), Duration::from_secs(30)).unwrap();
+    let t = unique_tenant("osdl");
+    let t0 = 1_796_032_800_000i64;
+    // Year 10000 does not fit the `date` mapping: OpenSearch refuses those documents (400),
+    // in the same bulk request as the good ones.
+    let far = 253_402_300_800_000i64;
+    let alerts: Vec<Alert> = (0..20u64)
+        .map(|i| {
+            alert(
+                &t,
+                i,
+                if i % 5 == 0 {
+                    far + i as i64
+                } else {
+                    t0 + i as i64
+                },
+            )
+        })
+        .collect();
+    let s = sink(500);
+    s.write(&alerts).unwrap();
+    s.flush().unwrap();
+    let stats = s.stats();
+    assert_eq!((stats.created, stats.dead_lettered), (16, 4), "{stats:?}");
+    assert_eq!(
+        stats.requests, 1,
+        "one bulk request held both kinds: {stats:?}"
+    );
+
+    let docs = documents(&client, &alerts_index(&t));
+    let good: BTreeSet<String> = alerts
+        .iter()
+        .filter(|a| a.timestamp < far)
+        .map(|a| a.id.clone())
+        .collect();
+    assert_eq!(docs.keys().cloned().collect::<BTreeSet<_>>(), good);
+    let dead = rt().block_on(async {
+        let js = vigil_bus::dev::jetstream().await.unwrap();
+        let kind = Subject::DlqAlerts;
+        vigil_bus::dev::read_subject(&js, kind.stream(), kind.for_tenant(&t))
+            .await
+            .unwrap()
+    });
+    let mut refused = BTreeSet::new();
+    for m in &dead {
+        let h = m.headers.as_ref().unwrap();
+        assert_eq!(
+            h.get("Vigil-Reject-Reason").unwrap().as_str(),
+            "mapper_parsing_exception"
+        );
+        assert!(
+            h.get("Vigil-Reject-Message")
+                .unwrap()
+                .as_str()
+                .contains("of type [date]"),
+            "{:?}",
+            h.get("Vigil-Reject-Message")
+        );
+        let doc: Value = serde_json::from_slice(&m.payload).unwrap();
+        refused.insert(doc["id"].as_str().unwrap().to_owned());
+    }
+    let want: BTreeSet<String> = alerts
+        .iter()
+        .filter(|a| a.timestamp >= far)
+        .map(|a| a.id.clone())
+        .collect();
+    assert_eq!(refused, want);
+    delete_index(&client, &alerts_index(&t));
+}
