@@ -8,12 +8,14 @@
 //! once, and one tenant's ids can never suppress another's events.
 
 pub mod dev;
+mod fetch;
 pub mod names;
 pub mod publish;
 pub mod streams;
 
 use std::time::Duration;
 
+pub use fetch::fetch_batch;
 pub use names::{Subject, msg_id, raw_reject_msg_id};
 pub use publish::{Outgoing, PublishError, Published, Publisher};
 pub use streams::{Retention, StreamChange, StreamsConfig, ensure_streams};

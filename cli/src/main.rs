@@ -3,6 +3,9 @@
 //! Embedded mode wires the same decode stage and the same dataflow as the service path to a file
 //! or stdin source and JSON-lines sinks, in one process with no services.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,8 +48,35 @@ enum Command {
     Ingest(IngestArgs),
     /// Normalize raw events: RAW → NORMALIZED (canonical events) and DLQ (rejects, with reasons).
     Normalize(NormalizeArgs),
+    /// Index normalized events into OpenSearch: NORMALIZED → `events-{tenant}`.
+    IndexEvents(IndexEventsArgs),
     /// Mint an HS256 token for local development and tests (never for production).
     DevToken(DevTokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct IndexEventsArgs {
+    /// NATS server URL.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// OpenSearch URL.
+    #[arg(long, default_value = "http://127.0.0.1:9200")]
+    opensearch: String,
+    /// Replicas of each `events-{tenant}` index (0 on a single node).
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
+    /// Durable consumer name on NORMALIZED; indexers sharing a name share the work.
+    #[arg(long, default_value = "events-indexer")]
+    consumer: String,
+    /// Only these tenants (repeatable; default every tenant).
+    #[arg(long = "tenant", value_name = "ID")]
+    tenants: Vec<TenantId>,
+    /// Messages per fetch and per bulk request.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Stop when NORMALIZED has nothing left for this consumer, instead of waiting for more.
+    #[arg(long)]
+    until_idle: bool,
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +189,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test(args),
         Command::Ingest(args) => ingest(args),
         Command::Normalize(args) => normalize(args),
+        Command::IndexEvents(args) => index_events(args),
         Command::DevToken(args) => dev_token(args),
     };
     match result {
@@ -254,6 +285,29 @@ fn normalize(args: NormalizeArgs) -> Result<ExitCode> {
         } else {
             format!(" ({})", rejected.join(", "))
         }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn index_events(args: IndexEventsArgs) -> Result<ExitCode> {
+    init_logs();
+    let mut opensearch = vigil_sinks::OpenSearchConfig::new(args.opensearch);
+    opensearch.replicas = args.replicas;
+    opensearch.batch_docs = args.batch.max(1);
+    let mut config = vigil_sinks::events_index::EventsIndexConfig::new(opensearch);
+    config.consumer = args.consumer;
+    config.tenants = args.tenants;
+    config.batch = args.batch.max(1);
+    let stats = runtime()?.block_on(async {
+        let js = vigil_bus::connect(&args.nats, std::time::Duration::from_secs(5)).await?;
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        anyhow::Ok(vigil_sinks::events_index::run(&js, &config, args.until_idle, stop).await?)
+    })?;
+    eprintln!(
+        "vigil index-events: {} consumed, {} indexed, {} already there, {} dead-lettered",
+        stats.consumed, stats.writer.created, stats.writer.duplicates, stats.writer.dead_lettered
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -155,6 +155,17 @@ fn brute_force_over_http(route: Route) {
     // detection path: both reject the bad event, and the DLQ must hold it once.
     let normalizer_name = format!("n_{tag}");
     let _normalizer = common::start_normalizer(&normalizer_name, &[&a, &b]);
+    // And the events indexer, so that analysts can open the events an alert references.
+    let indexer_name = format!("ix_{tag}");
+    let _indexer = Proc(
+        vigil()
+            .args(["index-events", "--nats", &common::nats_url()])
+            .args(["--opensearch", &common::opensearch_url(), "--replicas", "0"])
+            .args(["--consumer", &indexer_name, "--tenant", &a, "--tenant", &b])
+            .stderr(std::fs::File::create(dir.join("indexer.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let engine_name = format!("e_{tag}");
     let metrics_port = common::free_port();
     pipeline_with(
@@ -209,6 +220,25 @@ fn brute_force_over_http(route: Route) {
         });
         assert_eq!(docs.len(), 1, "{docs:?}");
         assert_eq!(docs[stored[0]["id"].as_str().unwrap()], stored[0]);
+        // Every event the alert references is in the tenant's events index, and nothing
+        // else: the bad event went to the DLQ, the other tenant's to its own index.
+        let referenced: BTreeSet<String> = stored[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(referenced.len(), 10);
+        let events = wait_for(Duration::from_secs(20), "the events in OpenSearch", || {
+            let d = common::opensearch_documents(&format!("events-{tenant}"));
+            (d.len() >= 10).then_some(d)
+        });
+        assert_eq!(
+            events.keys().cloned().collect::<BTreeSet<_>>(),
+            referenced,
+            "{tenant}"
+        );
+        assert!(events.values().all(|e| e["tenant_id"] == tenant.as_str()));
     }
     // Per-tenant and per-rule metrics.
     let expected: Vec<String> = [&a, &b]
@@ -269,8 +299,10 @@ fn brute_force_over_http(route: Route) {
     assert_eq!(jsonl.lines().count(), 2, "{jsonl}");
     common::delete_consumer("RAW", &normalizer_name);
     common::delete_consumer(route.stream(), &engine_name);
+    common::delete_consumer("NORMALIZED", &indexer_name);
     for t in [&a, &b] {
         common::delete_opensearch_alerts(t);
+        common::delete_opensearch_index(&format!("events-{t}"));
     }
 }
 

@@ -24,7 +24,7 @@
 mod canonical;
 mod json;
 mod parsers;
-mod schema;
+pub mod schema;
 pub mod service;
 
 use serde_json::Value;

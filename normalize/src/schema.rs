@@ -22,7 +22,7 @@ const EVENT_SCHEMA_JSON: &str = include_str!("../../docs/schema/event.schema.jso
 
 /// A leaf's scalar type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scalar {
+pub enum Scalar {
     /// Any string.
     Keyword,
     /// An IP address as a string.
@@ -275,10 +275,10 @@ fn violation(path: &dyn std::fmt::Display, expected: &str, found: &Value) -> Rej
     )
 }
 
-/// Every leaf path of the schema with its node, sorted (for tests and documentation).
-#[cfg(test)]
-pub(crate) fn leaves() -> Vec<(String, Scalar, bool)> {
-    fn walk(m: &BTreeMap<String, Node>, prefix: &str, out: &mut Vec<(String, Scalar, bool)>) {
+/// Every field of the schema: its dotted path and its kind (a typed leaf, or an open map of
+/// strings such as `labels`), sorted by path.
+pub fn fields() -> Vec<(String, Field)> {
+    fn walk(m: &BTreeMap<String, Node>, prefix: &str, out: &mut Vec<(String, Field)>) {
         for (k, n) in m {
             let p = if prefix.is_empty() {
                 k.clone()
@@ -287,14 +287,46 @@ pub(crate) fn leaves() -> Vec<(String, Scalar, bool)> {
             };
             match n {
                 Node::Object(c) => walk(c, &p, out),
-                Node::StringMap => {}
-                Node::Leaf { ty, array } => out.push((p, *ty, *array)),
+                Node::StringMap => out.push((p, Field::StringMap)),
+                Node::Leaf { ty, array } => out.push((
+                    p,
+                    Field::Leaf {
+                        ty: *ty,
+                        array: *array,
+                    },
+                )),
             }
         }
     }
     let mut out = Vec::new();
     walk(root(), "", &mut out);
     out
+}
+
+/// A field of the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// A scalar, or an array of scalars.
+    Leaf {
+        /// The scalar's type.
+        ty: Scalar,
+        /// Whether the value is an array.
+        array: bool,
+    },
+    /// An open object whose values are strings.
+    StringMap,
+}
+
+/// Every leaf path of the schema with its node, sorted (for tests and documentation).
+#[cfg(test)]
+pub(crate) fn leaves() -> Vec<(String, Scalar, bool)> {
+    fields()
+        .into_iter()
+        .filter_map(|(p, f)| match f {
+            Field::Leaf { ty, array } => Some((p, ty, array)),
+            Field::StringMap => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
 use vigil_bus::{Outgoing, Publisher, Subject};
 use vigil_model::TenantId;
 use vigil_model::time::{now_millis, parse_rfc3339};
@@ -135,19 +134,12 @@ pub async fn run(
     let mut stats = ServiceStats::default();
     tokio::pin!(stop);
     loop {
-        let fetch = consumer
-            .fetch()
-            .max_messages(config.batch)
-            .expires(Duration::from_millis(if until_idle { 500 } else { 5_000 }))
-            .messages();
-        let mut batch = tokio::select! {
+        let messages = tokio::select! {
             _ = &mut stop => return Ok(stats),
-            b = fetch => b.map_err(|e| bus("fetch from RAW")(&e))?,
+            b = vigil_bus::fetch_batch(&consumer, config.batch, until_idle) => {
+                b.map_err(|e| bus("read RAW")(&e))?
+            }
         };
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            messages.push(m.map_err(|e| bus("receive from RAW")(&e))?);
-        }
         if messages.is_empty() {
             if until_idle {
                 return Ok(stats);

@@ -6,6 +6,7 @@
 //! writes internally, so lines never interleave.
 
 pub mod capture;
+pub mod events_index;
 pub mod fanout;
 pub mod jetstream;
 pub mod jsonl;

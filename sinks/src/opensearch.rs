@@ -194,6 +194,21 @@ impl Client {
 }
 
 impl Client {
+    /// Installs (or replaces) the index template `name`.
+    pub async fn put_template(&self, name: &str, template: &Value) -> Result<(), ClientError> {
+        let path = format!("/_index_template/{name}");
+        let (status, answer) = self.json(Method::PUT, &path, Some(template)).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ClientError {
+                method: Method::PUT,
+                path,
+                message: format!("{status}: {answer}"),
+            })
+        }
+    }
+
     /// Every document of `index` (up to 10,000) after a refresh, by `_id`; `None` when the
     /// index does not exist. For tests and operators' checks, not for the write path.
     pub async fn documents(
@@ -265,12 +280,13 @@ pub fn alerts_template(replicas: u32) -> Value {
     })
 }
 
-/// One alert on its way: its tenant, id and document.
+/// One document on its way: its tenant, index, id and source.
 #[derive(Debug)]
-struct Doc {
-    tenant: TenantId,
-    id: String,
-    body: Bytes,
+pub(crate) struct Doc {
+    pub(crate) tenant: TenantId,
+    pub(crate) index: String,
+    pub(crate) id: String,
+    pub(crate) body: Bytes,
 }
 
 enum Cmd {
@@ -320,36 +336,17 @@ impl OpenSearchAlerts {
         let js = rt
             .block_on(vigil_bus::connect(nats_url, Duration::from_secs(10)))
             .map_err(sink_err)?;
-        let dead_letters = Publisher::new(js, publish_timeout);
         let template = alerts_template(config.replicas);
-        rt.block_on(async {
-            let (status, answer) = client
-                .json(
-                    Method::PUT,
-                    "/_index_template/vigil-alerts",
-                    Some(&template),
-                )
-                .await?;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(ClientError {
-                    method: Method::PUT,
-                    path: "/_index_template/vigil-alerts".to_owned(),
-                    message: format!("{status}: {answer}"),
-                })
-            }
-        })
-        .map_err(sink_err)?;
+        rt.block_on(client.put_template("vigil-alerts", &template))
+            .map_err(sink_err)?;
         let (tx, rx) = mpsc::channel(config.max_buffered.max(1));
-        let stats = Arc::new(Mutex::new(OpenSearchStats::default()));
-        let writer = Writer {
+        let writer = Writer::new(
             client,
             config,
-            dead_letters,
-            indexes: HashSet::new(),
-            stats: Arc::clone(&stats),
-        };
+            Publisher::new(js, publish_timeout),
+            DeadLetters::Alerts,
+        );
+        let stats = writer.stats_handle();
         let task = rt.spawn(writer.run(rx));
         Ok(OpenSearchAlerts {
             rt,
@@ -387,6 +384,7 @@ impl AlertSink for OpenSearchAlerts {
         for a in alerts {
             let body = serde_json::to_vec(a).map_err(sink_err)?;
             let doc = Doc {
+                index: alerts_index(&a.tenant_id),
                 tenant: a.tenant_id.clone(),
                 id: a.id.clone(),
                 body: body.into(),
@@ -410,11 +408,40 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The task that owns the connection: batches, sends, retries.
-struct Writer {
+/// Where a writer's refused documents go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DeadLetters {
+    /// `dlq.alerts.{tenant}`.
+    Alerts,
+    /// `dlq.events.{tenant}`.
+    Events,
+}
+
+impl DeadLetters {
+    fn subject(self) -> Subject {
+        match self {
+            DeadLetters::Alerts => Subject::DlqAlerts,
+            DeadLetters::Events => Subject::DlqEvents,
+        }
+    }
+
+    /// The dead letter's `Nats-Msg-Id`: alerts and events share the `DLQ` stream, whose
+    /// deduplication is stream-wide, so the kind is part of it.
+    fn msg_id(self, d: &Doc) -> String {
+        let kind = match self {
+            DeadLetters::Alerts => "opensearch-alerts",
+            DeadLetters::Events => "opensearch-events",
+        };
+        vigil_bus::msg_id(&d.tenant, &format!("{kind}:{}", d.id))
+    }
+}
+
+/// Owns the connection: batches, sends, retries, dead-letters.
+pub(crate) struct Writer {
     client: Client,
     config: OpenSearchConfig,
     dead_letters: Publisher,
+    kind: DeadLetters,
     indexes: HashSet<String>,
     stats: Arc<Mutex<OpenSearchStats>>,
 }
@@ -432,6 +459,26 @@ enum Outcome {
 }
 
 impl Writer {
+    pub(crate) fn new(
+        client: Client,
+        config: OpenSearchConfig,
+        dead_letters: Publisher,
+        kind: DeadLetters,
+    ) -> Writer {
+        Writer {
+            client,
+            config,
+            dead_letters,
+            kind,
+            indexes: HashSet::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    pub(crate) fn stats_handle(&self) -> Arc<Mutex<OpenSearchStats>> {
+        Arc::clone(&self.stats)
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
         let mut batch: Vec<Doc> = Vec::new();
         let mut bytes = 0usize;
@@ -476,8 +523,8 @@ impl Writer {
         }
     }
 
-    /// Sends `batch` until every alert is stored or dead-lettered; empties it.
-    async fn send_all(&mut self, batch: &mut Vec<Doc>) {
+    /// Sends `batch` until every document is stored or dead-lettered; empties it.
+    pub(crate) async fn send_all(&mut self, batch: &mut Vec<Doc>) {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 0u32;
         while !batch.is_empty() {
@@ -508,7 +555,7 @@ impl Writer {
                         Outcome::Duplicate => st.duplicates += 1,
                         Outcome::Retry => retry.push(doc),
                         Outcome::NoIndex => {
-                            self.indexes.remove(&alerts_index(&doc.tenant));
+                            self.indexes.remove(&doc.index);
                             retry.push(doc);
                         }
                         Outcome::Refused(kind, reason) => refused.push((doc, kind, reason)),
@@ -522,13 +569,13 @@ impl Writer {
         }
     }
 
-    /// Creates the alerts index of every tenant in `batch` not seen before (from the template).
+    /// Creates every index of `batch` not seen before (from its template).
     async fn ensure_indexes(&mut self, batch: &[Doc]) -> Result<(), ClientError> {
         for d in batch {
-            let index = alerts_index(&d.tenant);
-            if self.indexes.contains(&index) {
+            if self.indexes.contains(&d.index) {
                 continue;
             }
+            let index = d.index.clone();
             let path = format!("/{index}");
             let (status, answer) = self
                 .client
@@ -551,7 +598,7 @@ impl Writer {
     async fn bulk(&self, batch: &[Doc]) -> Result<Vec<Outcome>, ClientError> {
         let mut body = Vec::with_capacity(batch.iter().map(|d| d.body.len() + 120).sum());
         for d in batch {
-            let action = json!({"create": {"_index": alerts_index(&d.tenant), "_id": d.id}});
+            let action = json!({"create": {"_index": d.index, "_id": d.id}});
             serde_json::to_writer(&mut body, &action).expect("JSON serializes");
             body.push(b'\n');
             body.extend_from_slice(&d.body);
@@ -586,14 +633,15 @@ impl Writer {
         Ok(items.iter().map(|i| outcome(&i["create"])).collect())
     }
 
-    /// Publishes refused alerts to `dlq.alerts.{tenant}`; what JetStream did not store goes
-    /// back into `retry` (it is dead-lettered on the next round: refusals are stable).
+    /// Publishes refused documents to their tenant's dead-letter subject; what JetStream did
+    /// not store goes back into `retry` (it is dead-lettered on the next round: refusals are
+    /// stable).
     async fn dead_letter(&self, refused: Vec<(Doc, String, String)>, retry: &mut Vec<Doc>) {
         let messages: Vec<Outgoing> = refused
             .iter()
             .map(|(d, kind, reason)| Outgoing {
-                subject: Subject::DlqAlerts.for_tenant(&d.tenant),
-                msg_id: vigil_bus::msg_id(&d.tenant, &format!("opensearch:{}", d.id)),
+                subject: self.kind.subject().for_tenant(&d.tenant),
+                msg_id: self.kind.msg_id(d),
                 payload: d.body.clone(),
                 headers: vec![
                     ("Vigil-Reject-Reason", kind.clone()),
@@ -603,7 +651,7 @@ impl Writer {
             })
             .collect();
         for (d, kind, reason) in &refused {
-            tracing::error!(alert = %d.id, tenant = %d.tenant, kind, reason, "OpenSearch refused an alert; sent to the dead-letter subject");
+            tracing::error!(id = %d.id, index = %d.index, kind, reason, "OpenSearch refused a document; sent to the dead-letter subject");
         }
         match self.dead_letters.publish_all(messages).await {
             Ok(_) => lock(&self.stats).dead_lettered += refused.len() as u64,

@@ -90,7 +90,7 @@ pub struct JetStreamConfig {
 }
 
 impl JetStreamConfig {
-    /// The defaults for `url`: `NORMALIZED`, consumer `engine`, 1,000 per fetch, 200,000
+    /// The defaults for `url`: `NORMALIZED`, consumer `engine`, 1,000 per fetch, 500,000
     /// unacknowledged, 2 min ack wait, a checkpoint every 5 s.
     pub fn new(url: impl Into<String>) -> Self {
         JetStreamConfig {
@@ -99,7 +99,10 @@ impl JetStreamConfig {
             consumer: "engine".to_owned(),
             tenants: Vec::new(),
             batch: 1_000,
-            max_ack_pending: 200_000,
+            // At least 2 × rate × checkpoint_interval, so that checkpoints follow the interval
+            // rather than the ack limit up to 50,000 events/s per engine process; each one
+            // encodes the whole window state.
+            max_ack_pending: 500_000,
             ack_wait: Duration::from_secs(120),
             checkpoint_interval: Duration::from_secs(5),
             start: Start::All,

@@ -318,21 +318,31 @@ pub fn opensearch_url() -> String {
 /// The documents of `alerts-{tenant}` after a refresh, by `_id`; empty while the index does
 /// not exist.
 pub fn opensearch_alerts(tenant: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    opensearch_documents(&format!("alerts-{tenant}"))
+}
+
+/// The documents of `index` after a refresh, by `_id`; empty while it does not exist.
+pub fn opensearch_documents(index: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
     let client =
         vigil_sinks::opensearch::Client::new(&opensearch_url(), Duration::from_secs(30)).unwrap();
     runtime()
-        .block_on(client.documents(&format!("alerts-{tenant}")))
+        .block_on(client.documents(index))
         .unwrap()
         .unwrap_or_default()
 }
 
 /// Deletes `alerts-{tenant}` (the dev node keeps what tests leave behind).
 pub fn delete_opensearch_alerts(tenant: &str) {
+    delete_opensearch_index(&format!("alerts-{tenant}"));
+}
+
+/// Deletes `index`.
+pub fn delete_opensearch_index(index: &str) {
     let client =
         vigil_sinks::opensearch::Client::new(&opensearch_url(), Duration::from_secs(30)).unwrap();
     runtime().block_on(async {
         let _ = client
-            .json(hyper::Method::DELETE, &format!("/alerts-{tenant}"), None)
+            .json(hyper::Method::DELETE, &format!("/{index}"), None)
             .await;
     });
 }
