@@ -234,7 +234,7 @@ impl JetStreamSource {
         let consumer = self.open(&js, out.restored()).await?;
         let mut offset = 0u64;
         let mut position = out.restored().unwrap_or(0);
-        let mut unacked: VecDeque<(u64, jetstream::Message)> = VecDeque::new();
+        let mut unacked: VecDeque<Held> = VecDeque::new();
         let mut acked = position;
         let mut barrier = position;
         let mut last_barrier = Instant::now();
@@ -325,7 +325,11 @@ impl JetStreamSource {
                 }
             }
             if let Some(m) = last {
-                unacked.push_back((position, m));
+                unacked.push_back(Held {
+                    position,
+                    messages: taken,
+                    last: m,
+                });
             }
             {
                 let mut st = self.lock_stats();
@@ -335,7 +339,9 @@ impl JetStreamSource {
                 st.position = position;
             }
             // Checkpoint when due, or early when acks run short.
-            let outstanding = position.saturating_sub(acked);
+            // Delivered and not yet acknowledged, in messages (what the server counts against
+            // max_ack_pending) — not in stream sequences, which other subjects interleave.
+            let outstanding: u64 = unacked.iter().map(|h| h.messages).sum();
             if position > barrier
                 && (last_barrier.elapsed() >= c.checkpoint_interval
                     || outstanding as i64 >= c.max_ack_pending / 2)
@@ -456,7 +462,7 @@ impl JetStreamSource {
         out: &mut dyn ChunkSink,
         position: u64,
         barrier: u64,
-        unacked: &mut VecDeque<(u64, jetstream::Message)>,
+        unacked: &mut VecDeque<Held>,
     ) {
         if position > barrier && !out.checkpoint(position) {
             return;
@@ -479,13 +485,22 @@ impl JetStreamSource {
     }
 }
 
+/// A fetched batch awaiting its checkpoint: where it ends, how many messages it handed over,
+/// and its last message (the one to acknowledge, with `AckPolicy::All`).
+#[derive(Debug)]
+struct Held {
+    position: u64,
+    messages: u64,
+    last: jetstream::Message,
+}
+
 /// Acknowledges (AckAll) the newest held message at or below `done`.
-async fn ack_through(done: u64, unacked: &mut VecDeque<(u64, jetstream::Message)>, name: &str) {
+async fn ack_through(done: u64, unacked: &mut VecDeque<Held>, name: &str) {
     let mut newest = None;
-    while unacked.front().is_some_and(|(seq, _)| *seq <= done) {
+    while unacked.front().is_some_and(|h| h.position <= done) {
         newest = unacked.pop_front();
     }
-    if let Some((_, m)) = newest {
+    if let Some(Held { last: m, .. }) = newest {
         // One ack per checkpoint, so waiting for the server's confirmation is cheap, and a
         // stopping source does not drop its last ack with the connection. A lost ack costs
         // a redelivery, which the sequence check skips; it is not an error.

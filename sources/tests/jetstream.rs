@@ -19,6 +19,8 @@ struct Engine {
     records: Arc<Mutex<Vec<Record>>>,
     requested: Option<u64>,
     release: Arc<AtomicBool>,
+    /// Checkpoints asked for while none could commit.
+    asked_unreleased: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ChunkSink for Engine {
@@ -36,6 +38,9 @@ impl ChunkSink for Engine {
     }
     fn checkpoint(&mut self, position: u64) -> bool {
         self.requested = Some(position);
+        if !self.release.load(Ordering::SeqCst) {
+            self.asked_unreleased.fetch_add(1, Ordering::SeqCst);
+        }
         true
     }
     fn committed(&self) -> Option<u64> {
@@ -245,4 +250,68 @@ fn unacknowledged_messages_come_back_and_are_skipped_and_acks_follow_checkpoints
         floor, st.position,
         "the server's ack floor is the checkpoint"
     );
+}
+
+#[test]
+fn checkpoints_follow_the_interval_however_far_into_the_stream_the_consumer_starts() {
+    // The dev stream holds other tests' messages, so this tenant's first sequence is far from
+    // 0: the ack limit counts delivered messages, not the sequence span.
+    let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
+    let tenant = vigil_bus::dev::unique_tenant("cadence");
+    rt().block_on(async {
+        let js = vigil_bus::dev::jetstream().await.unwrap();
+        let batch = (0..3_000)
+            .map(|i| Outgoing {
+                subject: Subject::NormalizedEvents.for_tenant(&tenant),
+                msg_id: vigil_bus::msg_id(&tenant, &format!("c{i}")),
+                payload: format!(r#"{{"event":{{"id":"c{i}"}}}}"#)
+                    .into_bytes()
+                    .into(),
+                headers: Vec::new(),
+            })
+            .collect();
+        Publisher::new(js, Duration::from_secs(5))
+            .publish_all(batch)
+            .await
+            .unwrap();
+    });
+    let mut config = JetStreamConfig::new(url);
+    config.consumer = format!("cadence_{}", std::process::id());
+    config.tenants = vec![tenant];
+    config.batch = 100;
+    config.max_ack_pending = 10_000;
+    config.checkpoint_interval = Duration::from_secs(60);
+    config.ack_wait = Duration::from_secs(240);
+    config.validate().unwrap();
+    let source = JetStreamSource::new(config.clone());
+    let (stats, stop) = (source.stats_handle(), source.stop_handle());
+    let engine = Engine::default();
+    let (release, asked) = (
+        Arc::clone(&engine.release),
+        Arc::clone(&engine.asked_unreleased),
+    );
+    let run = std::thread::spawn(move || {
+        let mut engine = engine;
+        Box::new(source).run(&mut engine)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats.lock().unwrap().delivered < 3_000 {
+        assert!(Instant::now() < deadline, "{:?}", stats.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 3,000 delivered, under half of max_ack_pending, within the interval: no checkpoint yet.
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "{:?}",
+        stats.lock().unwrap()
+    );
+    release.store(true, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    run.join().unwrap().unwrap();
+    rt().block_on(async {
+        let js = vigil_bus::dev::jetstream().await.unwrap();
+        let s = js.get_stream("NORMALIZED").await.unwrap();
+        s.delete_consumer(&config.consumer).await.unwrap();
+    });
 }
