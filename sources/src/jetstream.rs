@@ -339,9 +339,15 @@ impl JetStreamSource {
                 st.position = position;
             }
             // Checkpoint when due, or early when acks run short.
-            // Delivered and not yet acknowledged, in messages (what the server counts against
-            // max_ack_pending) — not in stream sequences, which other subjects interleave.
-            let outstanding: u64 = unacked.iter().map(|h| h.messages).sum();
+            // Delivered since the last checkpoint asked for, in messages (what the server counts
+            // against max_ack_pending; not stream sequences, which other subjects interleave).
+            // Counting from the last one asked, not the last one committed, keeps a slow commit
+            // from turning every fetch into another checkpoint.
+            let outstanding: u64 = unacked
+                .iter()
+                .filter(|h| h.position > barrier)
+                .map(|h| h.messages)
+                .sum();
             if position > barrier
                 && (last_barrier.elapsed() >= c.checkpoint_interval
                     || outstanding as i64 >= c.max_ack_pending / 2)
