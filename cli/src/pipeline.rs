@@ -33,7 +33,7 @@ pub struct Pipeline {
     nats: NatsSection,
     /// Where the `"opensearch"` alert sink writes.
     #[serde(default)]
-    opensearch: OpenSearchSection,
+    opensearch: OpenSearchConfig,
     /// When present, the engine creates or migrates the streams at start (as ingest does).
     streams: Option<StreamsConfig>,
 }
@@ -76,35 +76,6 @@ impl Default for NatsSection {
         NatsSection {
             url: "nats://127.0.0.1:4222".to_owned(),
             publish_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct OpenSearchSection {
-    url: String,
-    /// Replicas of each `alerts-{tenant}` index (0 on a single node).
-    replicas: u32,
-    batch_docs: usize,
-    #[serde(with = "vigil_model::duration::text")]
-    flush_interval: Duration,
-    /// Alerts queued before the engine waits for OpenSearch.
-    max_buffered: usize,
-    #[serde(with = "vigil_model::duration::text")]
-    request_timeout: Duration,
-}
-
-impl Default for OpenSearchSection {
-    fn default() -> Self {
-        let d = OpenSearchConfig::new("http://127.0.0.1:9200");
-        OpenSearchSection {
-            url: d.url,
-            replicas: d.replicas,
-            batch_docs: d.batch_docs,
-            flush_interval: d.flush_interval,
-            max_buffered: d.max_buffered,
-            request_timeout: d.request_timeout,
         }
     }
 }
@@ -313,7 +284,7 @@ impl Pipeline {
             if a == JETSTREAM {
                 alerts.push(Arc::new(JetStreamAlerts(out("ALERTS")?)));
             } else if a == OPENSEARCH {
-                alerts.push(Arc::new(self.opensearch.sink(&self.nats)?));
+                alerts.push(Arc::new(opensearch_sink(&self.opensearch, &self.nats)?));
             } else {
                 alerts.push(Arc::new(JsonlAlerts::append(&at(Path::new(a)))?));
             }
@@ -361,20 +332,11 @@ impl Pipeline {
     }
 }
 
-impl OpenSearchSection {
-    /// The OpenSearch alert sink, with refused alerts dead-lettered to `dlq.alerts.{tenant}`
-    /// through `nats`.
-    fn sink(&self, nats: &NatsSection) -> Result<OpenSearchAlerts> {
-        let o = self;
-        let mut config = OpenSearchConfig::new(o.url.clone());
-        config.replicas = o.replicas;
-        config.batch_docs = o.batch_docs.max(1);
-        config.flush_interval = o.flush_interval;
-        config.max_buffered = o.max_buffered.max(1);
-        config.request_timeout = o.request_timeout;
-        OpenSearchAlerts::connect(config, &nats.url, nats.publish_timeout)
-            .with_context(|| format!("failed to connect the opensearch sink to {}", o.url))
-    }
+/// The OpenSearch alert sink, with refused alerts dead-lettered to `dlq.alerts.{tenant}`
+/// through `nats`.
+fn opensearch_sink(config: &OpenSearchConfig, nats: &NatsSection) -> Result<OpenSearchAlerts> {
+    OpenSearchAlerts::connect(config.clone(), &nats.url, nats.publish_timeout)
+        .with_context(|| format!("failed to connect the opensearch sink to {}", config.url))
 }
 
 /// The stream a JetStream source reads, from its name.
@@ -399,6 +361,9 @@ mod tests {
             "/../examples/pipeline.toml"
         ));
         let (p, _) = Pipeline::load(path).unwrap();
+        assert_eq!(p.sinks.alerts, ["jetstream", OPENSEARCH, "-"]);
+        assert_eq!(p.opensearch.replicas, 0);
+        assert_eq!(p.opensearch.flush_interval, Duration::from_secs(1));
         let SourceSection::Jetstream(j) = p.source else {
             panic!("the example reads JetStream")
         };

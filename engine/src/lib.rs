@@ -169,6 +169,8 @@ struct Dispatch {
     progress: ProgressHandle,
     restored: Option<u64>,
     abort: Arc<AtomicBool>,
+    /// Whether the source brought a normalizer; without one its records are refused.
+    normalizes: bool,
 }
 
 impl Dispatch {
@@ -209,7 +211,9 @@ impl ChunkSink for Dispatch {
     }
 
     fn send_records(&mut self, records: Vec<Record>, wall_ms: Option<i64>) -> bool {
-        self.dispatch(Vec::new(), records, 0, wall_ms, false)
+        // Only a source that names its normalizer may send records: the workers normalize
+        // them with it.
+        self.normalizes && self.dispatch(Vec::new(), records, 0, wall_ms, false)
     }
 
     fn checkpoint(&mut self, position: u64) -> bool {
@@ -274,6 +278,7 @@ pub fn run(
     let workers = config.workers;
     let source_name: Arc<str> = source.name().into();
     let normalizer = source.normalizer();
+    let normalizes = normalizer.is_some();
 
     // Restore.
     let mut restored = None;
@@ -358,6 +363,7 @@ pub fn run(
                 progress: reader_progress,
                 restored: restored_position,
                 abort: reader_abort,
+                normalizes,
             };
             let result = source.run(&mut dispatch);
             let Dispatch {

@@ -103,7 +103,8 @@ pub(crate) struct SourceCtx {
     pub(crate) default_tenant: Option<TenantId>,
     pub(crate) source_name: Arc<str>,
     pub(crate) rejects: Option<Arc<dyn RejectSink>>,
-    /// Normalizes the records of raw chunks.
+    /// Normalizes the records of raw chunks (the dispatcher sends records only when there is
+    /// one).
     pub(crate) normalizer: Option<Arc<dyn Normalizer>>,
     pub(crate) stats: Rc<RefCell<WorkerStats>>,
     /// Set when the engine stops without ending the input.
@@ -214,36 +215,17 @@ impl Parser {
 
     /// Normalizes `records` into lines of canonical JSON, rejecting those that fail; returns
     /// the lines and the position of each.
-    fn normalize(&self, records: &[Record]) -> (Vec<u8>, Vec<u64>) {
+    fn normalize(&self, normalizer: &dyn Normalizer, records: &[Record]) -> (Vec<u8>, Vec<u64>) {
         let mut data = Vec::with_capacity(records.len() * 400);
         let mut positions = Vec::with_capacity(records.len());
-        let Some(normalizer) = &self.ctx.normalizer else {
-            // `run` refuses such a source; reject rather than guess.
-            for r in records {
-                self.reject(
-                    (
-                        RejectReason::UnsupportedEvent,
-                        "the source sent raw records but has no normalizer".to_owned(),
-                        Some(r.tenant.as_str().to_owned()),
-                    ),
-                    r.position,
-                    &r.payload,
-                    true,
-                );
-            }
-            return (data, positions);
-        };
         for r in records {
             let start = data.len();
             match normalizer.normalize(r, &mut data) {
                 Ok(()) => {
-                    // One event per line: a newline inside a string is escaped in JSON, and
-                    // outside one it is whitespace.
-                    for b in &mut data[start..] {
-                        if *b == b'\n' {
-                            *b = b' ';
-                        }
-                    }
+                    debug_assert!(
+                        !data[start..].contains(&b'\n'),
+                        "a normalizer wrote more than one line"
+                    );
                     data.push(b'\n');
                     positions.push(r.position);
                 }
@@ -263,9 +245,11 @@ impl Parser {
 
     fn chunk(&mut self, mut chunk: Chunk) -> (Vec<Hit>, ParsedChunk, EpochSummary) {
         let mut positions = Vec::new();
-        if !chunk.records.is_empty() {
+        if let Some(normalizer) = self.ctx.normalizer.clone()
+            && !chunk.records.is_empty()
+        {
             let records = std::mem::take(&mut chunk.records);
-            (chunk.data, positions) = self.normalize(&records);
+            (chunk.data, positions) = self.normalize(normalizer.as_ref(), &records);
         }
         let rules = Arc::clone(&self.ctx.rules);
         let mut hits = Vec::new();

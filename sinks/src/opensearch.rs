@@ -39,8 +39,9 @@ pub fn alerts_index(tenant: &TenantId) -> String {
     format!("alerts-{}", tenant.as_str())
 }
 
-/// How the sink writes.
-#[derive(Clone, Debug)]
+/// How the sink writes; the `[opensearch]` section of a pipeline file (every key optional).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct OpenSearchConfig {
     /// Base URL, e.g. `http://127.0.0.1:9200`.
     pub url: String,
@@ -49,15 +50,25 @@ pub struct OpenSearchConfig {
     /// Bytes per bulk request at most (a larger single alert is sent alone).
     pub batch_bytes: usize,
     /// How long the first alert of a batch waits for more.
+    #[serde(with = "vigil_model::duration::text")]
     pub flush_interval: Duration,
     /// Alerts queued before `write` blocks.
     pub max_buffered: usize,
     /// Timeout of one HTTP request.
+    #[serde(with = "vigil_model::duration::text")]
     pub request_timeout: Duration,
     /// Longest wait between retries.
+    #[serde(with = "vigil_model::duration::text")]
     pub max_backoff: Duration,
     /// Replicas of each alerts index (0 on a single dev node).
     pub replicas: u32,
+}
+
+impl Default for OpenSearchConfig {
+    /// The defaults of [`OpenSearchConfig::new`] for a node on `127.0.0.1:9200`.
+    fn default() -> Self {
+        OpenSearchConfig::new("http://127.0.0.1:9200")
+    }
 }
 
 impl OpenSearchConfig {
@@ -107,6 +118,17 @@ pub struct ClientError {
     method: Method,
     path: String,
     message: String,
+}
+
+impl ClientError {
+    /// OpenSearch answered `path` with the error `status` and `answer`.
+    fn refused(method: Method, path: String, status: StatusCode, answer: &Value) -> ClientError {
+        ClientError {
+            method,
+            path,
+            message: format!("{status}: {answer}"),
+        }
+    }
 }
 
 impl Client {
@@ -201,11 +223,7 @@ impl Client {
         if status.is_success() {
             Ok(())
         } else {
-            Err(ClientError {
-                method: Method::PUT,
-                path,
-                message: format!("{status}: {answer}"),
-            })
+            Err(ClientError::refused(Method::PUT, path, status, &answer))
         }
     }
 
@@ -225,11 +243,7 @@ impl Client {
         let query = json!({"size": 10_000, "query": {"match_all": {}}});
         let (status, answer) = self.json(Method::POST, &path, Some(&query)).await?;
         if !status.is_success() {
-            return Err(ClientError {
-                method: Method::POST,
-                path,
-                message: format!("{status}: {answer}"),
-            });
+            return Err(ClientError::refused(Method::POST, path, status, &answer));
         }
         let hits = answer["hits"]["hits"]
             .as_array()
@@ -583,11 +597,7 @@ impl Writer {
                 .await?;
             let exists = answer["error"]["type"] == "resource_already_exists_exception";
             if !status.is_success() && !exists {
-                return Err(ClientError {
-                    method: Method::PUT,
-                    path,
-                    message: format!("{status}: {answer}"),
-                });
+                return Err(ClientError::refused(Method::PUT, path, status, &answer));
             }
             self.indexes.insert(index);
         }

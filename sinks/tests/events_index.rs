@@ -40,6 +40,14 @@ fn index(consumer: &str, tenants: &[&TenantId]) -> events_index::EventsIndexStat
     })
 }
 
+fn delete_consumer(name: &str) {
+    rt().block_on(async {
+        let js = vigil_bus::dev::jetstream().await.unwrap();
+        let s = js.get_stream("NORMALIZED").await.unwrap();
+        s.delete_consumer(name).await.unwrap();
+    });
+}
+
 #[test]
 fn events_land_in_their_tenant_index_once_and_unfit_ones_in_the_dlq() {
     let client = Client::new(&url(), Duration::from_secs(30)).unwrap();
@@ -91,11 +99,7 @@ fn events_land_in_their_tenant_index_once_and_unfit_ones_in_the_dlq() {
 
     // A second indexer reading everything again (a crash before the acks, or a rebuild)
     // stores nothing twice.
-    rt().block_on(async {
-        let js = vigil_bus::dev::jetstream().await.unwrap();
-        let s = js.get_stream("NORMALIZED").await.unwrap();
-        s.delete_consumer(&consumer).await.unwrap();
-    });
+    delete_consumer(&consumer);
     let again = index(&consumer, &[&a, &b]);
     assert_eq!(
         (
@@ -107,11 +111,7 @@ fn events_land_in_their_tenant_index_once_and_unfit_ones_in_the_dlq() {
         "{again:?}"
     );
     assert_eq!(documents(&client, &events_index(&a)).len(), 250);
-    rt().block_on(async {
-        let js = vigil_bus::dev::jetstream().await.unwrap();
-        let s = js.get_stream("NORMALIZED").await.unwrap();
-        s.delete_consumer(&consumer).await.unwrap();
-    });
+    delete_consumer(&consumer);
     delete_index(&client, &events_index(&a));
     delete_index(&client, &events_index(&b));
 }

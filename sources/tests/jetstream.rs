@@ -52,6 +52,31 @@ impl ChunkSink for Engine {
     }
 }
 
+/// Publishes `batch` to the dev NATS (with the dev stream limits), every message acknowledged.
+fn publish(batch: Vec<Outgoing>) {
+    rt().block_on(async {
+        let js = vigil_bus::dev::jetstream().await.unwrap();
+        Publisher::new(js, Duration::from_secs(5))
+            .publish_all(batch)
+            .await
+            .unwrap();
+    });
+}
+
+/// `n` canonical events of `tenant` in NORMALIZED, each only an id: `{prefix}0`, `{prefix}1`, ...
+fn id_events(tenant: &TenantId, prefix: &str, n: usize) -> Vec<Outgoing> {
+    (0..n)
+        .map(|i| Outgoing {
+            subject: Subject::NormalizedEvents.for_tenant(tenant),
+            msg_id: vigil_bus::msg_id(tenant, &format!("{prefix}{i}")),
+            payload: format!(r#"{{"event":{{"id":"{prefix}{i}"}}}}"#)
+                .into_bytes()
+                .into(),
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,36 +100,29 @@ fn raw_messages_become_records_that_the_source_normalizer_turns_into_events() {
             payload: payload.as_bytes().to_vec().into(),
             headers,
         };
-    rt().block_on(async {
-        let js = vigil_bus::dev::jetstream().await.unwrap();
-        let batch = vec![
-            message(
-                &a,
-                "a1",
-                ecs,
-                vec![
-                    ("Vigil-Source-Type", "ecs".into()),
-                    ("Vigil-Ingested-At", "2026-11-30T10:00:05.000Z".into()),
-                    ("Vigil-Event-Id", "ingest-a1".into()),
-                ],
-            ),
-            message(
-                &b,
-                "b1",
-                sshd,
-                vec![
-                    ("Vigil-Source-Type", "sshd".into()),
-                    ("Vigil-Ingested-At", "2026-11-30T10:00:05.000Z".into()),
-                    ("Vigil-Event-Id", "ingest-b1".into()),
-                ],
-            ),
-            message(&a, "a2", "not json", Vec::new()),
-        ];
-        Publisher::new(js, Duration::from_secs(5))
-            .publish_all(batch)
-            .await
-            .unwrap();
-    });
+    publish(vec![
+        message(
+            &a,
+            "a1",
+            ecs,
+            vec![
+                ("Vigil-Source-Type", "ecs".into()),
+                ("Vigil-Ingested-At", "2026-11-30T10:00:05.000Z".into()),
+                ("Vigil-Event-Id", "ingest-a1".into()),
+            ],
+        ),
+        message(
+            &b,
+            "b1",
+            sshd,
+            vec![
+                ("Vigil-Source-Type", "sshd".into()),
+                ("Vigil-Ingested-At", "2026-11-30T10:00:05.000Z".into()),
+                ("Vigil-Event-Id", "ingest-b1".into()),
+            ],
+        ),
+        message(&a, "a2", "not json", Vec::new()),
+    ]);
     let mut config = JetStreamConfig::new(url.clone());
     config.input = Input::Raw(vigil_normalize::Options::default());
     config.consumer = format!("raw_{}", std::process::id());
@@ -176,23 +194,7 @@ fn unacknowledged_messages_come_back_and_are_skipped_and_acks_follow_checkpoints
     let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
     let tenant = vigil_bus::dev::unique_tenant("src");
     let consumer = format!("src_{}", std::process::id());
-    rt().block_on(async {
-        let js = vigil_bus::dev::jetstream().await.unwrap();
-        let batch = (0..50)
-            .map(|i| Outgoing {
-                subject: Subject::NormalizedEvents.for_tenant(&tenant),
-                msg_id: vigil_bus::msg_id(&tenant, &format!("e{i}")),
-                payload: format!(r#"{{"event":{{"id":"e{i}"}}}}"#)
-                    .into_bytes()
-                    .into(),
-                headers: Vec::new(),
-            })
-            .collect();
-        Publisher::new(js, Duration::from_secs(5))
-            .publish_all(batch)
-            .await
-            .unwrap();
-    });
+    publish(id_events(&tenant, "e", 50));
 
     let mut config = JetStreamConfig::new(url.clone());
     config.consumer = consumer.clone();
@@ -258,23 +260,7 @@ fn early_checkpoints_come_once_per_half_of_max_ack_pending() {
     // 0: the ack limit counts delivered messages, not the sequence span.
     let url = vigil_bus::dev::setting("VIGIL_NATS_URL").unwrap();
     let tenant = vigil_bus::dev::unique_tenant("cadence");
-    rt().block_on(async {
-        let js = vigil_bus::dev::jetstream().await.unwrap();
-        let batch = (0..3_000)
-            .map(|i| Outgoing {
-                subject: Subject::NormalizedEvents.for_tenant(&tenant),
-                msg_id: vigil_bus::msg_id(&tenant, &format!("c{i}")),
-                payload: format!(r#"{{"event":{{"id":"c{i}"}}}}"#)
-                    .into_bytes()
-                    .into(),
-                headers: Vec::new(),
-            })
-            .collect();
-        Publisher::new(js, Duration::from_secs(5))
-            .publish_all(batch)
-            .await
-            .unwrap();
-    });
+    publish(id_events(&tenant, "c", 3_000));
     let mut config = JetStreamConfig::new(url);
     config.consumer = format!("cadence_{}", std::process::id());
     config.tenants = vec![tenant];
