@@ -180,9 +180,17 @@ pg_up() {
     else
         port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; set VIGIL_PG_PORT"
         log "starting postgres on 127.0.0.1:$PG_PORT"
-        pg_run pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
-            -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c fsync=on" start >/dev/null \
-            || { tail -n 20 "$PG_DIR/postgres.log" >&2; die "postgres did not start (log: $PG_DIR/postgres.log)"; }
+        # After a crash (kill -9) the old backends may still hold shared memory for a moment:
+        # a refused start is tried again.
+        local try
+        for try in 1 2 3 4 5; do
+            pg_run pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
+                -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR -c fsync=on" start >/dev/null \
+                && break
+            [[ $try == 5 ]] && { tail -n 20 "$PG_DIR/postgres.log" >&2; die "postgres did not start (log: $PG_DIR/postgres.log)"; }
+            log "postgres did not start (attempt $try); retrying in 2 s"
+            sleep 2
+        done
     fi
     wait_for postgres 30 pg_ready || die "postgres did not become ready (log: $PG_DIR/postgres.log)"
     log "postgres ready: postgres://postgres@127.0.0.1:$PG_PORT/postgres"
@@ -241,6 +249,7 @@ VIGIL_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 VIGIL_NATS_BIN=$NATS_BIN
 VIGIL_OPENSEARCH_URL=http://127.0.0.1:$OS_PORT
 VIGIL_OPENSEARCH_PIDFILE=$OS_DIR/opensearch.pid
+VIGIL_PG_PIDFILE=$PG_DIR/data/postmaster.pid
 ENV
 }
 

@@ -34,6 +34,11 @@ impl Role {
         })
     }
 
+    /// Whether the role may change cases (status, assignee, comments): not auditors.
+    pub fn may_work_cases(self) -> bool {
+        !matches!(self, Role::Auditor)
+    }
+
     /// Whether the role may send events.
     pub fn may_ingest(self) -> bool {
         matches!(self, Role::PlatformAdmin | Role::TenantAdmin)

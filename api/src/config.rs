@@ -27,6 +27,24 @@ pub struct ApiConfig {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The case store; without it the `/v1/cases` routes answer 503.
+    #[serde(default)]
+    pub cases: Option<CasesConfig>,
+}
+
+/// Where the case API reads and writes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasesConfig {
+    /// The case store as the application role, e.g. `postgres://vigil_app@127.0.0.1:5433/vigil`.
+    pub database_url: String,
+    /// Connections in the pool.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+}
+
+fn default_connections() -> usize {
+    4
 }
 
 /// How bearer tokens are verified.

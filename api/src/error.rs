@@ -27,6 +27,15 @@ pub enum ApiError {
     /// NATS is unavailable (503).
     #[error("{0}")]
     Unavailable(String),
+    /// No such resource in the caller's tenant (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource changed since the caller read it (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed, but not a valid change (422).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl ApiError {
@@ -43,6 +52,9 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         }
     }
 }

@@ -3,12 +3,14 @@
 //! Routes:
 //! - `POST /v1/ingest/events` — see [`ingest`] for the contract; source type from
 //!   `?source_type=` or `X-Vigil-Source-Type` (default `ecs`);
+//! - `/v1/cases…` — the case API, see [`cases`];
 //! - `GET /healthz` — the process is up;
 //! - `GET /readyz` — NATS is connected (503 otherwise);
 //! - `GET /metrics` — Prometheus text format;
 //! - `GET /openapi.json` — the API reference, `docs/api/openapi.json`.
 
 pub mod auth;
+pub mod cases;
 pub mod config;
 pub mod error;
 pub mod ingest;
@@ -45,6 +47,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Request limits.
     pub limits: config::Limits,
+    /// The case store, when configured.
+    pub cases: Option<vigil_cases::Store>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -65,6 +69,9 @@ pub enum StartError {
     /// NATS could not be reached or the streams not set up.
     #[error(transparent)]
     Bus(#[from] vigil_bus::BusError),
+    /// The case store could not be reached, or its schema is not this build's.
+    #[error("case store: {0}")]
+    Cases(#[from] vigil_cases::Error),
     /// The listen address could not be bound.
     #[error("failed to listen on {addr}: {source}")]
     Listen {
@@ -85,6 +92,10 @@ impl AppState {
         for (stream, change) in vigil_bus::ensure_streams(&js, &config.streams).await? {
             tracing::info!(stream = %stream, change = ?change, "stream ready");
         }
+        let cases = match &config.cases {
+            Some(c) => Some(vigil_cases::Store::connect(&c.database_url, c.connections).await?),
+            None => None,
+        };
         Ok(Arc::new(AppState {
             verifier,
             publisher: Publisher::new(
@@ -95,6 +106,7 @@ impl AppState {
             limiter: limits::RateLimiter::default(),
             metrics: metrics::Metrics::default(),
             limits: config.limits.clone(),
+            cases,
         }))
     }
 }
@@ -104,6 +116,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
         .route("/v1/ingest/events", post(ingest_events))
+        .route("/v1/cases", get(cases::list))
+        .route(
+            "/v1/cases/{number}",
+            get(cases::get_one).patch(cases::patch),
+        )
+        .route("/v1/cases/{number}/comments", post(cases::comment))
+        .route("/v1/cases/{number}/audit", get(cases::audit))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))

@@ -94,6 +94,7 @@ fn config(nats_url: String, a: &TenantId, b: &TenantId, limits: Limits) -> ApiCo
             },
         ],
         limits,
+        cases: None,
     }
 }
 

@@ -50,8 +50,17 @@ enum Command {
     Normalize(NormalizeArgs),
     /// Index normalized events into OpenSearch: NORMALIZED → `events-{tenant}`.
     IndexEvents(IndexEventsArgs),
+    /// Create or upgrade the case store schema in Postgres (as the database owner).
+    Migrate(MigrateArgs),
     /// Mint an HS256 token for local development and tests (never for production).
     DevToken(DevTokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct MigrateArgs {
+    /// The database, as a role that may create schemas and roles; created if missing.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5433/vigil")]
+    database_url: String,
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +199,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest(args),
         Command::Normalize(args) => normalize(args),
         Command::IndexEvents(args) => index_events(args),
+        Command::Migrate(args) => migrate(args),
         Command::DevToken(args) => dev_token(args),
     };
     match result {
@@ -286,6 +296,25 @@ fn normalize(args: NormalizeArgs) -> Result<ExitCode> {
             format!(" ({})", rejected.join(", "))
         }
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(args: MigrateArgs) -> Result<ExitCode> {
+    init_logs();
+    let applied = runtime()?
+        .block_on(vigil_cases::migrate(&args.database_url))
+        .context("migration failed")?;
+    if applied.is_empty() {
+        eprintln!(
+            "case store schema is at version {}: nothing to do",
+            vigil_cases::SCHEMA_VERSION
+        );
+    } else {
+        eprintln!(
+            "applied migrations {applied:?}; case store schema is at version {}",
+            vigil_cases::SCHEMA_VERSION
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,11 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use vigil_bus::StreamsConfig;
+use vigil_cases::Grouping;
 use vigil_engine::{AlertSink, CheckpointConfig, EngineConfig, EventSource, RejectSink};
 use vigil_model::TenantId;
 use vigil_sinks::{
     FanOut, JetStreamAlerts, JetStreamOut, JetStreamRejects, JsonlAlerts, JsonlRejects,
-    OpenSearchAlerts, OpenSearchConfig,
+    OpenSearchAlerts, OpenSearchConfig, PostgresCases, PostgresConfig,
 };
 use vigil_sources::{FileSource, Input, JetStreamConfig, JetStreamSource, Start, StdinSource};
 
@@ -34,6 +35,12 @@ pub struct Pipeline {
     /// Where the `"opensearch"` alert sink writes.
     #[serde(default)]
     opensearch: OpenSearchConfig,
+    /// Where the `"postgres"` alert sink (the case store) writes.
+    #[serde(default)]
+    postgres: PostgresConfig,
+    /// How the `"postgres"` sink groups alerts into cases.
+    #[serde(default)]
+    cases: Grouping,
     /// When present, the engine creates or migrates the streams at start (as ingest does).
     streams: Option<StreamsConfig>,
 }
@@ -156,7 +163,8 @@ mod optional_duration {
 }
 
 /// Where alerts and rejects go: `"jetstream"` (the `ALERTS` / `DLQ` stream), for alerts
-/// `"opensearch"` (`alerts-{tenant}`, configured in `[opensearch]`), or a JSON-lines path
+/// `"opensearch"` (`alerts-{tenant}`, configured in `[opensearch]`), `"postgres"` (the case
+/// store, configured in `[postgres]` and grouped into cases by `[cases]`), or a JSON-lines path
 /// (`"-"` is stdout). Several may be listed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -176,6 +184,7 @@ impl Default for SinksSection {
 
 const JETSTREAM: &str = "jetstream";
 const OPENSEARCH: &str = "opensearch";
+const POSTGRES: &str = "postgres";
 
 /// A pipeline ready to run.
 pub struct Built {
@@ -285,6 +294,20 @@ impl Pipeline {
                 alerts.push(Arc::new(JetStreamAlerts(out("ALERTS")?)));
             } else if a == OPENSEARCH {
                 alerts.push(Arc::new(opensearch_sink(&self.opensearch, &self.nats)?));
+            } else if a == POSTGRES {
+                let sink = PostgresCases::connect(
+                    self.postgres.clone(),
+                    self.cases.clone(),
+                    &self.nats.url,
+                    self.nats.publish_timeout,
+                )
+                .with_context(|| {
+                    format!(
+                        "failed to connect the postgres sink to {}",
+                        self.postgres.url
+                    )
+                })?;
+                alerts.push(Arc::new(sink));
             } else {
                 alerts.push(Arc::new(JsonlAlerts::append(&at(Path::new(a)))?));
             }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Proc, post_events, read, start_ingest, token, vigil};
+use common::{Proc, post_events, read, token, vigil};
 use vigil_bus::Subject;
 
 fn rules_dir() -> String {
@@ -81,18 +81,24 @@ tenants = [{tenants}]
 checkpoint_interval = "{interval}"
 ack_wait = "30s"
 [sinks]
-alerts = ["jetstream", "opensearch", "alerts.jsonl"]
+alerts = ["jetstream", "opensearch", "postgres", "alerts.jsonl"]
 rejects = ["jetstream"]
 [opensearch]
 url = "{opensearch}"
 replicas = 0
 flush_interval = "200ms"
+[postgres]
+url = "{postgres}"
+flush_interval = "100ms"
+[cases]
+window = "1h"
 "#,
             rules = rules_dir(),
             nats = common::nats_url(),
             tenants = tenants.join(", "),
             stream = route.stream(),
             opensearch = common::opensearch_url(),
+            postgres = common::migrate_cases(),
         ),
     )
     .unwrap();
@@ -150,7 +156,7 @@ fn brute_force_over_http(route: Route) {
         common::unique_tenant(&format!("pa{}", route as u8)),
         common::unique_tenant(&format!("pb{}", route as u8)),
     );
-    let _ingest = start_ingest(&dir, port, &[&a, &b]);
+    let _ingest = common::start_ingest_with(&dir, port, &[&a, &b], &common::api_cases_section());
     // With the engine on RAW, the normalizer still feeds NORMALIZED (for search), off the
     // detection path: both reject the bad event, and the DLQ must hold it once.
     let normalizer_name = format!("n_{tag}");
@@ -240,6 +246,37 @@ fn brute_force_over_http(route: Route) {
         );
         assert!(events.values().all(|e| e["tenant_id"] == tenant.as_str()));
     }
+    // The case, in Postgres, through the case API: each tenant sees its own case holding
+    // its alert, and nothing of the other's.
+    for (tenant, user) in [(&a, "alice"), (&b, "bob")] {
+        let stored = read(Subject::Alerts, tenant);
+        let auth = format!("Bearer {}", token(tenant));
+        let case = wait_for(Duration::from_secs(10), "the case", || {
+            let (status, body) =
+                common::http(port, "GET", "/v1/cases", &[("authorization", &auth)], "");
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let cases = v["cases"].as_array().unwrap().clone();
+            (!cases.is_empty()).then_some(cases)
+        });
+        assert_eq!(case.len(), 1, "{case:?}");
+        assert_eq!(case[0]["number"], 1);
+        assert_eq!(case[0]["rule_id"], "brute_force_login");
+        assert_eq!(case[0]["alert_count"], 1);
+        assert!(
+            case[0]["title"].as_str().unwrap().contains(user),
+            "{case:?}"
+        );
+        let (status, body) =
+            common::http(port, "GET", "/v1/cases/1", &[("authorization", &auth)], "");
+        assert_eq!(status, 200, "{body}");
+        let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(detail["alerts"][0]["id"], stored[0]["id"]);
+        let direct = common::cases_of(tenant);
+        assert_eq!(direct.len(), 1);
+        assert_eq!(direct[0].1, [stored[0]["id"].as_str().unwrap()]);
+    }
+
     // Per-tenant and per-rule metrics.
     let expected: Vec<String> = [&a, &b]
         .iter()
@@ -531,6 +568,29 @@ fn kill_the_engine_during_a_replay(route: Route) {
             .flat_map(|t| common::opensearch_alerts(t).into_values()),
     );
     assert_eq!(indexed, want, "OpenSearch");
+    // Postgres holds every alert once, each on exactly one case of its own tenant.
+    let mut linked = BTreeMap::new();
+    for t in &tenants {
+        for (case, alerts) in common::cases_of(t) {
+            assert_eq!(
+                case.alert_count as usize,
+                alerts.len(),
+                "case {} of {t}",
+                case.number
+            );
+            for id in alerts {
+                assert!(
+                    linked.insert(id, t.clone()).is_none(),
+                    "an alert on two cases"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        linked.keys().collect::<BTreeSet<_>>(),
+        want.keys().collect::<BTreeSet<_>>(),
+        "Postgres"
+    );
     for t in &tenants {
         common::delete_opensearch_alerts(t);
     }

@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use crate::severity::Severity;
 use crate::tenant::TenantId;
-use crate::time::{format_rfc3339_millis, parse_rfc3339};
 
 /// An alert as Vigil emits it (schema: `docs/schema/alert.schema.json`).
 ///
@@ -42,10 +41,10 @@ pub struct Alert {
     #[serde(serialize_with = "ser_number")]
     pub value: f64,
     /// Event time of the triggering event.
-    #[serde(rename = "@timestamp", with = "rfc3339")]
+    #[serde(rename = "@timestamp", with = "crate::time::rfc3339")]
     pub timestamp: i64,
     /// Processing time at which the engine raised the alert.
-    #[serde(with = "rfc3339")]
+    #[serde(with = "crate::time::rfc3339")]
     pub detected_at: i64,
     /// `event.id` of contributing events, oldest first, capped.
     pub events: Vec<String>,
@@ -58,10 +57,10 @@ pub struct Alert {
 #[serde(deny_unknown_fields)]
 pub struct AlertWindow {
     /// Time of the earliest event in the window at the moment of firing.
-    #[serde(with = "rfc3339")]
+    #[serde(with = "crate::time::rfc3339")]
     pub start: i64,
     /// Time of the triggering event; the id's window anchor.
-    #[serde(with = "rfc3339")]
+    #[serde(with = "crate::time::rfc3339")]
     pub end: i64,
 }
 
@@ -109,20 +108,6 @@ fn ser_number<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i64(*v as i64)
     } else {
         s.serialize_f64(*v)
-    }
-}
-
-mod rfc3339 {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_rfc3339_millis(*ms))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_rfc3339(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp `{s}`")))
     }
 }
 

@@ -244,3 +244,43 @@ mod tests {
         }
     }
 }
+
+/// Serde for epoch milliseconds as RFC 3339 text (`#[serde(with = "vigil_model::time::rfc3339")]`).
+pub mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `ms` as `YYYY-MM-DDTHH:MM:SS.fffZ`.
+    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_rfc3339_millis(*ms))
+    }
+
+    /// Reads an RFC 3339 timestamp.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp `{s}`")))
+    }
+
+    /// The same for an optional timestamp (`null` when absent).
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes `ms` as RFC 3339 text, or `null`.
+        pub fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+            match ms {
+                Some(ms) => super::serialize(ms, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads an RFC 3339 timestamp or `null`.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(s) => super::super::parse_rfc3339(&s)
+                    .map(Some)
+                    .ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp `{s}`"))),
+            }
+        }
+    }
+}

@@ -29,9 +29,12 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
 use vigil_bus::{Outgoing, Publisher, Subject};
 use vigil_engine::{AlertSink, SinkError};
+
+use crate::background::{
+    Background, Batch, Limits, dead_letter, jitter, lock, runtime, sink_error,
+};
 use vigil_model::{Alert, TenantId};
 
 /// The index of a tenant's alerts.
@@ -303,16 +306,9 @@ pub(crate) struct Doc {
     pub(crate) body: Bytes,
 }
 
-enum Cmd {
-    Doc(Doc),
-    Flush(oneshot::Sender<()>),
-}
-
 /// The alert sink. `write` and `flush` are called from the engine's worker threads.
 pub struct OpenSearchAlerts {
-    rt: tokio::runtime::Runtime,
-    tx: Mutex<Option<mpsc::Sender<Cmd>>>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    queue: Background<Doc>,
     stats: Arc<Mutex<OpenSearchStats>>,
 }
 
@@ -323,10 +319,7 @@ impl std::fmt::Debug for OpenSearchAlerts {
 }
 
 fn sink_err(e: impl std::fmt::Display) -> SinkError {
-    SinkError {
-        sink: "opensearch".to_owned(),
-        source: std::io::Error::other(e.to_string()),
-    }
+    sink_error("opensearch", e)
 }
 
 impl OpenSearchAlerts {
@@ -339,12 +332,7 @@ impl OpenSearchAlerts {
         nats_url: &str,
         publish_timeout: Duration,
     ) -> Result<Self, SinkError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("vigil-opensearch")
-            .enable_all()
-            .build()
-            .map_err(sink_err)?;
+        let rt = runtime("opensearch")?;
         let client = Client::new(&config.url, config.request_timeout).map_err(sink_err)?;
         // The connection lives on this sink's runtime, like the writer that uses it.
         let js = rt
@@ -353,7 +341,12 @@ impl OpenSearchAlerts {
         let template = alerts_template(config.replicas);
         rt.block_on(client.put_template("vigil-alerts", &template))
             .map_err(sink_err)?;
-        let (tx, rx) = mpsc::channel(config.max_buffered.max(1));
+        let limits = Limits {
+            items: config.batch_docs,
+            bytes: config.batch_bytes,
+            interval: config.flush_interval,
+            queue: config.max_buffered,
+        };
         let writer = Writer::new(
             client,
             config,
@@ -361,11 +354,8 @@ impl OpenSearchAlerts {
             DeadLetters::Alerts,
         );
         let stats = writer.stats_handle();
-        let task = rt.spawn(writer.run(rx));
         Ok(OpenSearchAlerts {
-            rt,
-            tx: Mutex::new(Some(tx)),
-            task: Mutex::new(Some(task)),
+            queue: Background::start("opensearch", rt, writer, limits),
             stats,
         })
     }
@@ -374,27 +364,10 @@ impl OpenSearchAlerts {
     pub fn stats(&self) -> OpenSearchStats {
         lock(&self.stats).clone()
     }
-
-    fn sender(&self) -> Result<mpsc::Sender<Cmd>, SinkError> {
-        lock(&self.tx)
-            .clone()
-            .ok_or_else(|| sink_err("the OpenSearch writer has stopped"))
-    }
-}
-
-impl Drop for OpenSearchAlerts {
-    fn drop(&mut self) {
-        // Closing the queue lets the writer send what is left and end.
-        lock(&self.tx).take();
-        if let Some(task) = lock(&self.task).take() {
-            let _ = self.rt.block_on(task);
-        }
-    }
 }
 
 impl AlertSink for OpenSearchAlerts {
     fn write(&self, alerts: &[Alert]) -> Result<(), SinkError> {
-        let tx = self.sender()?;
         for a in alerts {
             let body = serde_json::to_vec(a).map_err(sink_err)?;
             let doc = Doc {
@@ -404,22 +377,14 @@ impl AlertSink for OpenSearchAlerts {
                 body: body.into(),
             };
             // Blocks while the queue is full: OpenSearch is slow or down.
-            tx.blocking_send(Cmd::Doc(doc)).map_err(sink_err)?;
+            self.queue.send(doc)?;
         }
         Ok(())
     }
 
     fn flush(&self) -> Result<(), SinkError> {
-        let (done, wait) = oneshot::channel();
-        self.sender()?
-            .blocking_send(Cmd::Flush(done))
-            .map_err(sink_err)?;
-        wait.blocking_recv().map_err(sink_err)
+        self.queue.flush()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where a writer's refused documents go.
@@ -439,14 +404,14 @@ impl DeadLetters {
         }
     }
 
-    /// The dead letter's `Nats-Msg-Id`: alerts and events share the `DLQ` stream, whose
-    /// deduplication is stream-wide, so the kind is part of it.
-    fn msg_id(self, d: &Doc) -> String {
+    /// The dead letter's key: alerts and events share the `DLQ` stream, whose deduplication
+    /// is stream-wide, so the kind is part of it.
+    fn key(self, d: &Doc) -> String {
         let kind = match self {
             DeadLetters::Alerts => "opensearch-alerts",
             DeadLetters::Events => "opensearch-events",
         };
-        vigil_bus::msg_id(&d.tenant, &format!("{kind}:{}", d.id))
+        format!("{kind}:{}", d.id)
     }
 }
 
@@ -491,50 +456,6 @@ impl Writer {
 
     pub(crate) fn stats_handle(&self) -> Arc<Mutex<OpenSearchStats>> {
         Arc::clone(&self.stats)
-    }
-
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        let mut batch: Vec<Doc> = Vec::new();
-        let mut bytes = 0usize;
-        let mut deadline = None;
-        loop {
-            let cmd = match deadline {
-                Some(at) => tokio::select! {
-                    c = rx.recv() => c,
-                    _ = tokio::time::sleep_until(at) => {
-                        self.send_all(&mut batch).await;
-                        bytes = 0;
-                        deadline = None;
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
-            };
-            match cmd {
-                Some(Cmd::Doc(d)) => {
-                    if batch.is_empty() {
-                        deadline = Some(tokio::time::Instant::now() + self.config.flush_interval);
-                    }
-                    bytes += d.body.len();
-                    batch.push(d);
-                    if batch.len() >= self.config.batch_docs || bytes >= self.config.batch_bytes {
-                        self.send_all(&mut batch).await;
-                        bytes = 0;
-                        deadline = None;
-                    }
-                }
-                Some(Cmd::Flush(done)) => {
-                    self.send_all(&mut batch).await;
-                    bytes = 0;
-                    deadline = None;
-                    let _ = done.send(());
-                }
-                None => {
-                    self.send_all(&mut batch).await;
-                    return;
-                }
-            }
-        }
     }
 
     /// Sends `batch` until every document is stored or dead-lettered; empties it.
@@ -649,15 +570,16 @@ impl Writer {
     async fn dead_letter(&self, refused: Vec<(Doc, String, String)>, retry: &mut Vec<Doc>) {
         let messages: Vec<Outgoing> = refused
             .iter()
-            .map(|(d, kind, reason)| Outgoing {
-                subject: self.kind.subject().for_tenant(&d.tenant),
-                msg_id: self.kind.msg_id(d),
-                payload: d.body.clone(),
-                headers: vec![
-                    ("Vigil-Reject-Reason", kind.clone()),
-                    ("Vigil-Reject-Message", reason.replace(['\r', '\n'], " ")),
-                    ("Vigil-Sink", "opensearch".to_owned()),
-                ],
+            .map(|(d, kind, reason)| {
+                dead_letter(
+                    self.kind.subject(),
+                    &d.tenant,
+                    &self.kind.key(d),
+                    d.body.clone(),
+                    "opensearch",
+                    kind.clone(),
+                    reason,
+                )
             })
             .collect();
         for (d, kind, reason) in &refused {
@@ -693,13 +615,16 @@ fn outcome(item: &Value) -> Outcome {
     }
 }
 
-/// `base` plus up to 50% of itself, varied by attempt (no two writers retry in step).
-fn jitter(base: Duration, attempt: u32) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let spread = (u64::from(nanos) ^ u64::from(attempt).wrapping_mul(0x9e37_79b9)) % 1_000;
-    base + base.mul_f64(spread as f64 / 2_000.0)
+impl Batch for Writer {
+    type Item = Doc;
+
+    fn size(doc: &Doc) -> usize {
+        doc.body.len()
+    }
+
+    async fn write_all(&mut self, batch: &mut Vec<Doc>) {
+        self.send_all(batch).await;
+    }
 }
 
 #[cfg(test)]
@@ -730,14 +655,6 @@ mod tests {
                 "failed to parse field [x]".into()
             )
         );
-    }
-
-    #[test]
-    fn jitter_stays_within_half_again() {
-        for attempt in 0..100 {
-            let d = jitter(Duration::from_millis(100), attempt);
-            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(150));
-        }
     }
 
     #[test]

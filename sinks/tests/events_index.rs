@@ -82,13 +82,7 @@ fn events_land_in_their_tenant_index_once_and_unfit_ones_in_the_dlq() {
     assert!(docs_b.values().all(|d| d["tenant_id"] == b.as_str()));
     // Fields the schema does not list are kept in the source, unindexed.
     assert_eq!(docs_a["a7"]["vendor_extra"]["x"], 1);
-    let dlq = rt().block_on(async {
-        let js = vigil_bus::dev::jetstream().await.unwrap();
-        let kind = Subject::DlqEvents;
-        vigil_bus::dev::read_subject(&js, kind.stream(), kind.for_tenant(&a))
-            .await
-            .unwrap()
-    });
+    let dlq = common::dead_letters(Subject::DlqEvents, &a);
     assert_eq!(dlq.len(), 1);
     let h = dlq[0].headers.as_ref().unwrap();
     assert_eq!(

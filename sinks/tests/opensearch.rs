@@ -1,5 +1,6 @@
 //! The OpenSearch alert sink against the dev node (`make services-up`): tenant indexes from the
-//! template, idempotent concurrent delivery, refused documents to the dead-letter subject.
+//! template, idempotent concurrent delivery (fanned out with the Postgres case store, as an
+//! engine does), refused documents to the dead-letter subject.
 
 mod common;
 
@@ -7,16 +8,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{alert, delete_index, documents, rt, sink, unique_tenant, url};
+use common::{
+    alert, case_store, delete_index, documents, pg_sink_with, rt, sink, unique_tenant, url,
+};
 use hyper::Method;
 use serde_json::{Value, json};
 use vigil_bus::Subject;
+use vigil_cases::{CaseFilter, Grouping};
 use vigil_engine::AlertSink;
 use vigil_model::Alert;
+use vigil_sinks::FanOut;
 use vigil_sinks::opensearch::{Client, alerts_index};
 
 #[test]
-fn the_same_alerts_from_four_threads_three_times_are_stored_once_per_tenant() {
+fn the_same_alerts_from_four_threads_three_times_are_stored_once_in_opensearch_and_postgres() {
     let client = Client::new(&url(), Duration::from_secs(30)).unwrap();
     let (a, b) = (unique_tenant("osa"), unique_tenant("osb"));
     let t0 = 1_796_032_800_000i64;
@@ -25,7 +30,7 @@ fn the_same_alerts_from_four_threads_three_times_are_stored_once_per_tenant() {
         .map(|i| alert(if i % 2 == 0 { &a } else { &b }, i, t0 + i as i64))
         .collect();
     // Every alert delivered 3 times, in a shuffled order, split over four writer threads on
-    // two sinks (two engine processes).
+    // two fan-outs to OpenSearch and Postgres (two engine processes).
     let mut deliveries: Vec<Alert> = (0..3).flat_map(|_| alerts.iter().cloned()).collect();
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for i in (1..deliveries.len()).rev() {
@@ -36,11 +41,24 @@ fn the_same_alerts_from_four_threads_three_times_are_stored_once_per_tenant() {
     }
     let total_writes = deliveries.len();
     let sinks = [Arc::new(sink(100)), Arc::new(sink(250))];
+    // One case per tenant for every 100 alerts: the cap and the open slot are contended by
+    // both processes.
+    let grouping: Grouping = toml::from_str("by = []\nmax_alerts = 100").unwrap();
+    let cases = [
+        Arc::new(pg_sink_with(grouping.clone(), |c| c.batch_alerts = 64)),
+        Arc::new(pg_sink_with(grouping, |c| c.batch_alerts = 200)),
+    ];
+    let fanouts: Vec<Arc<dyn AlertSink>> = (0..2)
+        .map(|k| {
+            let both: Vec<Arc<dyn AlertSink>> = vec![sinks[k].clone(), cases[k].clone()];
+            FanOut::alerts(both)
+        })
+        .collect();
     let threads: Vec<_> = deliveries
         .chunks(total_writes.div_ceil(4))
         .enumerate()
         .map(|(k, part)| {
-            let sink = Arc::clone(&sinks[k % 2]);
+            let sink = Arc::clone(&fanouts[k % 2]);
             let part = part.to_vec();
             std::thread::spawn(move || {
                 for chunk in part.chunks(50) {
@@ -60,6 +78,43 @@ fn the_same_alerts_from_four_threads_three_times_are_stored_once_per_tenant() {
     assert_eq!(created, 1_000, "{stats:?}");
     assert_eq!(created + duplicates, total_writes as u64, "{stats:?}");
     assert!(stats.iter().all(|s| s.dead_lettered == 0), "{stats:?}");
+    let pg: Vec<_> = cases.iter().map(|s| s.stats()).collect();
+    let stored: u64 = pg.iter().map(|s| s.recorded.stored).sum();
+    let pg_duplicates: u64 = pg.iter().map(|s| s.recorded.duplicates).sum();
+    assert_eq!(stored, 1_000, "{pg:?}");
+    assert_eq!(stored + pg_duplicates, total_writes as u64, "{pg:?}");
+    assert_eq!(
+        pg.iter().map(|s| s.recorded.cases_opened).sum::<u64>(),
+        10,
+        "{pg:?}"
+    );
+
+    // Each tenant's cases: five of 100 alerts, numbered 1 to 5, every alert on exactly one,
+    // none of the other tenant's.
+    let store = case_store();
+    for t in [&a, &b] {
+        let (list, linked) = rt().block_on(async {
+            let list = store.cases(t, &CaseFilter::default()).await.unwrap();
+            let mut linked = BTreeSet::new();
+            for c in &list {
+                let detail = store.case(t, c.number).await.unwrap().unwrap();
+                assert_eq!(detail.alerts.len(), 100, "case {} of {t}", c.number);
+                for al in detail.alerts {
+                    assert!(linked.insert(al.id), "an alert on two cases");
+                }
+            }
+            (list, linked)
+        });
+        let numbers: Vec<i64> = list.iter().map(|c| c.number).collect();
+        assert_eq!(numbers, [5, 4, 3, 2, 1], "{t}");
+        assert!(list.iter().all(|c| c.alert_count == 100));
+        let want: BTreeSet<String> = alerts
+            .iter()
+            .filter(|al| &al.tenant_id == t)
+            .map(|al| al.id.clone())
+            .collect();
+        assert_eq!(linked, want, "{t}");
+    }
 
     // Each tenant's index holds exactly its own 500 alerts, with their content.
     for (t, parity) in [(&a, 0u64), (&b, 1u64)] {
@@ -145,13 +200,7 @@ fn refused_alerts_go_to_the_dead_letter_subject_and_the_rest_of_the_batch_is_sto
         .map(|a| a.id.clone())
         .collect();
     assert_eq!(docs.keys().cloned().collect::<BTreeSet<_>>(), good);
-    let dead = rt().block_on(async {
-        let js = vigil_bus::dev::jetstream().await.unwrap();
-        let kind = Subject::DlqAlerts;
-        vigil_bus::dev::read_subject(&js, kind.stream(), kind.for_tenant(&t))
-            .await
-            .unwrap()
-    });
+    let dead = common::dead_letters(Subject::DlqAlerts, &t);
     let mut refused = BTreeSet::new();
     for m in &dead {
         let h = m.headers.as_ref().unwrap();

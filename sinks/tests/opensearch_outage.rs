@@ -6,34 +6,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{alert, delete_index, documents, sink_with, unique_tenant, url};
-use vigil_engine::AlertSink;
+use common::{
+    alert, delete_index, documents, sink_with, unique_tenant, url, write_through_an_outage,
+};
 use vigil_sinks::opensearch::{Client, alerts_index};
-
-fn node_pid() -> i32 {
-    let file = vigil_bus::dev::setting("VIGIL_OPENSEARCH_PIDFILE").unwrap();
-    std::fs::read_to_string(&file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn services_up() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services.sh");
-    let out = std::process::Command::new("bash")
-        .args([script, "up"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "services.sh up: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn an_outage_blocks_the_writer_and_loses_nothing() {
@@ -49,49 +27,13 @@ fn an_outage_blocks_the_writer_and_loses_nothing() {
     let alerts: Vec<_> = (0..3_000u64)
         .map(|i| alert(&tenant, i, t0 + i as i64))
         .collect();
-    let written = Arc::new(AtomicUsize::new(0));
-    let writer = {
-        let (sink, alerts, written) = (Arc::clone(&sink), alerts.clone(), Arc::clone(&written));
-        std::thread::spawn(move || {
-            for chunk in alerts.chunks(20) {
-                sink.write(chunk).unwrap();
-                written.fetch_add(chunk.len(), Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            sink.flush().unwrap();
-        })
-    };
-    while written.load(Ordering::SeqCst) < 600 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // SIGKILL the node mid-stream.
-    let pid = node_pid();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
+    let during = Arc::clone(&sink);
+    write_through_an_outage(
+        sink.clone(),
+        &alerts,
+        "VIGIL_OPENSEARCH_PIDFILE",
+        move || during.stats().retries > 0,
     );
-    let killed = Instant::now();
-    std::thread::sleep(Duration::from_secs(10));
-    // Backpressure: the writer is blocked with at most the queue (plus the batch in flight)
-    // beyond what OpenSearch had acknowledged; nothing was dropped to make room.
-    let stalled = written.load(Ordering::SeqCst);
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        written.load(Ordering::SeqCst),
-        stalled,
-        "the writer kept going while OpenSearch was down"
-    );
-    assert!(stalled < alerts.len(), "the run ended before the outage");
-    assert!(!writer.is_finished());
-    let during = sink.stats();
-    assert!(during.retries > 0, "{during:?}");
-
-    services_up();
-    eprintln!("OpenSearch back after {:?}", killed.elapsed());
-    writer.join().unwrap();
     let stats = sink.stats();
     let docs = documents(&client, &alerts_index(&tenant));
     let want: BTreeSet<String> = alerts.iter().map(|a| a.id.clone()).collect();

@@ -346,3 +346,47 @@ pub fn delete_opensearch_index(index: &str) {
             .await;
     });
 }
+
+/// The dev Postgres server (`VIGIL_PG_URL`).
+pub fn pg_server() -> String {
+    vigil_bus::dev::setting("VIGIL_PG_URL").unwrap()
+}
+
+/// Migrates the case store with `vigil migrate`, as an operator does; returns the URL the
+/// application (engine, API) connects with.
+pub fn migrate_cases() -> String {
+    let server = pg_server();
+    succeeded(
+        vigil()
+            .args(["migrate", "--database-url"])
+            .arg(vigil_cases::dev::admin_url(&server))
+            .output()
+            .unwrap(),
+    );
+    vigil_cases::dev::app_url(&server)
+}
+
+/// The `[cases]` section of an API config, on the migrated dev database.
+pub fn api_cases_section() -> String {
+    format!("[cases]\ndatabase_url = \"{}\"\n", migrate_cases())
+}
+
+/// The tenant's cases, newest first, each with the ids of its alerts.
+pub fn cases_of(tenant: &str) -> Vec<(vigil_cases::Case, Vec<String>)> {
+    let tenant: vigil_model::TenantId = tenant.parse().unwrap();
+    runtime().block_on(async {
+        let store = vigil_cases::Store::connect(&vigil_cases::dev::app_url(&pg_server()), 1)
+            .await
+            .unwrap();
+        let filter = vigil_cases::CaseFilter {
+            limit: Some(500),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for c in store.cases(&tenant, &filter).await.unwrap() {
+            let detail = store.case(&tenant, c.number).await.unwrap().unwrap();
+            out.push((c, detail.alerts.into_iter().map(|a| a.id).collect()));
+        }
+        out
+    })
+}

@@ -1,0 +1,343 @@
+//! Alerts into the store and onto cases, one transaction per batch of one tenant.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::SystemTime;
+
+use serde_json::json;
+use vigil_model::{Alert, Severity, TenantId};
+
+use crate::grouping::Grouping;
+use crate::{Error, Result, Store, TenantConn, millis, time};
+
+/// What recording a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Alerts stored (new).
+    pub stored: u64,
+    /// Alerts the store already had (a replay, another engine), or twice in the batch.
+    pub duplicates: u64,
+    /// Cases opened.
+    pub cases_opened: u64,
+    /// Existing cases that took alerts.
+    pub cases_updated: u64,
+}
+
+impl std::ops::AddAssign for Recorded {
+    fn add_assign(&mut self, o: Recorded) {
+        self.stored += o.stored;
+        self.duplicates += o.duplicates;
+        self.cases_opened += o.cases_opened;
+        self.cases_updated += o.cases_updated;
+    }
+}
+
+/// A case of one grouping key while a batch is applied.
+#[derive(Debug)]
+struct Slot {
+    number: i64,
+    /// In the database before this batch.
+    existing: bool,
+    /// Open before this batch.
+    was_open: bool,
+    open: bool,
+    count: i32,
+    until: i64,
+    severity: Severity,
+    first: i64,
+    last: i64,
+    previous: Option<i64>,
+    /// Alert ids this batch added.
+    added: Vec<String>,
+    /// For a new case: its title and tags, from its first alert.
+    title: String,
+    tags: Vec<String>,
+    rule_id: String,
+    key: String,
+}
+
+impl Store {
+    /// Stores `alerts` (all of `tenant`) and links each new one to its case, opening cases as
+    /// [`Grouping`] says. Idempotent: an alert already stored is counted as a duplicate and
+    /// changes nothing, so a replay, or two engines writing the same alert at once, leave one
+    /// alert row and one link. One transaction: all or nothing.
+    ///
+    /// Concurrent writers of one tenant serialize on the tenant's row (held for the
+    /// transaction), which also makes case numbers gapless and the open-slot check race-free;
+    /// the unique index on open slots backs it up.
+    pub async fn record_alerts(
+        &self,
+        tenant: &TenantId,
+        alerts: &[Alert],
+        grouping: &Grouping,
+        actor: &str,
+    ) -> Result<Recorded> {
+        if let Some(a) = alerts.iter().find(|a| a.tenant_id != *tenant) {
+            return Err(Error::Invalid(format!(
+                "alert {} belongs to tenant {}, not {tenant}",
+                a.id, a.tenant_id
+            )));
+        }
+        let mut seen = HashSet::new();
+        let unique: Vec<&Alert> = alerts.iter().filter(|a| seen.insert(&a.id)).collect();
+        let mut recorded = Recorded {
+            duplicates: (alerts.len() - unique.len()) as u64,
+            ..Recorded::default()
+        };
+        if unique.is_empty() {
+            return Ok(recorded);
+        }
+        let tx = self.begin(tenant).await?;
+        let c = tx.client();
+        c.execute(
+            "INSERT INTO vigil.tenants (tenant_id, created_by) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&tx.tenant(), &actor],
+        )
+        .await?;
+        let next: i64 = c
+            .query_one(
+                "SELECT next_case_number FROM vigil.tenants WHERE tenant_id = $1 FOR UPDATE",
+                &[&tx.tenant()],
+            )
+            .await?
+            .get(0);
+        let stored = insert_alerts(&tx, &unique).await?;
+        recorded.stored = stored.len() as u64;
+        recorded.duplicates += (unique.len() - stored.len()) as u64;
+
+        let mut by_key: BTreeMap<String, Vec<&Alert>> = BTreeMap::new();
+        for a in unique.into_iter().filter(|a| stored.contains(&a.id)) {
+            by_key.entry(grouping.key(a)).or_default().push(a);
+        }
+        let mut next_number = next;
+        let mut slots = Vec::new();
+        for (key, mut alerts) in by_key {
+            alerts.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+            let policy = grouping.policy(&alerts[0].rule_id);
+            let window = i64::try_from(policy.window.as_millis()).unwrap_or(i64::MAX);
+            let max = i32::try_from(policy.max_alerts.max(1)).unwrap_or(i32::MAX);
+            let mut cur = latest_case(&tx, &key).await?;
+            for a in alerts {
+                let joins = cur
+                    .as_ref()
+                    .is_some_and(|s| s.open && s.count < max && a.timestamp < s.until);
+                if !joins {
+                    let previous = cur.as_ref().map(|s| s.number);
+                    if let Some(mut s) = cur.take() {
+                        s.open = false;
+                        slots.push(s);
+                    }
+                    cur = Some(Slot {
+                        number: next_number,
+                        existing: false,
+                        was_open: false,
+                        open: true,
+                        count: 0,
+                        until: a.timestamp.saturating_add(window),
+                        severity: a.severity,
+                        first: a.timestamp,
+                        last: a.timestamp,
+                        previous,
+                        added: Vec::new(),
+                        title: a.title.clone(),
+                        tags: a.tags.clone(),
+                        rule_id: a.rule_id.clone(),
+                        key: key.clone(),
+                    });
+                    next_number += 1;
+                }
+                let s = cur.as_mut().expect("a slot was just ensured");
+                s.count += 1;
+                s.severity = s.severity.max(a.severity);
+                s.first = s.first.min(a.timestamp);
+                s.last = s.last.max(a.timestamp);
+                s.added.push(a.id.clone());
+            }
+            slots.extend(cur);
+        }
+        // Existing slots first: a slot closing frees the unique open-slot index for the new one.
+        slots.sort_by_key(|s| (!s.existing, s.number));
+        let mut links: (Vec<&str>, Vec<i64>) = Default::default();
+        let mut audit: (Vec<&str>, Vec<i64>, Vec<serde_json::Value>) = Default::default();
+        for s in &slots {
+            if s.existing {
+                if s.added.is_empty() && s.open == s.was_open {
+                    continue;
+                }
+                update_slot(&tx, s).await?;
+                recorded.cases_updated += u64::from(!s.added.is_empty());
+            } else {
+                insert_case(&tx, s, actor).await?;
+                recorded.cases_opened += 1;
+                audit.0.push("case.opened");
+                audit.1.push(s.number);
+                audit.2.push(json!({
+                    "rule_id": s.rule_id, "grouping_key": s.key, "previous_case": s.previous
+                }));
+            }
+            if !s.added.is_empty() {
+                audit.0.push("case.alerts_added");
+                audit.1.push(s.number);
+                audit.2.push(json!({"alerts": s.added}));
+            }
+            for id in &s.added {
+                links.0.push(id);
+                links.1.push(s.number);
+            }
+        }
+        c.execute(
+            "INSERT INTO vigil.case_alerts (tenant_id, alert_id, case_number)
+             SELECT $1, * FROM unnest($2::text[], $3::int8[])",
+            &[&tx.tenant(), &links.0, &links.1],
+        )
+        .await?;
+        c.execute(
+            "INSERT INTO vigil.audit_log (tenant_id, actor, action, case_number, details)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::int8[], $5::jsonb[])",
+            &[&tx.tenant(), &actor, &audit.0, &audit.1, &audit.2],
+        )
+        .await?;
+        if next_number != next {
+            c.execute(
+                "UPDATE vigil.tenants SET next_case_number = $2, updated_at = now() WHERE tenant_id = $1",
+                &[&tx.tenant(), &next_number],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+}
+
+/// Inserts the alerts; returns the ids that were new.
+async fn insert_alerts(tx: &TenantConn, alerts: &[&Alert]) -> Result<HashSet<String>> {
+    let n = alerts.len();
+    let mut cols = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for a in alerts {
+        cols.0.push(a.id.as_str());
+        cols.1.push(a.rule_id.as_str());
+        cols.2.push(i64::from(a.rule_version));
+        cols.3.push(a.title.as_str());
+        cols.4.push(a.severity.as_str());
+        cols.5
+            .push(serde_json::to_value(&a.group).map_err(|e| Error::Invalid(e.to_string()))?);
+        cols.6.push(time(a.timestamp));
+        cols.7.push(time(a.detected_at));
+        cols.8
+            .push(serde_json::to_value(a).map_err(|e| Error::Invalid(e.to_string()))?);
+    }
+    let rows = tx
+        .client()
+        .query(
+            "INSERT INTO vigil.alerts (tenant_id, alert_id, rule_id, rule_version, title, severity,
+                                       group_values, event_time, detected_at, body)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
+                                      $7::jsonb[], $8::timestamptz[], $9::timestamptz[], $10::jsonb[])
+             ON CONFLICT DO NOTHING
+             RETURNING alert_id",
+            &[
+                &tx.tenant(),
+                &cols.0,
+                &cols.1,
+                &cols.2,
+                &cols.3,
+                &cols.4,
+                &cols.5,
+                &cols.6,
+                &cols.7,
+                &cols.8,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The newest case of `key`, locked: the open slot if there is one (only the newest case of
+/// a key can be open).
+async fn latest_case(tx: &TenantConn, key: &str) -> Result<Option<Slot>> {
+    let row = tx
+        .client()
+        .query_opt(
+            "SELECT number, grouping_open, alert_count, group_until, severity, first_alert_at,
+                    last_alert_at, rule_id, title
+             FROM vigil.cases WHERE tenant_id = $1 AND grouping_key = $2
+             ORDER BY number DESC LIMIT 1 FOR UPDATE",
+            &[&tx.tenant(), &key],
+        )
+        .await?;
+    Ok(row.map(|r| Slot {
+        number: r.get(0),
+        existing: true,
+        was_open: r.get(1),
+        open: r.get(1),
+        count: r.get(2),
+        until: millis(r.get::<_, SystemTime>(3)),
+        severity: Severity::parse(r.get(4)).unwrap_or(Severity::Informational),
+        first: millis(r.get::<_, SystemTime>(5)),
+        last: millis(r.get::<_, SystemTime>(6)),
+        previous: None,
+        added: Vec::new(),
+        title: r.get(8),
+        tags: Vec::new(),
+        rule_id: r.get(7),
+        key: key.to_owned(),
+    }))
+}
+
+async fn update_slot(tx: &TenantConn, s: &Slot) -> Result<()> {
+    tx.client()
+        .execute(
+            "UPDATE vigil.cases
+             SET alert_count = $3, severity = $4, first_alert_at = $5, last_alert_at = $6,
+                 grouping_open = $7, updated_at = now(), version = version + 1
+             WHERE tenant_id = $1 AND number = $2",
+            &[
+                &tx.tenant(),
+                &s.number,
+                &s.count,
+                &s.severity.as_str(),
+                &time(s.first),
+                &time(s.last),
+                &s.open,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn insert_case(tx: &TenantConn, s: &Slot, actor: &str) -> Result<()> {
+    tx.client()
+        .execute(
+            "INSERT INTO vigil.cases (tenant_id, number, title, severity, tags, rule_id, grouping_key,
+                                      grouping_open, group_until, alert_count, first_alert_at,
+                                      last_alert_at, previous_case, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                &tx.tenant(),
+                &s.number,
+                &s.title,
+                &s.severity.as_str(),
+                &s.tags,
+                &s.rule_id,
+                &s.key,
+                &s.open,
+                &time(s.until),
+                &s.count,
+                &time(s.first),
+                &time(s.last),
+                &s.previous,
+                &actor,
+            ],
+        )
+        .await?;
+    Ok(())
+}
