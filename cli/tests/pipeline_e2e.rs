@@ -7,133 +7,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::engine::{Route, pipeline, pipeline_with, rules_dir, start_engine, wait_for};
+use common::replay::{by_id, event_id, publish, publish_normalized, reference_alerts, replay};
 use common::{Proc, post_events, read, token, vigil};
 use vigil_bus::Subject;
-
-fn rules_dir() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../rules").to_owned()
-}
-
-/// The two ways from `RAW` to the engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Route {
-    /// `vigil normalize` publishes to `NORMALIZED`, which the engine reads.
-    TwoHops,
-    /// The engine reads `RAW` and normalizes on its workers.
-    OneHop,
-}
-
-impl Route {
-    /// The stream the engine reads.
-    fn stream(self) -> &'static str {
-        match self {
-            Route::TwoHops => "NORMALIZED",
-            Route::OneHop => "RAW",
-        }
-    }
-}
-
-/// Writes a pipeline file: JetStream source on `NORMALIZED` for `tenants`, alerts to ALERTS
-/// and a JSONL file, rejects to the DLQ.
-fn pipeline(dir: &Path, consumer: &str, tenants: &[&str], lateness: &str, interval: &str) {
-    pipeline_with(
-        dir,
-        consumer,
-        tenants,
-        lateness,
-        interval,
-        "",
-        Route::TwoHops,
-    );
-}
-
-/// [`pipeline`] with `engine` appended to the `[engine]` table, reading the stream of `route`.
-fn pipeline_with(
-    dir: &Path,
-    consumer: &str,
-    tenants: &[&str],
-    lateness: &str,
-    interval: &str,
-    engine: &str,
-    route: Route,
-) {
-    let tenants: Vec<String> = tenants.iter().map(|t| format!("\"{t}\"")).collect();
-    std::fs::write(
-        dir.join("pipeline.toml"),
-        format!(
-            r#"rules = ["{rules}"]
-[nats]
-url = "{nats}"
-[engine]
-workers = 2
-lateness = "{lateness}"
-state_dir = "state"
-{engine}
-[source]
-kind = "jetstream"
-stream = "{stream}"
-consumer = "{consumer}"
-tenants = [{tenants}]
-checkpoint_interval = "{interval}"
-ack_wait = "30s"
-[sinks]
-alerts = ["jetstream", "opensearch", "postgres", "alerts.jsonl"]
-rejects = ["jetstream"]
-[opensearch]
-url = "{opensearch}"
-replicas = 0
-flush_interval = "200ms"
-[postgres]
-url = "{postgres}"
-flush_interval = "100ms"
-[cases]
-window = "1h"
-"#,
-            rules = rules_dir(),
-            nats = common::nats_url(),
-            tenants = tenants.join(", "),
-            stream = route.stream(),
-            opensearch = common::opensearch_url(),
-            postgres = common::migrate_cases(),
-        ),
-    )
-    .unwrap();
-}
-
-fn start_engine(dir: &Path) -> Proc {
-    Proc(
-        vigil()
-            .args(["run", "--config"])
-            .arg(dir.join("pipeline.toml"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("engine-{}.log", nanos()))).unwrap())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// Polls `f` until it returns `Some`, or panics with `what` after `within`.
-fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn brute_force_over_http_alerts_each_tenant_alone_after_the_idle_timeout() {
@@ -343,90 +222,6 @@ fn brute_force_over_http(route: Route) {
     }
 }
 
-/// A seeded replay: background logins for three tenants with brute-force bursts, in event-time
-/// order with a little disorder. Canonical events, as the normalizer would publish them.
-fn replay(tenants: &[String], n: usize) -> Vec<(String, String)> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move |m: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % m
-    };
-    let mut t = 1_796_032_800_000i64;
-    let mut burst = 0;
-    let mut burst_user = 0;
-    (0..n)
-        .map(|i| {
-            t += next(20) as i64;
-            let tenant = &tenants[next(tenants.len() as u64) as usize];
-            if burst == 0 && next(300) == 0 {
-                burst = 10 + next(4);
-                burst_user = next(40);
-            }
-            let (user, outcome) = if burst > 0 {
-                burst -= 1;
-                (burst_user, "failure")
-            } else {
-                (next(40), if next(25) == 0 { "failure" } else { "success" })
-            };
-            let ts = t - next(3_000) as i64;
-            let line = format!(
-                r#"{{"@timestamp":{ts},"tenant_id":"{tenant}","schema_version":1,"event":{{"id":"r-{i:07}","category":["authentication"],"outcome":"{outcome}"}},"user":{{"name":"u{user}"}},"source":{{"ip":"10.1.{}.{}"}}}}"#,
-                next(4),
-                next(200)
-            );
-            (tenant.clone(), line)
-        })
-        .collect()
-}
-
-/// The `event.id` of a line made by [`replay`].
-fn event_id(line: &str) -> &str {
-    let start = line.find("\"id\":\"").unwrap() + 6;
-    let len = line[start..].find('"').unwrap();
-    &line[start..start + len]
-}
-
-/// Publishes `messages` (in batches of 5,000), with the dev stream limits set up first.
-fn publish(messages: impl IntoIterator<Item = vigil_bus::Outgoing>) {
-    let messages: Vec<vigil_bus::Outgoing> = messages.into_iter().collect();
-    common::runtime().block_on(async {
-        let js = vigil_bus::dev::jetstream().await.unwrap();
-        let publisher = vigil_bus::Publisher::new(js, Duration::from_secs(10));
-        for chunk in messages.chunks(5_000) {
-            let published = publisher.publish_all(chunk.to_vec()).await.unwrap();
-            assert_eq!(published.duplicates, 0);
-        }
-    });
-}
-
-fn publish_normalized(events: &[(String, String)]) {
-    publish(events.iter().map(|(tenant, line)| {
-        let t = vigil_model::TenantId::parse(tenant).unwrap();
-        vigil_bus::Outgoing {
-            subject: Subject::NormalizedEvents.for_tenant(&t),
-            msg_id: vigil_bus::msg_id(&t, event_id(line)),
-            payload: line.clone().into_bytes().into(),
-            headers: Vec::new(),
-        }
-    }));
-}
-
-/// Alerts without `detected_at`, by id; panics on an id with two contents.
-fn by_id(alerts: impl IntoIterator<Item = serde_json::Value>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for mut a in alerts {
-        a.as_object_mut().unwrap().remove("detected_at");
-        let id = a["id"].as_str().unwrap().to_owned();
-        let text = a.to_string();
-        if let Some(old) = out.insert(id.clone(), text.clone()) {
-            assert_eq!(old, text, "alert {id} raised with two contents");
-        }
-    }
-    out
-}
-
 #[test]
 fn killing_the_engine_during_a_replay_loses_and_doubles_nothing() {
     kill_the_engine_during_a_replay(Route::TwoHops);
@@ -467,32 +262,7 @@ fn kill_the_engine_during_a_replay(route: Route) {
     assert_eq!(ids.len(), events.len());
 
     // The uninterrupted run: embedded mode over the same events.
-    let input = dir.join("events.jsonl");
-    let mut text = String::new();
-    for (_, l) in &events {
-        text.push_str(l);
-        text.push('\n');
-    }
-    std::fs::write(&input, text).unwrap();
-    let out = vigil()
-        .args([
-            "run",
-            "--rules",
-            &rules_dir(),
-            "--lateness",
-            "5s",
-            "--input",
-        ])
-        .arg(&input)
-        .output()
-        .unwrap();
-    let out = common::succeeded(out);
-    let want = by_id(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap()),
-    );
+    let want = reference_alerts(&dir, &rules_dir(), "5s", &events);
     assert!(want.len() >= 100, "{}", want.len());
 
     match route {

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod engine;
+pub mod replay;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -247,6 +250,39 @@ pub fn delete_consumer(stream: &str, name: &str) {
             .await
             .unwrap();
     });
+}
+
+/// The stream sequence below which a durable consumer of `stream` has acknowledged everything.
+pub fn ack_floor(stream: &str, name: &str) -> u64 {
+    runtime().block_on(async {
+        let js = vigil_bus::connect(&nats_url(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let stream = js.get_stream(stream).await.unwrap();
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(name).await.unwrap();
+        consumer.info().await.unwrap().ack_floor.stream_sequence
+    })
+}
+
+/// SIGKILLs the process whose pid file the dev services setting `key` names.
+pub fn kill_service(key: &str) {
+    let file = vigil_bus::dev::setting(key).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let pid = text.lines().next().unwrap().trim();
+    assert!(
+        Command::new("kill")
+            .args(["-9", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// `scripts/services.sh up`: starts whatever dev service is down.
+pub fn services_up() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services.sh");
+    succeeded(Command::new("bash").args([script, "up"]).output().unwrap());
 }
 
 /// The reject reasons of every message on `dlq.events.{tenant}`, counted.
