@@ -15,8 +15,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use vigil_cases::{CaseChange, CaseFilter, Store};
 
 use crate::AppState;
@@ -58,12 +57,24 @@ fn store_error(e: vigil_cases::Error) -> ApiError {
     }
 }
 
+/// `GET /v1/cases`.
+#[derive(Debug, Serialize)]
+struct CaseList {
+    cases: Vec<vigil_cases::Case>,
+}
+
+/// `GET /v1/cases/{number}/audit`.
+#[derive(Debug, Serialize)]
+struct AuditList {
+    entries: Vec<vigil_cases::case::AuditEntry>,
+}
+
 /// A JSON body, or 400 naming `what` it should have been.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid {what}: {e}")))
 }
 
-fn respond<T: serde::Serialize>(r: Result<(StatusCode, T), ApiError>) -> Response {
+fn respond<T: Serialize>(r: Result<(StatusCode, T), ApiError>) -> Response {
     match r {
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err(e) => e.into_response(),
@@ -79,7 +90,7 @@ pub(crate) async fn list(
         async {
             let (p, store) = caller(&state, &headers, false)?;
             let cases = store.cases(&p.tenant, &filter).await.map_err(store_error)?;
-            Ok((StatusCode::OK, json!({ "cases": cases })))
+            Ok((StatusCode::OK, CaseList { cases }))
         }
         .await,
     )
@@ -170,7 +181,7 @@ pub(crate) async fn audit(
                 .audit_log(&p.tenant, number)
                 .await
                 .map_err(store_error)?;
-            Ok((StatusCode::OK, json!({ "entries": entries })))
+            Ok((StatusCode::OK, AuditList { entries }))
         }
         .await,
     )
