@@ -84,11 +84,23 @@ CREATE TABLE vigil.cases (
     CONSTRAINT closed_has_outcome
         CHECK ((status = 'closed') = (resolution IS NOT NULL AND impact IS NOT NULL AND closed_at IS NOT NULL)),
     CONSTRAINT closed_takes_no_alerts CHECK (status <> 'closed' OR NOT grouping_open)
-);
+) WITH (fillfactor = 80);
+-- Room on each page, and no index on the columns alerts change (counts, times, severity,
+-- updated_at), keep those updates HOT: no index entry per update, so the per-key lookups
+-- of grouping stay one probe however often a case takes alerts.
 -- At most one open grouping slot per key: the race-safe part of grouping.
 CREATE UNIQUE INDEX cases_open_slot ON vigil.cases (tenant_id, grouping_key) WHERE grouping_open;
-CREATE INDEX cases_by_key ON vigil.cases (tenant_id, grouping_key, number DESC);
-CREATE INDEX cases_by_status ON vigil.cases (tenant_id, status, updated_at DESC);
+
+-- The newest case of each grouping key (only it can be open): one primary-key probe per key
+-- when alerts arrive, however many cases the tenant has.
+CREATE TABLE vigil.case_slots (
+    tenant_id    text NOT NULL,
+    grouping_key text NOT NULL,
+    case_number  bigint NOT NULL,
+    PRIMARY KEY (tenant_id, grouping_key),
+    FOREIGN KEY (tenant_id, case_number) REFERENCES vigil.cases
+);
+CREATE INDEX cases_by_status ON vigil.cases (tenant_id, status, number DESC);
 
 -- Which case holds an alert: one case per alert.
 CREATE TABLE vigil.case_alerts (
@@ -138,7 +150,7 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['tenants', 'alerts', 'cases', 'case_alerts', 'case_comments', 'audit_log'] LOOP
+    FOREACH t IN ARRAY ARRAY['tenants', 'alerts', 'cases', 'case_slots', 'case_alerts', 'case_comments', 'audit_log'] LOOP
         EXECUTE format('ALTER TABLE vigil.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE vigil.%I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY tenant_isolation ON vigil.%I USING (tenant_id = vigil.current_tenant()) '
@@ -147,6 +159,6 @@ BEGIN
 END
 $$;
 
-GRANT SELECT, INSERT, UPDATE ON vigil.tenants, vigil.cases TO vigil_app;
+GRANT SELECT, INSERT, UPDATE ON vigil.tenants, vigil.cases, vigil.case_slots TO vigil_app;
 GRANT SELECT, INSERT ON vigil.alerts, vigil.case_alerts, vigil.audit_log TO vigil_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON vigil.case_comments TO vigil_app;

@@ -37,7 +37,7 @@ pub use record::Recorded;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database refused or failed a statement.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool.
     #[error("postgres pool: {0}")]
@@ -61,6 +61,17 @@ pub enum Error {
     /// The database schema is not the one this build needs.
     #[error("{0}")]
     Schema(String),
+}
+
+/// A database error with what the server said (`db error` alone says nothing).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => match d.detail() {
+            Some(detail) => format!("{} ({}): {detail}", d.message(), d.code().code()),
+            None => format!("{} ({})", d.message(), d.code().code()),
+        },
+        None => e.to_string(),
+    }
 }
 
 impl Error {

@@ -61,9 +61,12 @@ impl Store {
     /// changes nothing, so a replay, or two engines writing the same alert at once, leave one
     /// alert row and one link. One transaction: all or nothing.
     ///
-    /// Concurrent writers of one tenant serialize on the tenant's row (held for the
-    /// transaction), which also makes case numbers gapless and the open-slot check race-free;
-    /// the unique index on open slots backs it up.
+    /// Concurrent writers of one tenant serialize on the tenant's row (`FOR NO KEY UPDATE`,
+    /// held for the transaction), which also makes case numbers gapless and the open-slot
+    /// check race-free; the unique index on open slots backs it up. The lock does not block
+    /// the foreign-key checks of analysts' changes (`FOR KEY SHARE`), and the cases a batch
+    /// touches are locked row by row, so a case an analyst closes meanwhile is seen closed:
+    /// writers and analysts never deadlock.
     pub async fn record_alerts(
         &self,
         tenant: &TenantId,
@@ -95,7 +98,7 @@ impl Store {
         .await?;
         let next: i64 = c
             .query_one(
-                "SELECT next_case_number FROM vigil.tenants WHERE tenant_id = $1 FOR UPDATE",
+                "SELECT next_case_number FROM vigil.tenants WHERE tenant_id = $1 FOR NO KEY UPDATE",
                 &[&tx.tenant()],
             )
             .await?
@@ -108,6 +111,8 @@ impl Store {
         for a in unique.into_iter().filter(|a| stored.contains(&a.id)) {
             by_key.entry(grouping.key(a)).or_default().push(a);
         }
+        let keys: Vec<&str> = by_key.keys().map(String::as_str).collect();
+        let mut latest = latest_cases(&tx, &keys).await?;
         let mut next_number = next;
         let mut slots = Vec::new();
         for (key, mut alerts) in by_key {
@@ -115,7 +120,7 @@ impl Store {
             let policy = grouping.policy(&alerts[0].rule_id);
             let window = i64::try_from(policy.window.as_millis()).unwrap_or(i64::MAX);
             let max = i32::try_from(policy.max_alerts.max(1)).unwrap_or(i32::MAX);
-            let mut cur = latest_case(&tx, &key).await?;
+            let mut cur = latest.remove(&key);
             for a in alerts {
                 let joins = cur
                     .as_ref()
@@ -158,15 +163,17 @@ impl Store {
         slots.sort_by_key(|s| (!s.existing, s.number));
         let mut links: (Vec<&str>, Vec<i64>) = Default::default();
         let mut audit: (Vec<&str>, Vec<i64>, Vec<serde_json::Value>) = Default::default();
+        let changed: Vec<&Slot> = slots
+            .iter()
+            .filter(|s| s.existing && (!s.added.is_empty() || s.open != s.was_open))
+            .collect();
+        update_slots(&tx, &changed).await?;
+        let opened: Vec<&Slot> = slots.iter().filter(|s| !s.existing).collect();
+        insert_cases(&tx, &opened, actor).await?;
         for s in &slots {
             if s.existing {
-                if s.added.is_empty() && s.open == s.was_open {
-                    continue;
-                }
-                update_slot(&tx, s).await?;
                 recorded.cases_updated += u64::from(!s.added.is_empty());
             } else {
-                insert_case(&tx, s, actor).await?;
                 recorded.cases_opened += 1;
                 audit.0.push("case.opened");
                 audit.1.push(s.number);
@@ -261,82 +268,137 @@ async fn insert_alerts(tx: &TenantConn, alerts: &[&Alert]) -> Result<HashSet<Str
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The newest case of `key`, locked: the open slot if there is one (only the newest case of
-/// a key can be open).
-async fn latest_case(tx: &TenantConn, key: &str) -> Result<Option<Slot>> {
-    let row = tx
+/// The newest case of each of `keys` (from `case_slots`), locked: its open slot if it has
+/// one (only the newest case of a key can be open). Locked rows are re-read if an analyst changed them meanwhile
+/// (a case closed under us is seen closed).
+async fn latest_cases(tx: &TenantConn, keys: &[&str]) -> Result<BTreeMap<String, Slot>> {
+    let rows = tx
         .client()
-        .query_opt(
-            "SELECT number, grouping_open, alert_count, group_until, severity, first_alert_at,
-                    last_alert_at, rule_id, title
-             FROM vigil.cases WHERE tenant_id = $1 AND grouping_key = $2
-             ORDER BY number DESC LIMIT 1 FOR UPDATE",
-            &[&tx.tenant(), &key],
+        .query(
+            // Primary-key probes, one per key (the locking subqueries keep the planner from
+            // turning them into scans of the tenant's slots or cases).
+            "SELECT k.key, c.number, c.grouping_open, c.alert_count, c.group_until, c.severity,
+                    c.first_alert_at, c.last_alert_at, c.rule_id, c.title
+             FROM unnest($2::text[]) AS k(key)
+             CROSS JOIN LATERAL (
+                 SELECT case_number FROM vigil.case_slots
+                 WHERE tenant_id = $1 AND grouping_key = k.key FOR UPDATE) s
+             CROSS JOIN LATERAL (
+                 SELECT * FROM vigil.cases
+                 WHERE tenant_id = $1 AND number = s.case_number FOR UPDATE) c",
+            &[&tx.tenant(), &keys],
         )
         .await?;
-    Ok(row.map(|r| Slot {
-        number: r.get(0),
-        existing: true,
-        was_open: r.get(1),
-        open: r.get(1),
-        count: r.get(2),
-        until: millis(r.get::<_, SystemTime>(3)),
-        severity: Severity::parse(r.get(4)).unwrap_or(Severity::Informational),
-        first: millis(r.get::<_, SystemTime>(5)),
-        last: millis(r.get::<_, SystemTime>(6)),
-        previous: None,
-        added: Vec::new(),
-        title: r.get(8),
-        tags: Vec::new(),
-        rule_id: r.get(7),
-        key: key.to_owned(),
-    }))
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let key: String = r.get(0);
+            let slot = Slot {
+                number: r.get(1),
+                existing: true,
+                was_open: r.get(2),
+                open: r.get(2),
+                count: r.get(3),
+                until: millis(r.get::<_, SystemTime>(4)),
+                severity: Severity::parse(r.get(5)).unwrap_or(Severity::Informational),
+                first: millis(r.get::<_, SystemTime>(6)),
+                last: millis(r.get::<_, SystemTime>(7)),
+                previous: None,
+                added: Vec::new(),
+                title: r.get(9),
+                tags: Vec::new(),
+                rule_id: r.get(8),
+                key: key.clone(),
+            };
+            (key, slot)
+        })
+        .collect())
 }
 
-async fn update_slot(tx: &TenantConn, s: &Slot) -> Result<()> {
+/// Writes the new counts, times, severities and slot states of existing cases.
+async fn update_slots(tx: &TenantConn, slots: &[&Slot]) -> Result<()> {
+    if slots.is_empty() {
+        return Ok(());
+    }
+    let numbers: Vec<i64> = slots.iter().map(|s| s.number).collect();
+    let counts: Vec<i32> = slots.iter().map(|s| s.count).collect();
+    let severities: Vec<&str> = slots.iter().map(|s| s.severity.as_str()).collect();
+    let firsts: Vec<SystemTime> = slots.iter().map(|s| time(s.first)).collect();
+    let lasts: Vec<SystemTime> = slots.iter().map(|s| time(s.last)).collect();
+    let open: Vec<bool> = slots.iter().map(|s| s.open).collect();
     tx.client()
         .execute(
-            "UPDATE vigil.cases
-             SET alert_count = $3, severity = $4, first_alert_at = $5, last_alert_at = $6,
-                 grouping_open = $7, updated_at = now(), version = version + 1
-             WHERE tenant_id = $1 AND number = $2",
-            &[
-                &tx.tenant(),
-                &s.number,
-                &s.count,
-                &s.severity.as_str(),
-                &time(s.first),
-                &time(s.last),
-                &s.open,
-            ],
+            "UPDATE vigil.cases c
+             SET alert_count = u.count, severity = u.severity, first_alert_at = u.first,
+                 last_alert_at = u.last, grouping_open = u.open, updated_at = now(),
+                 version = c.version + 1
+             FROM unnest($2::int8[], $3::int4[], $4::text[], $5::timestamptz[],
+                         $6::timestamptz[], $7::bool[]) AS u(number, count, severity, first, last, open)
+             WHERE c.tenant_id = $1 AND c.number = u.number",
+            &[&tx.tenant(), &numbers, &counts, &severities, &firsts, &lasts, &open],
         )
         .await?;
     Ok(())
 }
 
-async fn insert_case(tx: &TenantConn, s: &Slot, actor: &str) -> Result<()> {
+/// Inserts new cases, in number order.
+async fn insert_cases(tx: &TenantConn, slots: &[&Slot], actor: &str) -> Result<()> {
+    if slots.is_empty() {
+        return Ok(());
+    }
+    let numbers: Vec<i64> = slots.iter().map(|s| s.number).collect();
+    let titles: Vec<&str> = slots.iter().map(|s| s.title.as_str()).collect();
+    let severities: Vec<&str> = slots.iter().map(|s| s.severity.as_str()).collect();
+    // Arrays of arrays must be rectangular in Postgres: tags travel as JSON.
+    let tags: Vec<serde_json::Value> = slots.iter().map(|s| json!(s.tags)).collect();
+    let rules: Vec<&str> = slots.iter().map(|s| s.rule_id.as_str()).collect();
+    let keys: Vec<&str> = slots.iter().map(|s| s.key.as_str()).collect();
+    let open: Vec<bool> = slots.iter().map(|s| s.open).collect();
+    let until: Vec<SystemTime> = slots.iter().map(|s| time(s.until)).collect();
+    let counts: Vec<i32> = slots.iter().map(|s| s.count).collect();
+    let firsts: Vec<SystemTime> = slots.iter().map(|s| time(s.first)).collect();
+    let lasts: Vec<SystemTime> = slots.iter().map(|s| time(s.last)).collect();
+    let previous: Vec<Option<i64>> = slots.iter().map(|s| s.previous).collect();
     tx.client()
         .execute(
             "INSERT INTO vigil.cases (tenant_id, number, title, severity, tags, rule_id, grouping_key,
                                       grouping_open, group_until, alert_count, first_alert_at,
                                       last_alert_at, previous_case, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             SELECT $1, n.number, n.title, n.severity,
+                    ARRAY(SELECT jsonb_array_elements_text(n.tags)), n.rule_id, n.key, n.open,
+                    n.until, n.count, n.first, n.last, n.previous, $14
+             FROM unnest($2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
+                         $8::bool[], $9::timestamptz[], $10::int4[], $11::timestamptz[],
+                         $12::timestamptz[], $13::int8[])
+                  AS n(number, title, severity, tags, rule_id, key, open, until, count, first, last, previous)
+             ORDER BY n.number",
             &[
                 &tx.tenant(),
-                &s.number,
-                &s.title,
-                &s.severity.as_str(),
-                &s.tags,
-                &s.rule_id,
-                &s.key,
-                &s.open,
-                &time(s.until),
-                &s.count,
-                &time(s.first),
-                &time(s.last),
-                &s.previous,
+                &numbers,
+                &titles,
+                &severities,
+                &tags,
+                &rules,
+                &keys,
+                &open,
+                &until,
+                &counts,
+                &firsts,
+                &lasts,
+                &previous,
                 &actor,
             ],
+        )
+        .await?;
+    // The newest case of each key (the last of a key in number order wins).
+    tx.client()
+        .execute(
+            "INSERT INTO vigil.case_slots (tenant_id, grouping_key, case_number)
+             SELECT DISTINCT ON (key) $1, key, number
+             FROM unnest($2::text[], $3::int8[]) AS n(key, number)
+             ORDER BY key, number DESC
+             ON CONFLICT (tenant_id, grouping_key) DO UPDATE SET case_number = EXCLUDED.case_number",
+            &[&tx.tenant(), &keys, &numbers],
         )
         .await?;
     Ok(())

@@ -15,10 +15,11 @@ use vigil_model::{Severity, TenantId};
 const T0: i64 = 1_764_547_200_000;
 
 /// Every table of the schema but the migration bookkeeping.
-const TENANT_TABLES: [&str; 6] = [
+const TENANT_TABLES: [&str; 7] = [
     "tenants",
     "alerts",
     "cases",
+    "case_slots",
     "case_alerts",
     "case_comments",
     "audit_log",
@@ -261,6 +262,7 @@ async fn tenant_a_cannot_read_or_change_tenant_b_rows_in_any_table() {
              VALUES ('{bq}', 999, 't', 'low', 'r', 'k', now(), now(), now(), 'x')"
         ),
         format!("INSERT INTO vigil.case_alerts (tenant_id, alert_id, case_number) SELECT tenant_id, alert_id, 1 FROM vigil.alerts WHERE tenant_id = '{}'", a.as_str()),
+        format!("INSERT INTO vigil.case_slots (tenant_id, grouping_key, case_number) VALUES ('{bq}', 'k2', 1)"),
         format!("INSERT INTO vigil.case_comments (tenant_id, case_number, body, created_by) VALUES ('{bq}', 1, 'x', 'x')"),
         format!("INSERT INTO vigil.audit_log (tenant_id, actor, action) VALUES ('{bq}', 'x', 'x')"),
     ];
@@ -274,7 +276,7 @@ async fn tenant_a_cannot_read_or_change_tenant_b_rows_in_any_table() {
         }
     }
     // The same inserts with no tenant set are refused too.
-    let r = as_app(&app, None, &inserts[5]).await;
+    let r = as_app(&app, None, &inserts[inserts.len() - 1]).await;
     assert_eq!(r, Err("42501".to_owned()));
     // The audit log is append-only even for its tenant.
     let r = as_app(

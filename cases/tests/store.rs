@@ -493,3 +493,84 @@ async fn migrations_are_idempotent_and_checked() {
     let app = common::app_url();
     assert!(vigil_cases::migrate(&app).await.is_err());
 }
+
+#[tokio::test]
+async fn analysts_closing_cases_while_alerts_arrive_never_reopen_them() {
+    let store = store(4).await;
+    let t = tenant("cases_race");
+    let g = Grouping::default();
+    let users: Vec<String> = (0..20).map(|u| format!("u{u}")).collect();
+    let first: Vec<_> = users
+        .iter()
+        .map(|u| alert(&t, "brute", u, T0, Low))
+        .collect();
+    store.record_alerts(&t, &first, &g, "engine").await.unwrap();
+    // One task closes every case (re-reading after a conflict) while another keeps adding
+    // alerts for the same users.
+    let closer = {
+        let (store, t) = (store.clone(), t.clone());
+        tokio::spawn(async move {
+            let close = CaseChange {
+                status: Some(Status::Closed),
+                resolution: Some(Resolution::FalsePositive),
+                impact: Some(Impact::None),
+                ..CaseChange::default()
+            };
+            for number in 1..=20 {
+                loop {
+                    let c = store.case(&t, number).await.unwrap().unwrap().case;
+                    match store
+                        .update_case(&t, number, c.version, &close, "ana")
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(Error::Conflict { .. }) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        })
+    };
+    let writer = {
+        let (store, t, users) = (store.clone(), t.clone(), users.clone());
+        tokio::spawn(async move {
+            for round in 1..=30 {
+                let batch: Vec<_> = users
+                    .iter()
+                    .map(|u| alert(&t, "brute", u, T0 + round * MIN, Low))
+                    .collect();
+                store.record_alerts(&t, &batch, &g, "engine").await.unwrap();
+            }
+        })
+    };
+    closer.await.unwrap();
+    writer.await.unwrap();
+    let cases = store.cases(&t, &common::all_cases()).await.unwrap();
+    let mut linked = BTreeSet::new();
+    for c in &cases {
+        let detail = store.case(&t, c.number).await.unwrap().unwrap();
+        assert_eq!(
+            detail.alerts.len(),
+            c.alert_count as usize,
+            "case {}",
+            c.number
+        );
+        if c.status == Status::Closed {
+            assert!(!c.accepts_alerts);
+        }
+        for a in detail.alerts {
+            assert!(linked.insert(a.id));
+        }
+    }
+    assert_eq!(linked.len(), 20 * 31, "every alert on exactly one case");
+    // Every user's first case is closed; the alerts after its close went to a follow-up
+    // case that links back to it.
+    for number in 1..=20 {
+        let c = cases.iter().find(|c| c.number == number).unwrap();
+        assert_eq!(c.status, Status::Closed);
+    }
+    for c in cases.iter().filter(|c| c.number > 20) {
+        let prev = c.previous_case.expect("a follow-up case links back");
+        assert!(prev <= 20 || cases.iter().any(|p| p.number == prev));
+    }
+}
