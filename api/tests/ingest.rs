@@ -651,12 +651,21 @@ async fn the_openapi_document_lists_every_route_and_status() {
             .unwrap(),
     )
     .unwrap();
-    for (path, method) in [
-        ("/v1/ingest/events", "post"),
-        ("/healthz", "get"),
-        ("/readyz", "get"),
-        ("/metrics", "get"),
-        ("/openapi.json", "get"),
+    for (path, method, uri) in [
+        ("/v1/ingest/events", "post", "/v1/ingest/events"),
+        ("/healthz", "get", "/healthz"),
+        ("/readyz", "get", "/readyz"),
+        ("/metrics", "get", "/metrics"),
+        ("/openapi.json", "get", "/openapi.json"),
+        ("/v1/cases", "get", "/v1/cases"),
+        ("/v1/cases/{number}", "get", "/v1/cases/1"),
+        ("/v1/cases/{number}", "patch", "/v1/cases/1"),
+        (
+            "/v1/cases/{number}/comments",
+            "post",
+            "/v1/cases/1/comments",
+        ),
+        ("/v1/cases/{number}/audit", "get", "/v1/cases/1/audit"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -664,7 +673,7 @@ async fn the_openapi_document_lists_every_route_and_status() {
         );
         let probe = Request::builder()
             .method(method.to_uppercase().as_str())
-            .uri(path)
+            .uri(uri)
             .body(Body::empty())
             .unwrap();
         let status = router(Arc::clone(&f.state))
@@ -676,6 +685,13 @@ async fn the_openapi_document_lists_every_route_and_status() {
             status,
             StatusCode::NOT_FOUND,
             "{method} {path} is documented but not routed"
+        );
+    }
+    let patch = &doc["paths"]["/v1/cases/{number}"]["patch"]["responses"];
+    for code in ["200", "400", "401", "403", "404", "409", "422", "503"] {
+        assert!(
+            patch[code].is_object(),
+            "PATCH status {code} is not documented"
         );
     }
     let ingest = &doc["paths"]["/v1/ingest/events"]["post"]["responses"];
