@@ -436,7 +436,11 @@ fn run_pipeline(path: &Path) -> Result<ExitCode> {
         stop_on_signal(Arc::clone(stop))?;
     }
     if let (Some(addr), Some(m)) = (built.metrics_listen, &built.engine.metrics) {
-        metrics::serve(addr, Arc::clone(m), built.jetstream_stats.clone())?;
+        let mut probes = built.sink_probes.clone();
+        if let Some(js) = &built.jetstream_stats {
+            probes.insert(0, metrics::source_probe(Arc::clone(js)));
+        }
+        metrics::serve(addr, Arc::clone(m), probes)?;
     }
     eprintln!(
         "vigil: {} rules, {} workers, lateness {}, reading {}{}",

@@ -1,5 +1,5 @@
 //! `/metrics` and `/healthz` of `vigil run --config` (`[engine] metrics_listen`): the engine's
-//! per-rule and per-tenant metrics, and the stream source's counters.
+//! per-rule and per-tenant metrics, the stream source's counters and the alert sinks'.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -12,11 +12,7 @@ use vigil_engine::EngineMetrics;
 use vigil_sources::JetStreamStats;
 
 /// Serves on `addr` from a thread of its own until the process exits.
-pub fn serve(
-    addr: SocketAddr,
-    engine: Arc<EngineMetrics>,
-    source: Option<Arc<Mutex<JetStreamStats>>>,
-) -> Result<()> {
+pub fn serve(addr: SocketAddr, engine: Arc<EngineMetrics>, probes: Vec<Probe>) -> Result<()> {
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("failed to listen on {addr} for metrics"))?;
     listener.set_nonblocking(true)?;
@@ -37,8 +33,8 @@ pub fn serve(
                         "/metrics",
                         get(move || {
                             let engine = Arc::clone(&engine);
-                            let source = source.clone();
-                            async move { render(&engine, source.as_deref()) }
+                            let probes = probes.clone();
+                            async move { render(&engine, &probes) }
                         }),
                     );
                 if let Err(e) = axum::serve(listener, app).await {
@@ -50,11 +46,24 @@ pub fn serve(
     Ok(())
 }
 
-fn render(engine: &EngineMetrics, source: Option<&Mutex<JetStreamStats>>) -> String {
-    let mut out = engine.render();
-    if let Some(s) = source {
-        let s = s.lock().map(|s| s.clone()).unwrap_or_default();
-        for (name, kind, help, v) in [
+/// One sample: metric name, type, help, labels (`{k="v"}` or empty) and value.
+#[derive(Debug)]
+pub struct Sample {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub help: &'static str,
+    pub labels: String,
+    pub value: u64,
+}
+
+/// Reads the current samples of a component (a source, a sink).
+pub type Probe = Arc<dyn Fn() -> Vec<Sample> + Send + Sync>;
+
+/// The stream source's counters.
+pub fn source_probe(source: Arc<Mutex<JetStreamStats>>) -> Probe {
+    Arc::new(move || {
+        let s = source.lock().map(|s| s.clone()).unwrap_or_default();
+        [
             (
                 "vigil_source_messages_total",
                 "counter",
@@ -85,11 +94,36 @@ fn render(engine: &EngineMetrics, source: Option<&Mutex<JetStreamStats>>) -> Str
                 "Stream sequence acknowledged (the committed checkpoint).",
                 s.acked,
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+        ]
+        .into_iter()
+        .map(|(name, kind, help, value)| Sample {
+            name,
+            kind,
+            help,
+            labels: String::new(),
+            value,
+        })
+        .collect()
+    })
+}
+
+/// The engine's metrics, then every probe's samples, each metric's HELP and TYPE once.
+fn render(engine: &EngineMetrics, probes: &[Probe]) -> String {
+    let mut out = engine.render();
+    let samples: Vec<Sample> = probes.iter().flat_map(|p| p()).collect();
+    let mut seen = Vec::new();
+    for s in &samples {
+        if seen.contains(&s.name) {
+            continue;
+        }
+        seen.push(s.name);
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} {}",
+            s.name, s.help, s.name, s.kind
+        );
+        for t in samples.iter().filter(|t| t.name == s.name) {
+            let _ = writeln!(out, "{}{} {}", t.name, t.labels, t.value);
         }
     }
     out

@@ -11,6 +11,8 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use vigil_bus::StreamsConfig;
 use vigil_cases::Grouping;
+
+use crate::metrics::{Probe, Sample};
 use vigil_engine::{AlertSink, CheckpointConfig, EngineConfig, EventSource, RejectSink};
 use vigil_model::TenantId;
 use vigil_sinks::{
@@ -197,6 +199,8 @@ pub struct Built {
     /// Set on SIGTERM/SIGINT, for sources that stop cleanly.
     pub stop: Option<Arc<AtomicBool>>,
     pub jetstream_stats: Option<Arc<std::sync::Mutex<vigil_sources::JetStreamStats>>>,
+    /// The alert sinks' counters, for `/metrics`.
+    pub sink_probes: Vec<Probe>,
     /// Where to serve metrics.
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -289,11 +293,22 @@ impl Pipeline {
                 .with_context(|| format!("failed to connect the {name} sink"))
         };
         let mut alerts: Vec<Arc<dyn AlertSink>> = Vec::new();
+        let mut sink_probes: Vec<Probe> = Vec::new();
         for a in &self.sinks.alerts {
             if a == JETSTREAM {
                 alerts.push(Arc::new(JetStreamAlerts(out("ALERTS")?)));
             } else if a == OPENSEARCH {
-                alerts.push(Arc::new(opensearch_sink(&self.opensearch, &self.nats)?));
+                let sink = Arc::new(opensearch_sink(&self.opensearch, &self.nats)?);
+                let probe = Arc::clone(&sink);
+                sink_probes.push(Arc::new(move || {
+                    let s = probe.stats();
+                    sink_samples(
+                        OPENSEARCH,
+                        [s.created, s.duplicates, s.dead_lettered, s.retries],
+                        &[],
+                    )
+                }));
+                alerts.push(sink);
             } else if a == POSTGRES {
                 let sink = PostgresCases::connect(
                     self.postgres.clone(),
@@ -307,7 +322,29 @@ impl Pipeline {
                         self.postgres.url
                     )
                 })?;
-                alerts.push(Arc::new(sink));
+                let sink = Arc::new(sink);
+                let probe = Arc::clone(&sink);
+                sink_probes.push(Arc::new(move || {
+                    let s = probe.stats();
+                    let r = s.recorded;
+                    sink_samples(
+                        POSTGRES,
+                        [r.stored, r.duplicates, s.dead_lettered, s.retries],
+                        &[
+                            (
+                                "vigil_cases_opened_total",
+                                "Cases opened by alerts.",
+                                r.cases_opened,
+                            ),
+                            (
+                                "vigil_cases_updated_total",
+                                "Existing cases that took alerts (per transaction).",
+                                r.cases_updated,
+                            ),
+                        ],
+                    )
+                }));
+                alerts.push(sink);
             } else {
                 alerts.push(Arc::new(JsonlAlerts::append(&at(Path::new(a)))?));
             }
@@ -350,9 +387,57 @@ impl Pipeline {
             },
             stop,
             jetstream_stats,
+            sink_probes,
             metrics_listen: self.engine.metrics_listen,
         })
     }
+}
+
+/// The samples every store sink has, labelled with its name: `[written, duplicates,
+/// dead-lettered, retries]`, then `extra` counters of its own.
+fn sink_samples(
+    sink: &str,
+    counts: [u64; 4],
+    extra: &[(&'static str, &'static str, u64)],
+) -> Vec<Sample> {
+    let labels = format!("{{sink=\"{sink}\"}}");
+    let common = [
+        (
+            "vigil_sink_alerts_written_total",
+            "Alerts the sink stored (new).",
+        ),
+        (
+            "vigil_sink_alerts_duplicate_total",
+            "Alerts the store already had (replays).",
+        ),
+        (
+            "vigil_sink_alerts_dead_lettered_total",
+            "Alerts refused for good, sent to dlq.alerts.{tenant}.",
+        ),
+        (
+            "vigil_sink_retries_total",
+            "Requests or transactions retried (the store slow or down).",
+        ),
+    ];
+    let mut out: Vec<Sample> = common
+        .into_iter()
+        .zip(counts)
+        .map(|((name, help), value)| Sample {
+            name,
+            kind: "counter",
+            help,
+            labels: labels.clone(),
+            value,
+        })
+        .collect();
+    out.extend(extra.iter().map(|&(name, help, value)| Sample {
+        name,
+        kind: "counter",
+        help,
+        labels: String::new(),
+        value,
+    }));
+    out
 }
 
 /// The OpenSearch alert sink, with refused alerts dead-lettered to `dlq.alerts.{tenant}`

@@ -167,6 +167,12 @@ fn brute_force_over_http(route: Route) {
                 format!("vigil_engine_watermark_lag_seconds{{tenant=\"{t}\"}} "),
             ]
         })
+        .chain([
+            "vigil_sink_alerts_written_total{sink=\"opensearch\"} 2".to_owned(),
+            "vigil_sink_alerts_written_total{sink=\"postgres\"} 2".to_owned(),
+            "vigil_sink_alerts_dead_lettered_total{sink=\"postgres\"} 0".to_owned(),
+            "vigil_cases_opened_total 2".to_owned(),
+        ])
         .collect();
     let mut last = String::new();
     let found = (0..50).find_map(|_| {
