@@ -469,7 +469,14 @@ mod tests {
             "/../examples/pipeline.toml"
         ));
         let (p, _) = Pipeline::load(path).unwrap();
-        assert_eq!(p.sinks.alerts, ["jetstream", OPENSEARCH, "-"]);
+        assert_eq!(p.sinks.alerts, ["jetstream", OPENSEARCH, POSTGRES, "-"]);
+        assert_eq!(p.postgres.url, "postgres://vigil_app@127.0.0.1:5433/vigil");
+        assert_eq!(p.cases.default.window, Duration::from_secs(24 * 3600));
+        let spray = p.cases.policy("password_spray");
+        assert_eq!(
+            (spray.by.as_deref(), spray.max_alerts),
+            (Some(&["source.ip".to_owned()][..]), 200)
+        );
         assert_eq!(p.opensearch.replicas, 0);
         assert_eq!(p.opensearch.flush_interval, Duration::from_secs(1));
         let SourceSection::Jetstream(j) = p.source else {

@@ -227,3 +227,40 @@ fn refused_alerts_go_to_the_dead_letter_subject_and_the_rest_of_the_batch_is_sto
     assert_eq!(refused, want);
     delete_index(&client, &alerts_index(&t));
 }
+
+#[test]
+fn hostile_field_values_are_stored_as_plain_data() {
+    let client = Client::new(&url(), Duration::from_secs(30)).unwrap();
+    let t = unique_tenant("osinj");
+    let t0 = 1_796_032_800_000i64;
+    let evil = [
+        "../../_all/_delete_by_query",
+        "*",
+        "a,b",
+        "\"}\n{\"delete\":{\"_index\":\"alerts-acme\",\"_id\":\"x\"}}",
+        "' OR '1'='1",
+        "alerts-*",
+    ];
+    let alerts: Vec<Alert> = evil
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut a = alert(&t, i as u64, t0 + i as i64);
+            a.title = (*v).to_owned();
+            a.group.insert("user.name".to_owned(), (*v).to_owned());
+            a
+        })
+        .collect();
+    let s = sink(500);
+    s.write(&alerts).unwrap();
+    s.flush().unwrap();
+    assert_eq!((s.stats().created, s.stats().dead_lettered), (6, 0));
+    // Each document exactly as written, in this tenant's index only; the bulk body's framing
+    // could not be broken out of.
+    let docs = documents(&client, &alerts_index(&t));
+    assert_eq!(docs.len(), evil.len());
+    for a in &alerts {
+        assert_eq!(docs[&a.id], serde_json::to_value(a).unwrap());
+    }
+    delete_index(&client, &alerts_index(&t));
+}
