@@ -2,7 +2,6 @@
 //! caller sees only its own; auditors read but cannot change; stale versions, impossible
 //! transitions and closes without an outcome are refused with their own statuses.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -14,7 +13,7 @@ use vigil_api::config::{ApiConfig, CasesConfig, JwtConfig, KeyAlg, KeyConfig, Te
 use vigil_api::{AppState, router};
 use vigil_cases::Grouping;
 use vigil_model::time::now_millis;
-use vigil_model::{Alert, AlertWindow, Severity, TenantId};
+use vigil_model::{Alert, TenantId};
 
 const SECRET: &str = "case-api-test-secret-long-enough-for-hs256-0123456789";
 
@@ -96,35 +95,9 @@ async fn call(
 }
 
 fn alert(t: &TenantId, user: &str) -> Alert {
-    let ts = 1_764_547_200_000;
-    let group: BTreeMap<String, String> = [("user.name".to_owned(), user.to_owned())].into();
-    Alert {
-        id: vigil_model::alert_id(
-            t.as_str(),
-            "brute_force_login",
-            1,
-            group.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            ts,
-        ),
-        schema_version: 1,
-        tenant_id: t.clone(),
-        rule_id: "brute_force_login".into(),
-        rule_version: 1,
-        title: format!("Brute force against {user}"),
-        severity: Severity::High,
-        tags: vec![],
-        description: None,
-        group,
-        window: AlertWindow {
-            start: ts - 60_000,
-            end: ts,
-        },
-        value: 10.0,
-        timestamp: ts,
-        detected_at: ts + 1,
-        events: vec![],
-        event_count: 10,
-    }
+    let mut a = vigil_cases::dev::alert(t, "brute_force_login", user, 1_764_547_200_000);
+    a.title = format!("Brute force against {user}");
+    a
 }
 
 #[tokio::test]

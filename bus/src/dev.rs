@@ -1,6 +1,7 @@
 //! Finding the dev services that `scripts/services.sh up` started: each setting comes from its
 //! environment variable, else from `var/services.env` at the repository root. Used by
-//! integration tests and local runs; nothing here starts a service.
+//! integration tests and local runs. Outage tests also kill a service here
+//! ([`kill_service`]) and bring it back with the script ([`services_up`]).
 
 use std::path::Path;
 
@@ -21,6 +22,42 @@ pub fn setting(key: &str) -> Result<String, String> {
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
         .map(str::to_owned)
         .ok_or_else(|| format!("{key} is not in {}", env.display()))
+}
+
+/// SIGKILLs the service whose pid file the setting `pidfile` names (`VIGIL_PG_PIDFILE`,
+/// `VIGIL_OPENSEARCH_PIDFILE`): the first line of that file is the pid.
+pub fn kill_service(pidfile: &str) -> Result<(), String> {
+    let file = setting(pidfile)?;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+    let pid = text.lines().next().unwrap_or_default().trim();
+    let status = std::process::Command::new("kill")
+        .args(["-9", pid])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -9 {pid} ({pidfile}) failed: {status}"))
+    }
+}
+
+/// `scripts/services.sh up`: starts whatever dev service is down, and waits until all are
+/// ready.
+pub fn services_up() -> Result<(), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("up")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "services.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 /// A tenant id no other test (or earlier run) uses: `prefix`, the process id and the clock.

@@ -1,6 +1,10 @@
 //! For development and tests: the case store on a dev server (`scripts/services.sh`), whose
 //! URL names the superuser and the maintenance database (`VIGIL_PG_URL`).
 
+use std::collections::BTreeMap;
+
+use vigil_model::{Alert, AlertWindow, Severity, TenantId, alert_id};
+
 use crate::{Result, Store, migrate};
 
 fn with(server_url: &str, user: Option<&str>) -> String {
@@ -28,6 +32,40 @@ pub fn app_url(server_url: &str) -> String {
 pub async fn store(server_url: &str, max_connections: usize) -> Result<Store> {
     migrate(&admin_url(server_url)).await?;
     Store::connect(&app_url(server_url), max_connections).await
+}
+
+/// An alert of `rule` against user `user` at event time `ts` (ms), grouped by `user.name`,
+/// with its real id: title `{rule} for {user}`, severity high, ten events in a minute. Tests
+/// and benchmarks change the fields they care about.
+pub fn alert(tenant: &TenantId, rule: &str, user: &str, ts: i64) -> Alert {
+    let group = BTreeMap::from([("user.name".to_owned(), user.to_owned())]);
+    Alert {
+        id: alert_id(
+            tenant.as_str(),
+            rule,
+            1,
+            group.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ts,
+        ),
+        schema_version: 1,
+        tenant_id: tenant.clone(),
+        rule_id: rule.to_owned(),
+        rule_version: 1,
+        title: format!("{rule} for {user}"),
+        severity: Severity::High,
+        tags: vec!["attack.t1110".to_owned()],
+        description: None,
+        group,
+        window: AlertWindow {
+            start: ts - 60_000,
+            end: ts,
+        },
+        value: 10.0,
+        timestamp: ts,
+        detected_at: ts + 1_500,
+        events: vec![format!("{user}-{ts}")],
+        event_count: 10,
+    }
 }
 
 #[cfg(test)]

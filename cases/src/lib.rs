@@ -168,7 +168,7 @@ impl Store {
             })?
             .get(0);
         match version {
-            Some(v) if v == SCHEMA_VERSION => Ok(store.clone()),
+            Some(v) if v == SCHEMA_VERSION => Ok(store),
             v => Err(Error::Schema(format!(
                 "the case store schema is at version {}, this build needs {SCHEMA_VERSION}; run `vigil migrate`",
                 v.unwrap_or(0)

@@ -48,7 +48,8 @@ struct Slot {
     previous: Option<i64>,
     /// Alert ids this batch added.
     added: Vec<String>,
-    /// For a new case: its title and tags, from its first alert.
+    /// For a new case (empty for existing ones): its title, tags and rule, from its first
+    /// alert.
     title: String,
     tags: Vec<String>,
     rule_id: String,
@@ -235,12 +236,11 @@ async fn insert_alerts(tx: &TenantConn, alerts: &[&Alert]) -> Result<HashSet<Str
         cols.2.push(i64::from(a.rule_version));
         cols.3.push(a.title.as_str());
         cols.4.push(a.severity.as_str());
-        cols.5
-            .push(serde_json::to_value(&a.group).map_err(|e| Error::Invalid(e.to_string()))?);
+        let body = serde_json::to_value(a).map_err(|e| Error::Invalid(e.to_string()))?;
+        cols.5.push(body["group"].clone());
         cols.6.push(time(a.timestamp));
         cols.7.push(time(a.detected_at));
-        cols.8
-            .push(serde_json::to_value(a).map_err(|e| Error::Invalid(e.to_string()))?);
+        cols.8.push(body);
     }
     let rows = tx
         .client()
@@ -278,7 +278,7 @@ async fn latest_cases(tx: &TenantConn, keys: &[&str]) -> Result<BTreeMap<String,
             // Primary-key probes, one per key (the locking subqueries keep the planner from
             // turning them into scans of the tenant's slots or cases).
             "SELECT k.key, c.number, c.grouping_open, c.alert_count, c.group_until, c.severity,
-                    c.first_alert_at, c.last_alert_at, c.rule_id, c.title
+                    c.first_alert_at, c.last_alert_at
              FROM unnest($2::text[]) AS k(key)
              CROSS JOIN LATERAL (
                  SELECT case_number FROM vigil.case_slots
@@ -305,9 +305,9 @@ async fn latest_cases(tx: &TenantConn, keys: &[&str]) -> Result<BTreeMap<String,
                 last: millis(r.get::<_, SystemTime>(7)),
                 previous: None,
                 added: Vec::new(),
-                title: r.get(9),
+                title: String::new(),
                 tags: Vec::new(),
-                rule_id: r.get(8),
+                rule_id: String::new(),
                 key: key.clone(),
             };
             (key, slot)

@@ -41,8 +41,8 @@ fn both_alert_stores_down_for_30_s_lose_and_double_nothing() {
         (count() > 0).then_some(())
     });
 
-    common::kill_service("VIGIL_OPENSEARCH_PIDFILE");
-    common::kill_service("VIGIL_PG_PIDFILE");
+    vigil_bus::dev::kill_service("VIGIL_OPENSEARCH_PIDFILE").unwrap();
+    vigil_bus::dev::kill_service("VIGIL_PG_PIDFILE").unwrap();
     assert!(
         !publisher.is_finished(),
         "the events were all published before the outage"
@@ -66,7 +66,7 @@ fn both_alert_stores_down_for_30_s_lose_and_double_nothing() {
     // held in memory, covered by no checkpoint, so a crash now would replay them.
     let during = count();
 
-    common::services_up();
+    vigil_bus::dev::services_up().unwrap();
     publisher.join().unwrap();
     wait_for(Duration::from_secs(180), "every alert in ALERTS", || {
         (count() >= want.len()).then_some(())

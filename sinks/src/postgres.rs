@@ -181,13 +181,7 @@ impl Writer {
                 }
                 Err(e) if e.is_data_error() => {
                     let code = e.code().map_or("", |c| c.code()).to_owned();
-                    let message = match &e {
-                        vigil_cases::Error::Db(d) => d
-                            .as_db_error()
-                            .map_or_else(|| d.to_string(), |d| d.message().to_owned()),
-                        other => other.to_string(),
-                    };
-                    return Err((code, message));
+                    return Err((code, e.to_string()));
                 }
                 Err(e) => {
                     lock(&self.stats).retries += 1;

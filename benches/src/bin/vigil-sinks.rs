@@ -8,14 +8,13 @@
 //! cargo run --release -p vigil-bench --bin vigil-sinks -- --alerts 50000
 //! ```
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use vigil_engine::AlertSink;
-use vigil_model::{Alert, AlertWindow, Severity, TenantId, alert_id};
+use vigil_model::{Alert, TenantId};
 use vigil_sinks::{OpenSearchAlerts, OpenSearchConfig, PostgresCases, PostgresConfig};
 
 #[derive(Parser, Debug)]
@@ -44,37 +43,14 @@ fn alerts(args: &Args, tenants: &[TenantId]) -> Vec<Alert> {
         .map(|i| {
             let tenant = &tenants[i % tenants.len()];
             let user = format!("user{}", (i / tenants.len()) % args.users);
-            let group = BTreeMap::from([("user.name".to_owned(), user.clone())]);
-            let ts = t0 + i as i64 * 10;
-            Alert {
-                id: alert_id(
-                    tenant.as_str(),
-                    "brute_force_login",
-                    1,
-                    group.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    ts,
-                ),
-                schema_version: 1,
-                tenant_id: tenant.clone(),
-                rule_id: "brute_force_login".into(),
-                rule_version: 1,
-                title: format!("Brute force against {user}"),
-                severity: Severity::High,
-                tags: vec!["attack.t1110".into(), "attack.credential_access".into()],
-                description: Some(
-                    "At least 10 failed logins for one user within any 5 minutes.".into(),
-                ),
-                group,
-                window: AlertWindow {
-                    start: ts - 60_000,
-                    end: ts,
-                },
-                value: 10.0,
-                timestamp: ts,
-                detected_at: ts + 1_500,
-                events: (0..10).map(|e| format!("evt-{i}-{e}")).collect(),
-                event_count: 10,
-            }
+            let mut a =
+                vigil_cases::dev::alert(tenant, "brute_force_login", &user, t0 + i as i64 * 10);
+            a.title = format!("Brute force against {user}");
+            a.description =
+                Some("At least 10 failed logins for one user within any 5 minutes.".into());
+            a.tags.push("attack.credential_access".into());
+            a.events = (0..10).map(|e| format!("evt-{i}-{e}")).collect();
+            a
         })
         .collect()
 }

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
 use tokio_postgres::{Client, NoTls};
 use vigil_cases::Store;
 use vigil_model::{Alert, Severity, TenantId};
@@ -54,35 +52,9 @@ pub fn tenant(prefix: &str) -> TenantId {
 
 /// An alert of `rule` for `user` at event time `ts` (ms), with its real id.
 pub fn alert(tenant: &TenantId, rule: &str, user: &str, ts: i64, severity: Severity) -> Alert {
-    let group: BTreeMap<String, String> = [("user.name".to_owned(), user.to_owned())].into();
-    let id = vigil_model::alert::alert_id(
-        tenant.as_str(),
-        rule,
-        1,
-        group.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        ts,
-    );
-    Alert {
-        id,
-        schema_version: 1,
-        tenant_id: tenant.clone(),
-        rule_id: rule.to_owned(),
-        rule_version: 1,
-        title: format!("{rule} for {user}"),
-        severity,
-        tags: vec!["attack.t1110".to_owned()],
-        description: None,
-        group,
-        window: vigil_model::AlertWindow {
-            start: ts - 1000,
-            end: ts,
-        },
-        value: 10.0,
-        timestamp: ts,
-        detected_at: ts + 5,
-        events: vec![format!("ev-{ts}")],
-        event_count: 10,
-    }
+    let mut a = vigil_cases::dev::alert(tenant, rule, user, ts);
+    a.severity = severity;
+    a
 }
 
 /// A filter for up to 500 cases, the most a page holds.

@@ -265,26 +265,6 @@ pub fn ack_floor(stream: &str, name: &str) -> u64 {
     })
 }
 
-/// SIGKILLs the process whose pid file the dev services setting `key` names.
-pub fn kill_service(key: &str) {
-    let file = vigil_bus::dev::setting(key).unwrap();
-    let text = std::fs::read_to_string(&file).unwrap();
-    let pid = text.lines().next().unwrap().trim();
-    assert!(
-        Command::new("kill")
-            .args(["-9", pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
-/// `scripts/services.sh up`: starts whatever dev service is down.
-pub fn services_up() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services.sh");
-    succeeded(Command::new("bash").args([script, "up"]).output().unwrap());
-}
-
 /// The reject reasons of every message on `dlq.events.{tenant}`, counted.
 pub fn dlq_reasons(tenant: &str) -> std::collections::BTreeMap<String, usize> {
     runtime().block_on(async {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hyper::Method;
 use serde_json::Value;
 use vigil_cases::Grouping;
-use vigil_model::{Alert, AlertWindow, Severity, TenantId, alert_id};
+use vigil_model::{Alert, TenantId};
 use vigil_sinks::opensearch::Client;
 use vigil_sinks::{OpenSearchAlerts, OpenSearchConfig, PostgresCases, PostgresConfig};
 
@@ -78,34 +78,11 @@ pub fn case_store() -> vigil_cases::Store {
 
 /// Alert `i` of `tenant`: a brute force of user `u{i}`.
 pub fn alert(tenant: &TenantId, i: u64, timestamp: i64) -> Alert {
-    let group = BTreeMap::from([("user.name".to_owned(), format!("u{i}"))]);
-    Alert {
-        id: alert_id(
-            tenant.as_str(),
-            "brute_force_login",
-            1,
-            group.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            timestamp,
-        ),
-        schema_version: 1,
-        tenant_id: tenant.clone(),
-        rule_id: "brute_force_login".into(),
-        rule_version: 1,
-        title: format!("Brute force against u{i}"),
-        severity: Severity::High,
-        tags: vec!["attack.t1110".into()],
-        description: Some("Ten failed logins within five minutes".into()),
-        group,
-        window: AlertWindow {
-            start: timestamp - 60_000,
-            end: timestamp,
-        },
-        value: 10.0,
-        timestamp,
-        detected_at: timestamp + 1_500,
-        events: vec![format!("e{i}-1"), format!("e{i}-2")],
-        event_count: 10,
-    }
+    let mut a = vigil_cases::dev::alert(tenant, "brute_force_login", &format!("u{i}"), timestamp);
+    a.title = format!("Brute force against u{i}");
+    a.description = Some("Ten failed logins within five minutes".into());
+    a.events = vec![format!("e{i}-1"), format!("e{i}-2")];
+    a
 }
 
 /// The documents of `index` after a refresh, by `_id`.
@@ -132,27 +109,6 @@ pub fn dead_letters(
             .await
             .unwrap()
     })
-}
-
-/// The first pid in the file the dev services setting `key` names (a pid file).
-pub fn pid_of(key: &str) -> i32 {
-    let file = vigil_bus::dev::setting(key).unwrap();
-    let text = std::fs::read_to_string(&file).unwrap();
-    text.lines().next().unwrap().trim().parse().unwrap()
-}
-
-/// `scripts/services.sh up`: starts whatever dev service is down.
-pub fn services_up() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services.sh");
-    let out = std::process::Command::new("bash")
-        .args([script, "up"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "services.sh up: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Writes `alerts` to `sink` from a thread, 20 at a time, and SIGKILLs the service whose pid
@@ -182,14 +138,7 @@ pub fn write_through_an_outage(
     while written.load(Ordering::SeqCst) < 600 {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let pid = pid_of(pidfile);
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    vigil_bus::dev::kill_service(pidfile).unwrap();
     let killed = std::time::Instant::now();
     std::thread::sleep(Duration::from_secs(10));
     let stalled = written.load(Ordering::SeqCst);
@@ -202,7 +151,7 @@ pub fn write_through_an_outage(
     assert!(stalled < alerts.len(), "the run ended before the outage");
     assert!(!writer.is_finished());
     assert!(retried(), "the sink is not retrying");
-    services_up();
+    vigil_bus::dev::services_up().unwrap();
     eprintln!("{pidfile}: back after {:?}", killed.elapsed());
     writer.join().unwrap();
 }
