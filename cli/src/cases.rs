@@ -23,8 +23,8 @@
 //! `input` entries are events (objects), raw lines (strings, for malformed input) or `repeat`
 //! blocks that expand into `repeat` copies of `event` with `@timestamp` = `start + i × every`
 //! and, with `id_prefix`, `event.id` = `{id_prefix}{i}`. Each `expect` entry must match exactly
-//! one alert on every field it names; every alert must be matched. `rejects` (optional) gives
-//! the exact count per reason. Every case runs with 1, 2 and 4 workers and with several chunk
+//! one alert on every field it names; every alert must be matched. `rejects` gives the exact
+//! count per reason (none when not given). Every case runs with 1, 2 and 4 workers and with several chunk
 //! sizes, and all runs must agree: results may not depend on parallelism or batching.
 
 use std::collections::BTreeMap;
@@ -56,9 +56,11 @@ pub struct Case {
     pub input: Vec<Value>,
     /// Expected alerts (partial objects).
     pub expect: Vec<Map<String, Value>>,
-    /// Expected reject counts by reason.
+    /// Expected reject counts by reason; none when not given, so that input a case did not
+    /// mean to reject (say, events out of order by more than the lateness) cannot pass
+    /// silently.
     #[serde(default)]
-    pub rejects: Option<BTreeMap<String, u64>>,
+    pub rejects: BTreeMap<String, u64>,
 }
 
 /// The result of one case.
@@ -171,14 +173,15 @@ pub fn run_case(rules: &RuleSet, case_path: &Path) -> Result<Outcome> {
             match &reference {
                 None => {
                     failures.extend(compare(&case.expect, &got));
-                    if let Some(want) = &case.rejects {
-                        let mut have: BTreeMap<String, u64> = BTreeMap::new();
-                        for (reason, _, _) in rejects.rejects() {
-                            *have.entry(reason.as_str().to_owned()).or_default() += 1;
-                        }
-                        if &have != want {
-                            failures.push(format!("rejects: expected {want:?}, got {have:?}"));
-                        }
+                    let mut have: BTreeMap<String, u64> = BTreeMap::new();
+                    for (reason, _, _) in rejects.rejects() {
+                        *have.entry(reason.as_str().to_owned()).or_default() += 1;
+                    }
+                    if have != case.rejects {
+                        failures.push(format!(
+                            "rejects: expected {:?}, got {have:?}",
+                            case.rejects
+                        ));
                     }
                     reference = Some((label, got));
                 }

@@ -216,18 +216,18 @@ impl Literal {
     }
 }
 
-/// `when AGG THRESHOLD [by FIELDS] within WINDOW`.
+/// `when AGG CONDITION [by FIELDS] within WINDOW`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct When {
     /// What is aggregated.
     pub aggregate: Aggregate,
-    /// `>= N` / `> N`.
-    pub threshold: Spanned<(String, f64)>,
+    /// `>= N`, `< N`, `between A and B`, ….
+    pub threshold: Spanned<Condition>,
     /// `by a, b`.
     pub group_by: Vec<Spanned<String>>,
     /// Window kind, `sliding` when not written.
-    pub window_kind: WindowKind,
-    /// Window length in milliseconds.
+    pub window_kind: WindowDecl,
+    /// Window length (the gap, for sessions) in milliseconds.
     pub window: Spanned<u64>,
     /// The whole clause.
     pub span: Span,
@@ -240,13 +240,59 @@ pub enum Aggregate {
     Count,
     /// `distinct count of FIELD`.
     DistinctCount(Spanned<String>),
+    /// `sum of FIELD`, `min of FIELD`, `max of FIELD`, `avg of FIELD`.
+    Numeric(NumericAgg, Spanned<String>),
 }
 
-/// Window kinds.
+/// Aggregates over a numeric field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WindowKind {
+pub enum NumericAgg {
+    /// `sum of`.
+    Sum,
+    /// `min of`.
+    Min,
+    /// `max of`.
+    Max,
+    /// `avg of`.
+    Avg,
+}
+
+impl NumericAgg {
+    /// The aggregate as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumericAgg::Sum => "sum",
+            NumericAgg::Min => "min",
+            NumericAgg::Max => "max",
+            NumericAgg::Avg => "avg",
+        }
+    }
+}
+
+/// The condition on an aggregate, as written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Condition {
+    /// `OP N`.
+    Cmp(String, f64),
+    /// `between A and B` (both inclusive).
+    Between(f64, f64),
+}
+
+/// Window kinds, as written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WindowDecl {
     /// Exact sliding window `(t − W, t]`.
     Sliding,
     /// Windows aligned to multiples of W since the epoch.
     Tumbling,
+    /// `hopping W every S`: windows of W starting at every multiple of S.
+    Hopping {
+        /// The slide S.
+        slide: Spanned<u64>,
+    },
+    /// `session GAP [max SPAN]`.
+    Session {
+        /// The longest span, when written.
+        max: Option<Spanned<u64>>,
+    },
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use vigil_model::Severity;
+use vigil_model::{Bound, Severity, Threshold};
 
 use crate::ast::*;
 use crate::diag::{Diagnostic, did_you_mean};
@@ -16,6 +16,10 @@ use crate::template::Template;
 pub const MAX_WINDOW_MS: u64 = 30 * 86_400_000;
 /// Most group-by fields a rule may declare.
 pub const MAX_GROUP_FIELDS: usize = 8;
+/// Most slides a hopping window may span.
+pub const MAX_HOPS: u64 = 100;
+/// Longest session when a rule does not say (`session GAP max SPAN`).
+pub const DEFAULT_SESSION_MAX_MS: u64 = 86_400_000;
 
 const TACTICS: &[&str] = &[
     "reconnaissance",
@@ -279,6 +283,23 @@ impl Checker<'_> {
         Some(self.fields.intern(&f.value))
     }
 
+    fn numeric_field(&mut self, f: &Spanned<String>, agg: NumericAgg) -> Option<FieldId> {
+        let info = self.field_info(&f.value, f.span)?;
+        if !info.ty.is_numeric() {
+            self.err(
+                f.span,
+                format!(
+                    "`{} of` needs a numeric field; `{}` is a {} field",
+                    agg.as_str(),
+                    f.value,
+                    info.ty.name()
+                ),
+            );
+            return None;
+        }
+        self.scalar_field(f, &format!("take the {} of", agg.as_str()))
+    }
+
     fn when(&mut self, w: &When, suppress: Option<&Spanned<u64>>) -> RuleKind {
         let agg = match &w.aggregate {
             Aggregate::Count => AggKind::Count,
@@ -286,35 +307,16 @@ impl Checker<'_> {
                 Some(id) => AggKind::DistinctCount(id),
                 None => AggKind::Count,
             },
+            Aggregate::Numeric(op, f) => match (self.numeric_field(f, *op), op) {
+                (None, _) => AggKind::Count,
+                (Some(id), NumericAgg::Sum) => AggKind::Sum(id),
+                (Some(id), NumericAgg::Min) => AggKind::Min(id),
+                (Some(id), NumericAgg::Max) => AggKind::Max(id),
+                (Some(id), NumericAgg::Avg) => AggKind::Avg(id),
+            },
         };
-        let (op, n) = &w.threshold.value;
-        let min = if n.fract() != 0.0 || *n < 0.0 || !n.is_finite() {
-            self.err(w.threshold.span, "a count threshold must be a whole number");
-            1
-        } else {
-            match op.as_str() {
-                ">=" => *n as u64,
-                ">" => *n as u64 + 1,
-                _ => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            w.threshold.span,
-                            format!("a count threshold cannot use `{op}`"),
-                        )
-                        .with_hint(
-                            "a rule fires when the count reaches a level: write `>= N` or `> N`",
-                        ),
-                    );
-                    1
-                }
-            }
-        };
-        if min == 0 {
-            self.err(
-                w.threshold.span,
-                "a threshold of zero events fires on nothing; use `>= 1` or more",
-            );
-        }
+        let counting = !matches!(w.aggregate, Aggregate::Numeric(..));
+        let threshold = self.threshold(&w.threshold, counting);
         let mut group_by: Vec<(String, FieldId)> = Vec::new();
         for g in &w.group_by {
             if group_by.iter().any(|(p, _)| p == &g.value) {
@@ -338,12 +340,13 @@ impl Checker<'_> {
                 "windows longer than 30d are not supported: state must stay bounded",
             );
         }
-        // Sliding windows stay quiet for one window length after firing. A tumbling window fires
-        // at most once per window by construction, and the next window may fire as soon as its
-        // own threshold is met, so its default suppression adds nothing.
-        let default_suppress = match w.window_kind {
+        let window = self.window_kind(w);
+        // Sliding windows stay quiet for one window length after firing. The other kinds fire
+        // at most once per window or session by construction, and the next one may fire as
+        // soon as its own threshold is met, so a default suppression would add nothing.
+        let default_suppress = match window {
             WindowKind::Sliding => w.window.value,
-            WindowKind::Tumbling => 0,
+            _ => 0,
         };
         let suppress_ms = match suppress {
             None => default_suppress,
@@ -355,12 +358,129 @@ impl Checker<'_> {
         };
         RuleKind::Aggregate(AggregatePlan {
             agg,
-            min,
+            threshold,
             group_by: group_by.into_iter().map(|(_, id)| id).collect(),
-            window: w.window_kind,
+            window,
             window_ms: w.window.value,
             suppress_ms,
         })
+    }
+
+    /// The condition of a `when` clause; counts must name a level to reach, in whole events.
+    fn threshold(&mut self, c: &Spanned<Condition>, counting: bool) -> Threshold {
+        let bound = |value: f64, inclusive: bool| Some(Bound { value, inclusive });
+        let t = match &c.value {
+            Condition::Cmp(op, n) => {
+                let n = *n;
+                match op.as_str() {
+                    ">=" => Threshold {
+                        lo: bound(n, true),
+                        hi: None,
+                    },
+                    ">" => Threshold {
+                        lo: bound(n, false),
+                        hi: None,
+                    },
+                    "<=" => Threshold {
+                        lo: None,
+                        hi: bound(n, true),
+                    },
+                    "<" => Threshold {
+                        lo: None,
+                        hi: bound(n, false),
+                    },
+                    "==" => Threshold {
+                        lo: bound(n, true),
+                        hi: bound(n, true),
+                    },
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::error(c.span, format!("a threshold cannot use `{op}`"))
+                                .with_hint("write `>=`, `>`, `<=`, `<`, `==` or `between A and B`"),
+                        );
+                        return Threshold::at_least(1.0);
+                    }
+                }
+            }
+            Condition::Between(a, b) => {
+                if a > b {
+                    self.err(c.span, format!("the range is empty: {a} is above {b}"));
+                }
+                Threshold {
+                    lo: bound(*a, true),
+                    hi: bound(*b, true),
+                }
+            }
+        };
+        let values = [t.lo, t.hi];
+        if values.iter().flatten().any(|b| !b.value.is_finite()) {
+            self.err(c.span, "the threshold must be a finite number");
+        } else if counting {
+            let whole = values
+                .iter()
+                .flatten()
+                .all(|b| b.value.fract() == 0.0 && b.value >= 0.0);
+            if !whole {
+                self.err(c.span, "a count threshold must be a whole number");
+            } else {
+                match t.lo {
+                    None => self.diags.push(
+                        Diagnostic::error(c.span, "a count cannot fire on staying below a level")
+                            .with_hint("a rule fires as events arrive, when the count reaches a level: write `>= N`, `> N` or `between N and M`"),
+                    ),
+                    Some(l) if l.value == 0.0 && l.inclusive => self.err(
+                        c.span,
+                        "a count of zero or more holds for every event; use `>= 1` or more",
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        t
+    }
+
+    /// The window kind, with hopping and session windows checked for bounded state.
+    fn window_kind(&mut self, w: &When) -> WindowKind {
+        match &w.window_kind {
+            WindowDecl::Sliding => WindowKind::Sliding,
+            WindowDecl::Tumbling => WindowKind::Tumbling,
+            WindowDecl::Hopping { slide } => {
+                let size = w.window.value;
+                if slide.value == 0 {
+                    self.err(slide.span, "the slide must be longer than zero");
+                } else if !size.is_multiple_of(slide.value) {
+                    self.err(
+                        slide.span,
+                        "a hopping window's size must be a whole number of slides",
+                    );
+                } else if size / slide.value > MAX_HOPS {
+                    self.diags.push(
+                        Diagnostic::error(
+                            slide.span,
+                            format!("a hopping window may span at most {MAX_HOPS} slides"),
+                        )
+                        .with_hint("state and work grow with every slide a window spans: use a longer slide, or an exact sliding window"),
+                    );
+                }
+                WindowKind::Hopping {
+                    slide_ms: slide.value.max(1),
+                }
+            }
+            WindowDecl::Session { max } => {
+                let max_ms = max.as_ref().map_or(DEFAULT_SESSION_MAX_MS, |m| m.value);
+                if let Some(m) = max {
+                    if m.value < w.window.value {
+                        self.err(m.span, "a session's longest span must be at least its gap");
+                    } else if m.value > MAX_WINDOW_MS {
+                        self.err(
+                            m.span,
+                            "sessions longer than 30d are not supported: state must stay bounded",
+                        );
+                    }
+                }
+                WindowKind::Session { max_ms }
+            }
+        }
     }
 
     fn expr(&mut self, e: &Expr) -> Predicate {

@@ -184,16 +184,33 @@ fn describe(r: Rule) -> &'static str {
         Rule::duration => "a duration such as `5m`",
         Rule::ident => "a name",
         Rule::tag | Rule::tag_list => "a tag or a list of tags",
-        Rule::aggregate | Rule::count | Rule::k_count | Rule::distinct_count | Rule::k_distinct => {
-            "an aggregate (`count`, `distinct count of FIELD`)"
+        Rule::aggregate
+        | Rule::count
+        | Rule::k_count
+        | Rule::distinct_count
+        | Rule::k_distinct
+        | Rule::numeric_agg
+        | Rule::agg_fn => {
+            "an aggregate (`count`, `distinct count of F`, `sum of F`, `min of F`, `max of F`, `avg of F`)"
         }
         Rule::k_of => "`of`",
-        Rule::threshold => "a threshold such as `>= 10`",
+        Rule::threshold | Rule::between | Rule::k_between => {
+            "a threshold such as `>= 10` or `between 10 and 100`"
+        }
         Rule::group_by | Rule::k_by => "`by`",
         Rule::k_within => "`within`",
-        Rule::window | Rule::window_kind | Rule::k_sliding | Rule::k_tumbling => {
-            "a window (`5m`, `sliding 5m`, `tumbling 1h`)"
+        Rule::window
+        | Rule::window_kind
+        | Rule::k_sliding
+        | Rule::k_tumbling
+        | Rule::hopping
+        | Rule::k_hopping
+        | Rule::session
+        | Rule::k_session => {
+            "a window (`5m`, `sliding 5m`, `tumbling 1h`, `hopping 1h every 10m`, `session 30m`)"
         }
+        Rule::k_every => "`every`",
+        Rule::k_max => "`max`",
         Rule::k_for => "`for`",
         Rule::k_not => "`not`",
         _ => "more input",
@@ -578,37 +595,59 @@ fn build_when(
     let mut w = When {
         aggregate: Aggregate::Count,
         threshold: Spanned {
-            value: (">=".to_owned(), 1.0),
+            value: Condition::Cmp(">=".to_owned(), 1.0),
             span,
         },
         group_by: Vec::new(),
-        window_kind: WindowKind::Sliding,
+        window_kind: WindowDecl::Sliding,
         window: Spanned { value: 0, span },
         span,
     };
+    let number =
+        |q: Option<Pair<'_, Rule>>| q.and_then(|q| q.as_str().parse().ok()).unwrap_or(f64::NAN);
     for p in parts {
         match p.as_rule() {
             Rule::aggregate => {
-                if let Some(a) = p.into_inner().next()
-                    && a.as_rule() == Rule::distinct_count
-                    && let Some(f) = a.into_inner().find(|q| q.as_rule() == Rule::field)
-                {
-                    w.aggregate = Aggregate::DistinctCount(Spanned {
-                        value: f.as_str().to_owned(),
-                        span: span_of(&f, base),
-                    });
+                let Some(a) = p.into_inner().next() else {
+                    continue;
+                };
+                let kind = a.as_rule();
+                let mut fn_name = "";
+                for q in a.into_inner() {
+                    match q.as_rule() {
+                        Rule::agg_fn => fn_name = q.as_str(),
+                        Rule::field => {
+                            let f = Spanned {
+                                value: q.as_str().to_owned(),
+                                span: span_of(&q, base),
+                            };
+                            w.aggregate = match (kind, fn_name) {
+                                (Rule::distinct_count, _) => Aggregate::DistinctCount(f),
+                                (_, "sum") => Aggregate::Numeric(NumericAgg::Sum, f),
+                                (_, "min") => Aggregate::Numeric(NumericAgg::Min, f),
+                                (_, "max") => Aggregate::Numeric(NumericAgg::Max, f),
+                                _ => Aggregate::Numeric(NumericAgg::Avg, f),
+                            };
+                        }
+                        _ => {}
+                    }
                 }
             }
             Rule::threshold => {
                 let tspan = span_of(&p, base);
                 let mut it = p.into_inner();
                 let op = it.next().map_or(">=", |q| q.as_str()).to_owned();
-                let n = it
-                    .next()
-                    .and_then(|q| q.as_str().parse().ok())
-                    .unwrap_or(f64::NAN);
                 w.threshold = Spanned {
-                    value: (op, n),
+                    value: Condition::Cmp(op, number(it.next())),
+                    span: tspan,
+                };
+            }
+            Rule::between => {
+                let tspan = span_of(&p, base);
+                let mut it = p.into_inner().filter(|q| q.as_rule() == Rule::number);
+                let lo = number(it.next());
+                w.threshold = Spanned {
+                    value: Condition::Between(lo, number(it.next())),
                     span: tspan,
                 };
             }
@@ -626,9 +665,27 @@ fn build_when(
                 for q in p.into_inner() {
                     match q.as_rule() {
                         Rule::window_kind if q.as_str() == "tumbling" => {
-                            w.window_kind = WindowKind::Tumbling;
+                            w.window_kind = WindowDecl::Tumbling;
                         }
                         Rule::duration => w.window = build_duration(&q, base, diags),
+                        Rule::hopping | Rule::session => {
+                            let hopping = q.as_rule() == Rule::hopping;
+                            let mut ds = q
+                                .into_inner()
+                                .filter(|d| d.as_rule() == Rule::duration)
+                                .map(|d| build_duration(&d, base, diags));
+                            if let Some(d) = ds.next() {
+                                w.window = d;
+                            }
+                            let second = ds.next();
+                            w.window_kind = match (hopping, second) {
+                                (true, Some(slide)) => WindowDecl::Hopping { slide },
+                                (true, None) => WindowDecl::Hopping {
+                                    slide: w.window.clone(),
+                                },
+                                (false, max) => WindowDecl::Session { max },
+                            };
+                        }
                         _ => {}
                     }
                 }

@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
-use vigil_model::Severity;
+use vigil_model::{Severity, Threshold};
 
 use crate::template::Template;
 
@@ -67,22 +67,22 @@ pub enum RuleKind {
     Aggregate(AggregatePlan),
 }
 
-/// `when AGG THRESHOLD by FIELDS within WINDOW`, compiled.
+/// `when AGG CONDITION by FIELDS within WINDOW`, compiled.
 #[derive(Clone, Debug)]
 pub struct AggregatePlan {
     /// What is aggregated.
     pub agg: AggKind,
-    /// Fires when the aggregate is at least this (`> N` compiles to `>= N + 1`).
-    pub min: u64,
+    /// Fires when the aggregate is within this.
+    pub threshold: Threshold,
     /// Group-by fields, sorted by path (the order of the alert's `group` and of its id).
     pub group_by: Vec<FieldId>,
     /// Window kind.
     pub window: WindowKind,
-    /// Window length in milliseconds.
+    /// Window length in milliseconds (the gap, for sessions).
     pub window_ms: u64,
     /// After firing, a group stays quiet until event time reaches alert time + this (default:
-    /// the window length for sliding windows, 0 for tumbling windows, which fire at most once
-    /// per window anyway).
+    /// the window length for sliding windows, 0 for the others, which fire at most once per
+    /// window or session anyway).
     pub suppress_ms: u64,
 }
 
@@ -93,9 +93,60 @@ pub enum AggKind {
     Count,
     /// Number of distinct values of a field.
     DistinctCount(FieldId),
+    /// Sum of a numeric field.
+    Sum(FieldId),
+    /// Least value of a numeric field.
+    Min(FieldId),
+    /// Greatest value of a numeric field.
+    Max(FieldId),
+    /// Mean of a numeric field.
+    Avg(FieldId),
 }
 
-pub use crate::ast::WindowKind;
+impl AggKind {
+    /// The field aggregated, if any.
+    pub fn field(self) -> Option<FieldId> {
+        match self {
+            AggKind::Count => None,
+            AggKind::DistinctCount(f)
+            | AggKind::Sum(f)
+            | AggKind::Min(f)
+            | AggKind::Max(f)
+            | AggKind::Avg(f) => Some(f),
+        }
+    }
+
+    /// The aggregate as written, without its field.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggKind::Count => "count",
+            AggKind::DistinctCount(_) => "distinct count",
+            AggKind::Sum(_) => "sum",
+            AggKind::Min(_) => "min",
+            AggKind::Max(_) => "max",
+            AggKind::Avg(_) => "avg",
+        }
+    }
+}
+
+/// Window kinds, compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Exact sliding window `(t − W, t]`.
+    Sliding,
+    /// Windows `[kW, (k+1)W)` since the epoch.
+    Tumbling,
+    /// Windows `[kS, kS + W)` for every `k`; W is a multiple of S.
+    Hopping {
+        /// The slide S, ms.
+        slide_ms: u64,
+    },
+    /// Sessions closed by a gap of W or a span of `max_ms`.
+    Session {
+        /// Longest session, ms.
+        max_ms: u64,
+    },
+}
 
 /// A compiled boolean expression.
 #[derive(Clone, Debug)]
@@ -403,15 +454,15 @@ impl RulePlan {
         );
         if let RuleKind::Aggregate(a) = &self.kind {
             let path = |f: FieldId| fields[usize::from(f.0)].as_str();
-            let agg = match a.agg {
-                AggKind::Count => "count".to_owned(),
-                AggKind::DistinctCount(f) => format!("distinct count of {}", path(f)),
+            let agg = match a.agg.field() {
+                None => a.agg.name().to_owned(),
+                Some(f) => format!("{} of {}", a.agg.name(), path(f)),
             };
             let by: Vec<&str> = a.group_by.iter().map(|&f| path(f)).collect();
             let _ = writeln!(
                 canon,
-                "agg={agg} min={} by={by:?} window={:?} {} suppress={}",
-                a.min, a.window, a.window_ms, a.suppress_ms
+                "agg={agg} threshold={} by={by:?} window={:?} {} suppress={}",
+                a.threshold, a.window, a.window_ms, a.suppress_ms
             );
         }
         let digest = Sha256::digest(canon.as_bytes());

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use vigil_dsl::{AggKind, FieldId, RuleKind, RulePlan, RuleSet, WindowKind as DslWindow};
-use vigil_model::{Alert, AlertWindow, TenantId, alert_id};
-use vigil_operators::window::WindowKind;
+use vigil_model::{Alert, AlertWindow, TenantId, Threshold, alert_id};
+use vigil_operators::window::{AggFn, WindowKind};
 use vigil_operators::{Firing, WindowSpec};
 
 use crate::decode::{FieldTrie, Val};
@@ -19,6 +19,8 @@ pub(crate) struct SourceRule {
     pub(crate) plan: RulePlan,
     pub(crate) group: Vec<u16>,
     pub(crate) distinct: Option<u16>,
+    /// The numeric field a sum, min, max or avg reads.
+    pub(crate) number: Option<u16>,
     pub(crate) title: Vec<u16>,
 }
 
@@ -61,42 +63,56 @@ impl Compiled {
         let mut identities = Vec::new();
         for plan in &set.rules {
             identities.push(identity(plan));
-            let (group, distinct, spec) = match &plan.kind {
+            let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let (group, agg_field, spec) = match &plan.kind {
                 RuleKind::Single => (
                     Vec::new(),
                     None,
                     WindowSpec {
                         kind: WindowKind::Single,
-                        distinct: false,
+                        agg: AggFn::Count,
                         window_ms: 0,
-                        min: 1,
+                        threshold: Threshold::at_least(1.0),
                         suppress_ms: 0,
                         max_refs: MAX_EVENT_REFS,
                     },
                 ),
                 RuleKind::Aggregate(a) => (
                     a.group_by.iter().map(|&f| slot(f)).collect(),
-                    match a.agg {
-                        AggKind::Count => None,
-                        AggKind::DistinctCount(f) => Some(slot(f)),
-                    },
+                    a.agg.field().map(slot),
                     WindowSpec {
                         kind: match a.window {
                             DslWindow::Sliding => WindowKind::Sliding,
                             DslWindow::Tumbling => WindowKind::Tumbling,
+                            DslWindow::Hopping { slide_ms } => WindowKind::Hopping {
+                                slide_ms: ms(slide_ms),
+                            },
+                            DslWindow::Session { max_ms } => {
+                                WindowKind::Session { max_ms: ms(max_ms) }
+                            }
                         },
-                        distinct: matches!(a.agg, AggKind::DistinctCount(_)),
-                        window_ms: i64::try_from(a.window_ms).unwrap_or(i64::MAX),
-                        min: a.min,
-                        suppress_ms: i64::try_from(a.suppress_ms).unwrap_or(i64::MAX),
+                        agg: match a.agg {
+                            AggKind::Count => AggFn::Count,
+                            AggKind::DistinctCount(_) => AggFn::Distinct,
+                            AggKind::Sum(_) => AggFn::Sum,
+                            AggKind::Min(_) => AggFn::Min,
+                            AggKind::Max(_) => AggFn::Max,
+                            AggKind::Avg(_) => AggFn::Avg,
+                        },
+                        window_ms: ms(a.window_ms),
+                        threshold: a.threshold,
+                        suppress_ms: ms(a.suppress_ms),
                         max_refs: MAX_EVENT_REFS,
                     },
                 ),
             };
+            let distinct = agg_field.filter(|_| spec.agg == AggFn::Distinct);
+            let number = agg_field.filter(|_| spec.agg != AggFn::Distinct);
             rules.push(SourceRule {
                 plan: plan.clone(),
                 group,
                 distinct,
+                number,
                 title: plan.title_fields.iter().map(|&f| slot(f)).collect(),
             });
             specs.push(spec);

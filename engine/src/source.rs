@@ -331,6 +331,15 @@ impl Parser {
                     },
                     None => None,
                 };
+                // Sums, minima, maxima and averages read numbers only: an event whose field
+                // is absent, null or not a number does not contribute.
+                let number = match rule.number {
+                    Some(s) => match d.first(s) {
+                        Some(&Val::Num(n)) if n.is_finite() => Some(n),
+                        _ => continue,
+                    },
+                    None => None,
+                };
                 let id = event_id
                     .get_or_insert_with(|| match d.first(rules.id_slot).and_then(Val::as_str) {
                         Some(id) => id.to_owned(),
@@ -354,6 +363,7 @@ impl Parser {
                     event_id: id,
                     group,
                     distinct,
+                    number,
                     title_values,
                 });
             }

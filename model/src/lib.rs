@@ -8,12 +8,14 @@ pub mod alert;
 pub mod duration;
 pub mod severity;
 pub mod tenant;
+pub mod threshold;
 pub mod time;
 
 pub use alert::{Alert, AlertWindow, alert_id};
 pub use duration::{DurationError, parse_duration};
 pub use severity::Severity;
 pub use tenant::{InvalidTenant, TenantId, is_valid_tenant};
+pub use threshold::{Bound, Threshold};
 
 /// Version of the canonical event and alert schemas written into every event and alert.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -20,16 +20,18 @@
 //! ```
 //! use timely::dataflow::operators::{ToStream, Inspect, vec::Broadcast};
 //! use vigil_operators::{EpochSummary, Hit, KeyedWindows, WindowSpec, WindowsConfig};
-//! use vigil_operators::window::WindowKind;
+//! use vigil_operators::window::{AggFn, WindowKind};
 //!
-//! let spec = WindowSpec { kind: WindowKind::Sliding, distinct: false, window_ms: 300_000,
-//!                         min: 2, suppress_ms: 300_000, max_refs: 10 };
+//! let spec = WindowSpec { kind: WindowKind::Sliding, agg: AggFn::Count, window_ms: 300_000,
+//!                         threshold: vigil_model::Threshold::at_least(2.0),
+//!                         suppress_ms: 300_000, max_refs: 10 };
 //! let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
 //! let sink = seen.clone();
 //! timely::example(move |scope| {
 //!     let hit = |ts: i64, id: &str| Hit { epoch: 0, key: [7, 7], rule: 0, source: 0, ts,
 //!         prior_max: i64::MIN, tenant: "acme".into(), event_id: id.into(),
-//!         group: vec!["alice".into()], distinct: None, title_values: vec![] };
+//!         group: vec!["alice".into()], distinct: None, number: None,
+//!         title_values: vec![] };
 //!     let hits = vec![hit(1_000, "a"), hit(2_000, "b")].to_stream(scope);
 //!     let summaries = vec![EpochSummary { epoch: 0, source: 0,
 //!         tenants: vec![("acme".into(), 2_000)], wall_ms: None, checkpoint: false }]
@@ -435,14 +437,14 @@ fn drain(
             .distinct
             .as_deref()
             .map(|v| xxhash_rust::xxh3::xxh3_128(v.as_bytes()));
-        if let Some(f) = key.state.add(spec, h.ts, id, distinct) {
+        if let Some(f) = key.state.add(spec, h.ts, id, distinct, h.number) {
             fired(Firing {
                 rule: h.rule,
                 tenant: h.tenant,
                 group: h.group,
                 event_id: h.event_id,
                 title_values: Vec::new(),
-                value: f.value as f64,
+                value: f.value,
                 start: f.start,
                 end: h.ts,
                 events: f.events,

@@ -29,6 +29,8 @@ pub struct Hit {
     pub group: Vec<String>,
     /// Canonical value of the `distinct count of` field, when the rule has one.
     pub distinct: Option<String>,
+    /// The number a `sum`, `min`, `max` or `avg of` aggregates, when the rule has one.
+    pub number: Option<f64>,
     /// Values for a single-event rule's title placeholders, in template order.
     pub title_values: Vec<Option<String>>,
 }

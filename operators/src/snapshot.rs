@@ -18,7 +18,7 @@ use crate::watermark::WatermarkTracker;
 use crate::window::WindowState;
 
 /// Bumped whenever the encoding of any snapshot type changes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// One key's window state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -148,8 +148,10 @@ mod tests {
             decode_tracker(&bytes),
             Err(SnapshotError::Format { .. })
         ));
+        let mut garbage = FORMAT.to_le_bytes().to_vec();
+        garbage.extend([0xff, 0xff]);
         assert!(matches!(
-            WindowsSnapshot::decode(&[1, 0, 0, 0, 0xff, 0xff]),
+            WindowsSnapshot::decode(&garbage),
             Err(SnapshotError::Corrupt(_))
         ));
         assert!(WindowsSnapshot::decode(&[1]).is_err());

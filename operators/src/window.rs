@@ -1,14 +1,25 @@
-//! Per-key window state: exact sliding windows and epoch-aligned tumbling windows over counts
-//! and distinct counts, with suppression after firing. Pure logic, no timely.
+//! Per-key window state: exact sliding windows, epoch-aligned tumbling and hopping windows, and
+//! session windows, over counts, distinct counts, sums, minima, maxima and averages, with
+//! suppression after firing. Pure logic, no timely.
 //!
 //! Events must be added in event-time order per key (ties broken by `event.id`); the
 //! [`crate::keyed_windows`] operator guarantees that by buffering until the watermark passes.
 //!
-//! Semantics (`SEMANTICS.md`, "Windows and firing"):
+//! Semantics (`SEMANTICS.md`, "Windows and firing"; `docs/rules.md`, "Windows"):
 //! - sliding: at event time `t` the window holds the key's events in `(t − W, t]`; the rule fires
-//!   when the aggregate meets the threshold;
+//!   when the aggregate meets the threshold — exact for every aggregate (sums are kept in fixed
+//!   point, thousandths, so adding and removing a value never drifts; minima and maxima with a
+//!   monotonic queue);
 //! - tumbling: windows are `[kW, (k+1)W)` since the Unix epoch; fires as soon as the threshold is
 //!   met within the current window, at most once per window;
+//! - hopping (size W, slide S, W a multiple of S): windows `[kS, kS + W)` for every `k`, so each
+//!   event lies in `W / S` of them; each fires at most once, as soon as its threshold is met. An
+//!   event that completes several windows at once raises one firing, for the earliest of them;
+//!   all of them count as fired;
+//! - session (gap G, longest span M): an event joins the key's current session when it is less
+//!   than G after the session's previous event and less than M after its first; otherwise it
+//!   starts a new one. Fires as soon as the threshold is met within the session, at most once
+//!   per session;
 //! - after firing at `t` the key is suppressed for events before `t + suppression`; then it
 //!   re-arms and fires as soon as the condition holds again over the normal window;
 //! - `value` is the aggregate at the moment of firing, `start` the earliest event in the window,
@@ -17,31 +28,63 @@
 use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use vigil_model::Threshold;
 
 use crate::event_id::EventId;
 
-/// How a rule aggregates.
+/// How a rule windows its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WindowKind {
     /// Every event fires; no state.
     Single,
-    /// Exact sliding window.
+    /// Exact sliding window of [`WindowSpec::window_ms`].
     Sliding,
-    /// Tumbling window aligned to the epoch.
+    /// Tumbling window of [`WindowSpec::window_ms`], aligned to the epoch.
     Tumbling,
+    /// Hopping windows of [`WindowSpec::window_ms`] starting every `slide_ms`, aligned to the
+    /// epoch; `window_ms` is a multiple of `slide_ms`, at most [`MAX_HOPS`] times it.
+    Hopping {
+        /// Distance between window starts, ms.
+        slide_ms: i64,
+    },
+    /// Sessions that close after a gap of [`WindowSpec::window_ms`] or a span of `max_ms`.
+    Session {
+        /// Longest session, ms.
+        max_ms: i64,
+    },
+}
+
+/// Most hopping windows one event may lie in (window size over slide).
+pub const MAX_HOPS: i64 = 100;
+
+/// What a window aggregates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggFn {
+    /// Number of events.
+    Count,
+    /// Number of distinct values (of the hit's distinct value).
+    Distinct,
+    /// Sum of the hit's number.
+    Sum,
+    /// Least number.
+    Min,
+    /// Greatest number.
+    Max,
+    /// Mean of the numbers.
+    Avg,
 }
 
 /// The window parameters of one rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WindowSpec {
     /// Window kind.
     pub kind: WindowKind,
-    /// Distinct count (of [`crate::Hit::distinct`]) instead of count.
-    pub distinct: bool,
-    /// Window length, ms.
+    /// The aggregate.
+    pub agg: AggFn,
+    /// Window length (the gap, for sessions), ms.
     pub window_ms: i64,
-    /// Fires when the aggregate is at least this.
-    pub min: u64,
+    /// Fires when the aggregate is within this.
+    pub threshold: Threshold,
     /// Quiet period after firing, ms.
     pub suppress_ms: i64,
     /// Most contributing event ids an alert lists.
@@ -52,13 +95,22 @@ pub struct WindowSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fired {
     /// The aggregate.
-    pub value: u64,
+    pub value: f64,
     /// Earliest event time in the window.
     pub start: i64,
     /// Contributing event ids, oldest first.
     pub events: Vec<String>,
     /// Events in the window.
     pub event_count: u64,
+}
+
+/// Sums are kept in thousandths so that adding and later removing a value is exact.
+fn fixed(v: f64) -> i128 {
+    (v * 1000.0).round() as i128
+}
+
+fn unfixed(s: i128) -> f64 {
+    s as f64 / 1000.0
 }
 
 /// State of one (tenant, rule, group) key, laid out so that a quiet key (a few events in its
@@ -68,14 +120,14 @@ pub struct WindowState {
     /// The most recent events in the window (at most `max_refs`), oldest first, with their ids
     /// for the alert's references.
     recent: VecDeque<(i64, EventId)>,
-    /// Everything a busy or distinct-count key needs beyond `recent`.
+    /// Everything a busy, distinct, numeric or hopping key needs beyond `recent`.
     extra: Option<Box<Extra>>,
-    /// Start of the current tumbling window; unused for sliding windows.
-    tumble_start: i64,
+    /// Start of the current tumbling window or session; unused otherwise.
+    bucket_start: i64,
     /// Events before this time cannot fire.
     suppressed_until: i64,
-    /// Fired in the current tumbling window.
-    fired_in_tumble: bool,
+    /// Fired in the current tumbling window or session.
+    fired_in_bucket: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -88,6 +140,160 @@ struct Extra {
     distinct: HashMap<u128, i64>,
     /// Arrival order of distinct values, to evict them.
     distinct_order: VecDeque<(i64, u128)>,
+    /// Sums, minima, maxima and averages.
+    numeric: Option<Box<Numeric>>,
+    /// Hopping windows.
+    hops: Option<Box<Hops>>,
+}
+
+/// The numbers of a sliding, tumbling or session window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Numeric {
+    /// Sliding sum and average: every value in the window, oldest first.
+    values: VecDeque<(i64, f64)>,
+    /// Sum of the window's values, in thousandths.
+    sum: i128,
+    /// Minimum or maximum: the front is the current extreme. Sliding windows keep every value
+    /// that may become the extreme once older ones leave (a monotonic queue); tumbling windows
+    /// and sessions keep one.
+    extremes: VecDeque<(i64, f64)>,
+}
+
+/// Hopping windows as panes of one slide each: a window is the run of panes from its start.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Hops {
+    /// Panes holding events, oldest first, none older than the oldest window still open.
+    panes: VecDeque<Pane>,
+    /// For distinct counts: the pane of each value's latest occurrence.
+    latest: HashMap<u128, i64>,
+    /// (pane, value) in arrival order, to evict `latest`.
+    order: VecDeque<(i64, u128)>,
+    /// Bit `i` set: the window starting at pane `base − i` has fired.
+    fired: u128,
+    /// The newest pane index.
+    base: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pane {
+    idx: i64,
+    first_ts: i64,
+    count: u64,
+    sum: i128,
+    min: f64,
+    max: f64,
+    /// Distinct values whose latest occurrence is in this pane.
+    distinct: u64,
+}
+
+/// A running aggregate over panes.
+struct Acc {
+    count: u64,
+    sum: i128,
+    min: f64,
+    max: f64,
+    distinct: u64,
+}
+
+impl Acc {
+    fn new() -> Self {
+        Acc {
+            count: 0,
+            sum: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            distinct: 0,
+        }
+    }
+
+    fn merge(&mut self, p: &Pane) {
+        self.count += p.count;
+        self.sum += p.sum;
+        self.min = self.min.min(p.min);
+        self.max = self.max.max(p.max);
+        self.distinct += p.distinct;
+    }
+
+    fn value(&self, agg: AggFn) -> f64 {
+        match agg {
+            AggFn::Count => self.count as f64,
+            AggFn::Distinct => self.distinct as f64,
+            AggFn::Sum => unfixed(self.sum),
+            AggFn::Avg => unfixed(self.sum) / self.count as f64,
+            AggFn::Min => self.min,
+            AggFn::Max => self.max,
+        }
+    }
+}
+
+impl Hops {
+    /// Moves to pane `p`: shifts the fired bits and drops panes before `oldest`.
+    fn advance(&mut self, p: i64, oldest: i64) {
+        if self.panes.is_empty() {
+            self.fired = 0;
+        } else if p > self.base {
+            let d = p - self.base;
+            self.fired = if d >= 128 { 0 } else { self.fired << d };
+        }
+        self.base = p;
+        while self.panes.front().is_some_and(|q| q.idx < oldest) {
+            self.panes.pop_front();
+        }
+        while let Some(&(q, h)) = self.order.front() {
+            if q >= oldest {
+                break;
+            }
+            self.order.pop_front();
+            if self.latest.get(&h) == Some(&q) {
+                self.latest.remove(&h);
+            }
+        }
+    }
+
+    fn add(&mut self, p: i64, ts: i64, distinct: Option<u128>, number: Option<f64>) {
+        if self.panes.back().is_none_or(|q| q.idx != p) {
+            self.panes.push_back(Pane {
+                idx: p,
+                first_ts: ts,
+                count: 0,
+                sum: 0,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                distinct: 0,
+            });
+        }
+        if let Some(h) = distinct {
+            match self.latest.insert(h, p) {
+                Some(q) if q == p => {}
+                prev => {
+                    if let Some(q) = prev
+                        && let Some(old) = self.panes.iter_mut().find(|x| x.idx == q)
+                    {
+                        old.distinct -= 1;
+                    }
+                    self.order.push_back((p, h));
+                    if let Some(pane) = self.panes.back_mut() {
+                        pane.distinct += 1;
+                    }
+                }
+            }
+        }
+        if let Some(pane) = self.panes.back_mut() {
+            pane.count += 1;
+            if let Some(v) = number {
+                pane.sum += fixed(v);
+                pane.min = pane.min.min(v);
+                pane.max = pane.max.max(v);
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        size_of::<Hops>()
+            + self.panes.capacity() * size_of::<Pane>()
+            + self.latest.capacity() * (size_of::<(u128, i64)>() + 1)
+            + self.order.capacity() * size_of::<(i64, u128)>()
+    }
 }
 
 impl Default for WindowState {
@@ -95,77 +301,73 @@ impl Default for WindowState {
         WindowState {
             recent: VecDeque::new(),
             extra: None,
-            tumble_start: i64::MIN,
+            bucket_start: i64::MIN,
             suppressed_until: i64::MIN,
-            fired_in_tumble: false,
+            fired_in_bucket: false,
         }
     }
 }
 
 impl WindowState {
-    /// Adds an event at `ts` (with its id and, for distinct counts, the value's hash) and
-    /// reports a firing if the rule fires on it.
+    /// Adds an event at `ts` (with its id, the hash of its distinct value for distinct counts,
+    /// and its number for sums, minima, maxima and averages) and reports a firing if the rule
+    /// fires on it.
     pub fn add(
         &mut self,
         spec: &WindowSpec,
         ts: i64,
         id: EventId,
         distinct: Option<u128>,
+        number: Option<f64>,
     ) -> Option<Fired> {
         match spec.kind {
             WindowKind::Single => {
                 return Some(Fired {
-                    value: 1,
+                    value: 1.0,
                     start: ts,
                     events: vec![id.to_string()],
                     event_count: 1,
                 });
             }
+            WindowKind::Hopping { slide_ms } => {
+                return self.add_hopping(spec, slide_ms.max(1), ts, id, distinct, number);
+            }
             WindowKind::Sliding => self.evict_before(ts.saturating_sub(spec.window_ms)),
             WindowKind::Tumbling => {
                 let start = ts - ts.rem_euclid(spec.window_ms.max(1));
-                if start != self.tumble_start {
-                    self.recent.clear();
-                    self.extra = None;
-                    self.tumble_start = start;
-                    self.fired_in_tumble = false;
+                if start != self.bucket_start {
+                    self.reset(start);
+                }
+            }
+            WindowKind::Session { max_ms } => {
+                let joins = self.recent.back().is_some_and(|&(last, _)| {
+                    ts < last.saturating_add(spec.window_ms)
+                        && ts < self.bucket_start.saturating_add(max_ms)
+                });
+                if !joins {
+                    self.reset(ts);
                 }
             }
         }
-        if self.recent.len() == self.recent.capacity() && self.recent.len() < spec.max_refs {
-            // Grow one slot at a time: most keys hold one or two events, and the default
-            // growth to four slots would double a quiet key's state.
-            self.recent.reserve_exact(1);
-        }
-        self.recent.push_back((ts, id));
-        if self.recent.len() > spec.max_refs.max(1)
-            && let Some((old_ts, _)) = self.recent.pop_front()
-        {
-            let x = self.extra.get_or_insert_with(Box::default);
-            match x.older.back_mut() {
-                Some((t, n)) if *t == old_ts && *n < u32::MAX => *n += 1,
-                _ => x.older.push_back((old_ts, 1)),
-            }
-            x.older_count += 1;
-        }
-        if spec.distinct
+        self.push_recent(spec, ts, id, true);
+        if spec.agg == AggFn::Distinct
             && let Some(h) = distinct
         {
             let x = self.extra.get_or_insert_with(Box::default);
             x.distinct.insert(h, ts);
             x.distinct_order.push_back((ts, h));
         }
-        let value = if spec.distinct {
-            self.extra.as_ref().map_or(0, |x| x.distinct.len() as u64)
-        } else {
-            self.event_count()
-        };
-        let armed = ts >= self.suppressed_until && !self.fired_in_tumble;
-        if !armed || value < spec.min {
+        if let Some(v) = number {
+            self.add_number(spec, ts, v);
+        }
+        let value = self.value(spec);
+        let armed = ts >= self.suppressed_until && !self.fired_in_bucket;
+        if !armed || !spec.threshold.holds(value) {
             return None;
         }
         self.suppressed_until = ts.saturating_add(spec.suppress_ms);
-        self.fired_in_tumble = spec.kind == WindowKind::Tumbling;
+        self.fired_in_bucket =
+            matches!(spec.kind, WindowKind::Tumbling | WindowKind::Session { .. });
         let start = self
             .extra
             .as_ref()
@@ -177,6 +379,147 @@ impl WindowState {
             start,
             events: self.recent.iter().map(|(_, id)| id.to_string()).collect(),
             event_count: self.event_count(),
+        })
+    }
+
+    /// Starts a new tumbling window or session at `start`.
+    fn reset(&mut self, start: i64) {
+        self.recent.clear();
+        self.extra = None;
+        self.bucket_start = start;
+        self.fired_in_bucket = false;
+    }
+
+    /// Appends an event to `recent`; the oldest beyond `max_refs` moves to `older` when `keep`
+    /// (it still counts), or is dropped.
+    fn push_recent(&mut self, spec: &WindowSpec, ts: i64, id: EventId, keep: bool) {
+        if self.recent.len() == self.recent.capacity() && self.recent.len() < spec.max_refs {
+            // Grow one slot at a time: most keys hold one or two events, and the default
+            // growth to four slots would double a quiet key's state.
+            self.recent.reserve_exact(1);
+        }
+        self.recent.push_back((ts, id));
+        if self.recent.len() > spec.max_refs.max(1)
+            && let Some((old_ts, _)) = self.recent.pop_front()
+            && keep
+        {
+            let x = self.extra.get_or_insert_with(Box::default);
+            match x.older.back_mut() {
+                Some((t, n)) if *t == old_ts && *n < u32::MAX => *n += 1,
+                _ => x.older.push_back((old_ts, 1)),
+            }
+            x.older_count += 1;
+        }
+    }
+
+    fn add_number(&mut self, spec: &WindowSpec, ts: i64, v: f64) {
+        let x = self.extra.get_or_insert_with(Box::default);
+        let n = x.numeric.get_or_insert_with(Box::default);
+        let sliding = spec.kind == WindowKind::Sliding;
+        match spec.agg {
+            AggFn::Sum | AggFn::Avg => {
+                n.sum += fixed(v);
+                if sliding {
+                    n.values.push_back((ts, v));
+                }
+            }
+            AggFn::Min | AggFn::Max => {
+                // `v` displaces every kept value it beats (or ties, being newer).
+                let beats = |kept: f64| {
+                    if spec.agg == AggFn::Min {
+                        v <= kept
+                    } else {
+                        v >= kept
+                    }
+                };
+                if sliding {
+                    while n.extremes.back().is_some_and(|&(_, k)| beats(k)) {
+                        n.extremes.pop_back();
+                    }
+                    n.extremes.push_back((ts, v));
+                } else if n.extremes.front().is_none_or(|&(_, k)| beats(k)) {
+                    n.extremes.clear();
+                    n.extremes.push_back((ts, v));
+                }
+            }
+            AggFn::Count | AggFn::Distinct => {}
+        }
+    }
+
+    /// The aggregate over the current window.
+    fn value(&self, spec: &WindowSpec) -> f64 {
+        let x = self.extra.as_deref();
+        let numeric = x.and_then(|x| x.numeric.as_deref());
+        match spec.agg {
+            AggFn::Count => self.event_count() as f64,
+            AggFn::Distinct => x.map_or(0, |x| x.distinct.len()) as f64,
+            AggFn::Sum => numeric.map_or(0.0, |n| unfixed(n.sum)),
+            AggFn::Avg => numeric.map_or(f64::NAN, |n| unfixed(n.sum)) / self.event_count() as f64,
+            AggFn::Min | AggFn::Max => numeric
+                .and_then(|n| n.extremes.front())
+                .map_or(f64::NAN, |e| e.1),
+        }
+    }
+
+    fn add_hopping(
+        &mut self,
+        spec: &WindowSpec,
+        slide: i64,
+        ts: i64,
+        id: EventId,
+        distinct: Option<u128>,
+        number: Option<f64>,
+    ) -> Option<Fired> {
+        let hops = (spec.window_ms / slide).clamp(1, MAX_HOPS);
+        let p = ts.div_euclid(slide);
+        let oldest = p - hops + 1;
+        let first_open = oldest.saturating_mul(slide);
+        while self.recent.front().is_some_and(|r| r.0 < first_open) {
+            self.recent.pop_front();
+        }
+        self.push_recent(spec, ts, id, false);
+        let x = self.extra.get_or_insert_with(Box::default);
+        let h = x.hops.get_or_insert_with(Box::default);
+        h.advance(p, oldest);
+        h.add(p, ts, distinct, number);
+        if ts < self.suppressed_until {
+            return None;
+        }
+        // Walk the panes newest first: the windows starting after the next older pane and at
+        // or before this one hold exactly the panes from this one on.
+        let mut acc = Acc::new();
+        let mut best: Option<(f64, i64, u64)> = None;
+        for (j, pane) in h.panes.iter().enumerate().rev() {
+            acc.merge(pane);
+            let value = acc.value(spec.agg);
+            if !spec.threshold.holds(value) {
+                continue;
+            }
+            let from = match j {
+                0 => oldest,
+                _ => h.panes[j - 1].idx + 1,
+            }
+            .max(oldest);
+            for k in from..=pane.idx {
+                let bit = 1u128 << (p - k);
+                if h.fired & bit == 0 {
+                    h.fired |= bit;
+                    best = Some((value, pane.first_ts, acc.count));
+                }
+            }
+        }
+        let (value, start, event_count) = best?;
+        self.suppressed_until = ts.saturating_add(spec.suppress_ms);
+        Some(Fired {
+            value,
+            start,
+            events: self
+                .recent
+                .iter()
+                .filter(|(t, _)| *t >= start)
+                .map(|(_, id)| id.to_string())
+                .collect(),
+            event_count,
         })
     }
 
@@ -203,6 +546,18 @@ impl WindowState {
                     x.distinct.remove(&h);
                 }
             }
+            if let Some(n) = x.numeric.as_deref_mut() {
+                while let Some(&(t, v)) = n.values.front() {
+                    if t > bound {
+                        break;
+                    }
+                    n.values.pop_front();
+                    n.sum -= fixed(v);
+                }
+                while n.extremes.front().is_some_and(|e| e.0 <= bound) {
+                    n.extremes.pop_front();
+                }
+            }
         }
         while self.recent.front().is_some_and(|r| r.0 <= bound) {
             self.recent.pop_front();
@@ -210,19 +565,31 @@ impl WindowState {
     }
 
     /// Whether the state can be dropped at watermark `wm` without changing any future result:
-    /// every event it holds is out of the window of any event at or after `wm`, and it is not
+    /// no event at or after `wm` can share a window with the events it holds, and it is not
     /// suppressed beyond `wm`.
     pub fn expired(&self, spec: &WindowSpec, wm: i64) -> bool {
         if self.suppressed_until > wm {
             return false;
         }
+        let last = self.recent.back().map(|r| r.0);
         match spec.kind {
             WindowKind::Single => true,
-            WindowKind::Sliding => self
-                .recent
-                .back()
-                .is_none_or(|&(t, _)| t <= wm.saturating_sub(spec.window_ms)),
-            WindowKind::Tumbling => self.tumble_start.saturating_add(spec.window_ms) <= wm,
+            WindowKind::Sliding => last.is_none_or(|t| t <= wm.saturating_sub(spec.window_ms)),
+            WindowKind::Tumbling => self.bucket_start.saturating_add(spec.window_ms) <= wm,
+            WindowKind::Session { .. } => {
+                last.is_none_or(|t| t.saturating_add(spec.window_ms) <= wm)
+            }
+            WindowKind::Hopping { slide_ms } => self
+                .extra
+                .as_ref()
+                .and_then(|x| x.hops.as_ref())
+                .and_then(|h| h.panes.back())
+                .is_none_or(|p| {
+                    p.idx
+                        .saturating_mul(slide_ms)
+                        .saturating_add(spec.window_ms)
+                        <= wm
+                }),
         }
     }
 
@@ -239,6 +606,11 @@ impl WindowState {
                 + x.older.capacity() * size_of::<(i64, u32)>()
                 + x.distinct.capacity() * (size_of::<(u128, i64)>() + 1)
                 + x.distinct_order.capacity() * size_of::<(i64, u128)>()
+                + x.numeric.as_ref().map_or(0, |n| {
+                    size_of::<Numeric>()
+                        + (n.values.capacity() + n.extremes.capacity()) * size_of::<(i64, f64)>()
+                })
+                + x.hops.as_ref().map_or(0, |h| h.heap_bytes())
         });
         recent + extra
     }
@@ -253,9 +625,9 @@ mod tests {
     fn spec(kind: WindowKind, min: u64, window_ms: i64) -> WindowSpec {
         WindowSpec {
             kind,
-            distinct: false,
+            agg: AggFn::Count,
             window_ms,
-            min,
+            threshold: Threshold::at_least(min as f64),
             suppress_ms: window_ms,
             max_refs: 10,
         }
@@ -267,10 +639,374 @@ mod tests {
             .iter()
             .enumerate()
             .filter_map(|(i, &t)| {
-                s.add(spec, t, EventId::new(&format!("e{i:03}")), None)
+                s.add(spec, t, EventId::new(&format!("e{i:03}")), None, None)
                     .map(|f| (t, f))
             })
             .collect()
+    }
+
+    /// A small deterministic generator, so the brute-force comparisons need no dependency.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Random (time, value, distinct) events in time order, with ties.
+    fn events(seed: u64, n: usize) -> Vec<(i64, f64, u128)> {
+        let mut r = Lcg(seed);
+        let mut t = 0;
+        (0..n)
+            .map(|_| {
+                t += r.next(40_000) as i64 * (r.next(4) as i64).min(1);
+                let v = r.next(2_000) as f64 / 8.0 - 50.0;
+                (t, v, u128::from(r.next(7) as u8))
+            })
+            .collect()
+    }
+
+    fn aggregate(agg: AggFn, window: &[(i64, f64, u128)]) -> f64 {
+        let values = window.iter().map(|e| e.1);
+        match agg {
+            AggFn::Count => window.len() as f64,
+            AggFn::Distinct => {
+                let mut d: Vec<u128> = window.iter().map(|e| e.2).collect();
+                d.sort_unstable();
+                d.dedup();
+                d.len() as f64
+            }
+            AggFn::Sum => window.iter().map(|e| fixed(e.1)).sum::<i128>() as f64 / 1000.0,
+            AggFn::Avg => {
+                window.iter().map(|e| fixed(e.1)).sum::<i128>() as f64
+                    / 1000.0
+                    / window.len() as f64
+            }
+            AggFn::Min => values.fold(f64::INFINITY, f64::min),
+            AggFn::Max => values.fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+
+    fn feed(
+        s: &mut WindowState,
+        spec: &WindowSpec,
+        i: usize,
+        e: (i64, f64, u128),
+    ) -> Option<Fired> {
+        let distinct = (spec.agg == AggFn::Distinct).then_some(e.2);
+        let number =
+            matches!(spec.agg, AggFn::Sum | AggFn::Min | AggFn::Max | AggFn::Avg).then_some(e.1);
+        s.add(
+            spec,
+            e.0,
+            EventId::new(&format!("e{i:04}")),
+            distinct,
+            number,
+        )
+    }
+
+    const AGGS: [AggFn; 6] = [
+        AggFn::Count,
+        AggFn::Distinct,
+        AggFn::Sum,
+        AggFn::Min,
+        AggFn::Max,
+        AggFn::Avg,
+    ];
+
+    #[test]
+    fn sliding_aggregates_equal_a_brute_force_recount_after_every_event() {
+        for agg in AGGS {
+            for seed in 1..=5 {
+                let spec = WindowSpec {
+                    kind: WindowKind::Sliding,
+                    agg,
+                    window_ms: 5 * MIN,
+                    threshold: Threshold::default(),
+                    suppress_ms: 0,
+                    max_refs: 3,
+                };
+                let evs = events(seed, 600);
+                let mut s = WindowState::default();
+                for (i, &e) in evs.iter().enumerate() {
+                    let f = feed(&mut s, &spec, i, e).expect("an open threshold fires on all");
+                    let window: Vec<_> = evs[..=i]
+                        .iter()
+                        .copied()
+                        .filter(|x| x.0 > e.0 - 5 * MIN)
+                        .collect();
+                    let want = aggregate(agg, &window);
+                    assert!(
+                        (f.value - want).abs() < 1e-9,
+                        "{agg:?} seed {seed} event {i}: {} != {want}",
+                        f.value
+                    );
+                    assert_eq!(f.event_count, window.len() as u64);
+                    assert_eq!(f.start, window[0].0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn state_restored_from_its_encoding_continues_exactly() {
+        // Every window kind and aggregate: encode the state halfway (as a checkpoint does),
+        // decode it, and the rest of the stream fires exactly as without the interruption.
+        let kinds = [
+            WindowKind::Sliding,
+            WindowKind::Tumbling,
+            WindowKind::Hopping { slide_ms: MIN },
+            WindowKind::Session { max_ms: 20 * MIN },
+        ];
+        for kind in kinds {
+            for agg in AGGS {
+                let spec = WindowSpec {
+                    kind,
+                    agg,
+                    window_ms: 5 * MIN,
+                    threshold: match agg {
+                        AggFn::Count | AggFn::Distinct => Threshold::at_least(4.0),
+                        AggFn::Sum => Threshold::at_least(300.0),
+                        AggFn::Max => Threshold::at_least(150.0),
+                        AggFn::Avg => Threshold::at_least(60.0),
+                        AggFn::Min => Threshold {
+                            lo: None,
+                            hi: Some(vigil_model::Bound {
+                                value: -40.0,
+                                inclusive: true,
+                            }),
+                        },
+                    },
+                    suppress_ms: MIN,
+                    max_refs: 3,
+                };
+                let evs = events(7, 400);
+                let (mut a, mut b) = (WindowState::default(), WindowState::default());
+                let mut fired_after = 0;
+                for (i, &e) in evs.iter().enumerate() {
+                    if i == 200 {
+                        let bytes = postcard::to_allocvec(&b).unwrap();
+                        b = postcard::from_bytes(&bytes).unwrap();
+                    }
+                    let fa = feed(&mut a, &spec, i, e);
+                    let fb = feed(&mut b, &spec, i, e);
+                    assert_eq!(fa, fb, "{kind:?} {agg:?} event {i}");
+                    fired_after += usize::from(fa.is_some() && i >= 200);
+                }
+                assert!(
+                    fired_after > 0,
+                    "{kind:?} {agg:?}: nothing fired after the restore"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sliding_sum_does_not_drift() {
+        // 0.1 a million times in and out of the window: the sum returns to exactly 0.1 × 10.
+        let spec = WindowSpec {
+            kind: WindowKind::Sliding,
+            agg: AggFn::Sum,
+            window_ms: 10,
+            threshold: Threshold::default(),
+            suppress_ms: 0,
+            max_refs: 1,
+        };
+        let mut s = WindowState::default();
+        let mut last = 0.0;
+        for t in 0..1_000_000 {
+            last = s
+                .add(&spec, t, EventId::new("x"), None, Some(0.1))
+                .unwrap()
+                .value;
+        }
+        assert_eq!(last, 1.0);
+    }
+
+    /// Hopping windows by brute force: at each event, every window containing it is recounted
+    /// over the events so far; the earliest newly qualifying window is reported.
+    fn hopping_oracle(
+        spec: &WindowSpec,
+        slide: i64,
+        evs: &[(i64, f64, u128)],
+    ) -> Vec<(usize, f64, i64)> {
+        let hops = spec.window_ms / slide;
+        let mut fired: Vec<i64> = Vec::new();
+        let mut out = Vec::new();
+        for (i, e) in evs.iter().enumerate() {
+            let p = e.0.div_euclid(slide);
+            let mut best = None;
+            for k in (p - hops + 1..=p).rev() {
+                let (lo, hi) = (k * slide, k * slide + spec.window_ms);
+                let window: Vec<_> = evs[..=i]
+                    .iter()
+                    .copied()
+                    .filter(|x| x.0 >= lo && x.0 < hi)
+                    .collect();
+                let v = aggregate(spec.agg, &window);
+                if spec.threshold.holds(v) && !fired.contains(&k) {
+                    fired.push(k);
+                    best = Some((i, v, window[0].0));
+                }
+            }
+            out.extend(best);
+        }
+        out
+    }
+
+    #[test]
+    fn hopping_windows_equal_a_brute_force_recount() {
+        let thresholds = [
+            (AggFn::Count, Threshold::at_least(6.0)),
+            (AggFn::Distinct, Threshold::at_least(4.0)),
+            (AggFn::Sum, Threshold::at_least(400.0)),
+            (
+                AggFn::Avg,
+                Threshold {
+                    lo: None,
+                    hi: Some(vigil_model::Bound {
+                        value: -20.0,
+                        inclusive: false,
+                    }),
+                },
+            ),
+            (AggFn::Max, Threshold::at_least(195.0)),
+            (
+                AggFn::Min,
+                Threshold {
+                    lo: None,
+                    hi: Some(vigil_model::Bound {
+                        value: -49.0,
+                        inclusive: true,
+                    }),
+                },
+            ),
+        ];
+        for (agg, threshold) in thresholds {
+            for seed in 1..=5 {
+                let slide = 2 * MIN;
+                let spec = WindowSpec {
+                    kind: WindowKind::Hopping { slide_ms: slide },
+                    agg,
+                    window_ms: 10 * MIN,
+                    threshold,
+                    suppress_ms: 0,
+                    max_refs: 10,
+                };
+                let evs = events(seed, 500);
+                let want = hopping_oracle(&spec, slide, &evs);
+                assert!(
+                    !want.is_empty(),
+                    "{agg:?} seed {seed}: the test fires nothing"
+                );
+                let mut s = WindowState::default();
+                let got: Vec<(usize, f64, i64)> = evs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &e)| feed(&mut s, &spec, i, e).map(|f| (i, f.value, f.start)))
+                    .collect();
+                assert_eq!(got.len(), want.len(), "{agg:?} seed {seed}");
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        g.0 == w.0 && (g.1 - w.1).abs() < 1e-9 && g.2 == w.2,
+                        "{agg:?} seed {seed}: {g:?} != {w:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hopping_fires_once_per_window_and_again_in_the_next_hop() {
+        // Two events in 10 minutes, windows every 5 minutes: each event lies in two windows.
+        let s = WindowSpec {
+            suppress_ms: 0,
+            ..spec(WindowKind::Hopping { slide_ms: 5 * MIN }, 2, 10 * MIN)
+        };
+        let fired = run(&s, &[4 * MIN, 6 * MIN, 8 * MIN, 12 * MIN, 16 * MIN]);
+        // 6m completes [0, 10m) (4m, 6m); 8m completes [5m, 15m) (6m, 8m); 12m lies in
+        // [5m, 15m), already fired, and [10m, 20m), which 16m completes (12m, 16m).
+        let at: Vec<(i64, i64, f64)> = fired.iter().map(|(t, f)| (*t, f.start, f.value)).collect();
+        assert_eq!(
+            at,
+            [
+                (6 * MIN, 4 * MIN, 2.0),
+                (8 * MIN, 6 * MIN, 2.0),
+                (16 * MIN, 12 * MIN, 2.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_close_after_the_gap_or_the_longest_span() {
+        let s = WindowSpec {
+            suppress_ms: 0,
+            ..spec(WindowKind::Session { max_ms: 60 * MIN }, 3, 10 * MIN)
+        };
+        // Three events 9 minutes apart form one session; a gap of exactly 10 minutes opens a
+        // new one.
+        let fired = run(&s, &[0, 9 * MIN, 18 * MIN, 28 * MIN, 29 * MIN, 30 * MIN]);
+        let at: Vec<(i64, i64, u64)> = fired
+            .iter()
+            .map(|(t, f)| (*t, f.start, f.event_count))
+            .collect();
+        assert_eq!(at, [(18 * MIN, 0, 3), (30 * MIN, 28 * MIN, 3)]);
+        // Once per session, however long it lasts.
+        let times: Vec<i64> = (0..50).map(|i| i * MIN).collect();
+        assert_eq!(run(&s, &times).len(), 1);
+        // The longest span closes a session that never pauses: one every 60 minutes.
+        let times: Vec<i64> = (0..150).map(|i| i * MIN).collect();
+        let starts: Vec<i64> = run(&s, &times).iter().map(|(_, f)| f.start).collect();
+        assert_eq!(starts, [0, 60 * MIN, 120 * MIN]);
+    }
+
+    #[test]
+    fn session_and_hopping_state_expires_when_no_future_event_can_join() {
+        let session = WindowSpec {
+            suppress_ms: 0,
+            ..spec(WindowKind::Session { max_ms: 60 * MIN }, 5, 10 * MIN)
+        };
+        let mut st = WindowState::default();
+        st.add(&session, 0, EventId::new("a"), None, None);
+        st.add(&session, 3 * MIN, EventId::new("b"), None, None);
+        assert!(!st.expired(&session, 13 * MIN - 1));
+        assert!(st.expired(&session, 13 * MIN));
+        let hopping = WindowSpec {
+            suppress_ms: 0,
+            ..spec(WindowKind::Hopping { slide_ms: 5 * MIN }, 5, 10 * MIN)
+        };
+        let mut st = WindowState::default();
+        st.add(&hopping, 6 * MIN, EventId::new("a"), None, None);
+        // The last window holding 6m is [5m, 15m).
+        assert!(!st.expired(&hopping, 15 * MIN - 1));
+        assert!(st.expired(&hopping, 15 * MIN));
+    }
+
+    #[test]
+    fn ranges_fire_only_inside_them() {
+        // Between 3 and 4 events in 5 minutes: fires at the third, and a count that jumps past
+        // the range within the suppression period does not fire again.
+        let s = WindowSpec {
+            threshold: Threshold {
+                lo: Some(vigil_model::Bound {
+                    value: 3.0,
+                    inclusive: true,
+                }),
+                hi: Some(vigil_model::Bound {
+                    value: 4.0,
+                    inclusive: true,
+                }),
+            },
+            suppress_ms: 0,
+            ..spec(WindowKind::Sliding, 0, 5 * MIN)
+        };
+        let fired = run(&s, &[0, 1, 2, 3, 4, 5]);
+        assert_eq!(fired.iter().map(|f| f.0).collect::<Vec<_>>(), [2, 3]);
     }
 
     #[test]
@@ -280,7 +1016,7 @@ mod tests {
         let fired = run(&s, &ten);
         assert_eq!(fired.len(), 1);
         let (t, f) = &fired[0];
-        assert_eq!((*t, f.value, f.start, f.event_count), (9_000, 10, 0, 10));
+        assert_eq!((*t, f.value, f.start, f.event_count), (9_000, 10.0, 0, 10));
         assert_eq!(f.events.len(), 10);
         assert_eq!(f.events[0], "e000");
         assert!(run(&s, &ten[..9]).is_empty());
@@ -328,6 +1064,25 @@ mod tests {
     }
 
     #[test]
+    fn tumbling_numeric_aggregates_restart_with_each_window() {
+        let s = WindowSpec {
+            agg: AggFn::Max,
+            threshold: Threshold::at_least(100.0),
+            suppress_ms: 0,
+            ..spec(WindowKind::Tumbling, 0, 5 * MIN)
+        };
+        let mut st = WindowState::default();
+        let mut fire = |t: i64, v: f64| {
+            st.add(&s, t, EventId::new("x"), None, Some(v))
+                .map(|f| f.value)
+        };
+        assert_eq!(fire(0, 150.0), Some(150.0));
+        assert_eq!(fire(1, 200.0), None, "once per window");
+        assert_eq!(fire(5 * MIN, 50.0), None, "the old maximum is gone");
+        assert_eq!(fire(5 * MIN + 1, 120.0), Some(120.0));
+    }
+
+    #[test]
     fn sustained_attack_fires_once_per_suppression_period() {
         let s = spec(WindowKind::Sliding, 10, 5 * MIN);
         // One failure per second for 20 minutes.
@@ -338,7 +1093,7 @@ mod tests {
             [9_000, 309_000, 609_000, 909_000]
         );
         // After re-arming, the value is the full window: (t − 5m, t] holds 300 events.
-        assert_eq!(fired[1].1.value, 300);
+        assert_eq!(fired[1].1.value, 300.0);
         assert_eq!(fired[1].1.start, 10_000);
         assert_eq!(fired[1].1.events.len(), 10);
     }
@@ -346,38 +1101,33 @@ mod tests {
     #[test]
     fn distinct_counts_values_in_window() {
         let s = WindowSpec {
-            distinct: true,
+            agg: AggFn::Distinct,
             ..spec(WindowKind::Sliding, 3, 10 * MIN)
         };
+        let at = |n: f64| WindowSpec {
+            threshold: Threshold::at_least(n),
+            ..s
+        };
         let mut st = WindowState::default();
-        assert!(st.add(&s, 0, EventId::new("a"), Some(1)).is_none());
-        assert!(st.add(&s, 1, EventId::new("b"), Some(1)).is_none());
-        assert!(st.add(&s, 2, EventId::new("c"), Some(2)).is_none());
-        let f = st.add(&s, 3, EventId::new("d"), Some(3)).unwrap();
-        assert_eq!((f.value, f.event_count, f.start), (3, 4, 0));
+        assert!(st.add(&s, 0, EventId::new("a"), Some(1), None).is_none());
+        assert!(st.add(&s, 1, EventId::new("b"), Some(1), None).is_none());
+        assert!(st.add(&s, 2, EventId::new("c"), Some(2), None).is_none());
+        let f = st.add(&s, 3, EventId::new("d"), Some(3), None).unwrap();
+        assert_eq!((f.value, f.event_count, f.start), (3.0, 4, 0));
         // Value 1 was last seen at 1: at 10m + 1 it has left the window; 2 and 3 remain.
         let mut st2 = WindowState::default();
         for (t, v) in [(0, 1), (1, 1), (2, 2), (3, 3)] {
-            st2.add(&WindowSpec { min: 99, ..s }, t, EventId::new("x"), Some(v));
+            st2.add(&at(99.0), t, EventId::new("x"), Some(v), None);
         }
+        let later = 10 * MIN + 1;
         assert!(
-            st2.add(
-                &WindowSpec { min: 4, ..s },
-                10 * MIN + 1,
-                EventId::new("y"),
-                Some(4)
-            )
-            .is_none()
+            st2.add(&at(4.0), later, EventId::new("y"), Some(4), None)
+                .is_none()
         );
         // The same moment again: 2, 3 and 4 are in the window.
         assert!(
-            st2.add(
-                &WindowSpec { min: 3, ..s },
-                10 * MIN + 1,
-                EventId::new("z"),
-                Some(4)
-            )
-            .is_some()
+            st2.add(&at(3.0), later, EventId::new("z"), Some(4), None)
+                .is_some()
         );
     }
 
@@ -385,10 +1135,10 @@ mod tests {
     fn expiry_is_invisible() {
         let s = spec(WindowKind::Sliding, 2, 5 * MIN);
         let mut st = WindowState::default();
-        assert!(st.add(&s, 0, EventId::new("a"), None).is_none());
+        assert!(st.add(&s, 0, EventId::new("a"), None, None).is_none());
         assert!(!st.expired(&s, 5 * MIN - 1));
         assert!(st.expired(&s, 5 * MIN));
-        let f = st.add(&s, 1, EventId::new("b"), None);
+        let f = st.add(&s, 1, EventId::new("b"), None, None);
         assert!(f.is_some());
         // Suppressed until 5m + 1: not expired before that.
         assert!(!st.expired(&s, 5 * MIN));
@@ -403,6 +1153,7 @@ mod tests {
             &s,
             0,
             EventId::new("0190f6b2-7c1e-7a3b-9f00-0123456789ab"),
+            None,
             None,
         );
         assert_eq!(st.heap_bytes(), 32);
