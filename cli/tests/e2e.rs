@@ -209,7 +209,7 @@ fn check_summarizes_valid_rules() {
     let out = vigil().args(["check", "rules"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert_eq!(err.trim(), "17 rules in 17 files: ok");
+    assert_eq!(err.trim(), "19 rules in 19 files: ok");
 }
 
 #[test]

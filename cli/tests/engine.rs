@@ -337,15 +337,6 @@ fn many_tenants_each_alert_on_their_own() {
 
 /// Runs with a checkpoint store, stopping (as a crash would: no flush, no final checkpoint)
 /// after `stop_after` chunks; `None` runs to the end of the input.
-fn run_checkpointed(
-    lines: &[String],
-    dir: &std::path::Path,
-    workers: usize,
-    stop_after: Option<usize>,
-) -> (Vec<Alert>, RunStats) {
-    run_checkpointed_with(lines, dir, workers, stop_after, shipped_rules())
-}
-
 fn run_checkpointed_with(
     lines: &[String],
     dir: &std::path::Path,
@@ -373,21 +364,30 @@ fn restored_checkpoints_lose_no_alert_and_double_none_across_worker_counts() {
     let want = comparable(&reference);
     assert!(want.len() >= 10, "{}", want.len());
 
-    let dir = std::env::temp_dir().join(format!("vigil-recovery-{}", std::process::id()));
+    assert_eq!(interrupted_runs(&lines, "recovery", shipped_rules), want);
+}
+
+/// Five interrupted runs (each resumes from the newest checkpoint, then stops 1–2 chunks past
+/// a checkpoint, so every restart replays alerts it raised before), rescaling between runs,
+/// then one to the end. Returns the alerts as sinks that dedupe by id would hold them, after
+/// checking that every run resumed further on and no id came with two contents.
+fn interrupted_runs(
+    lines: &[String],
+    name: &str,
+    rules: impl Fn() -> Arc<Compiled>,
+) -> BTreeSet<String> {
+    let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    // Five interrupted runs (each resumes from the newest checkpoint, then stops 1–2 chunks
-    // past a checkpoint, so every restart replays alerts it raised before), rescaling between
-    // runs, then one to the end.
     let mut all = Vec::new();
     let mut restored = Vec::new();
     for (workers, stop) in [(1, 13), (2, 8), (4, 11), (1, 7), (2, 14)] {
-        let (alerts, stats) = run_checkpointed(&lines, &dir, workers, Some(stop));
+        let (alerts, stats) = run_checkpointed_with(lines, &dir, workers, Some(stop), rules());
         assert!(stats.checkpoints >= 2, "{stats:?}");
         assert_eq!(stats.restored_dropped, 0);
         restored.push(stats.restored_from);
         all.extend(alerts);
     }
-    let (alerts, stats) = run_checkpointed(&lines, &dir, 2, None);
+    let (alerts, stats) = run_checkpointed_with(lines, &dir, 2, None, rules());
     restored.push(stats.restored_from);
     all.extend(alerts);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -409,8 +409,115 @@ fn restored_checkpoints_lose_no_alert_and_double_none_across_worker_counts() {
         by_id.entry(id).or_default().insert(a);
     }
     assert!(by_id.values().all(|v| v.len() == 1), "one id, two contents");
-    let got: BTreeSet<String> = by_id.into_values().flatten().collect();
-    assert_eq!(got, want);
+    by_id.into_values().flatten().collect()
+}
+
+/// Every kind of key state at once: brute force as hopping windows, password spray as
+/// sessions, and the success-after-failures sequence.
+fn window_kinds_rules() -> Arc<Compiled> {
+    rules(
+        &[
+            "auth/brute_force_login.rule",
+            "auth/password_spray.rule",
+            "auth/success_after_failures.rule",
+        ],
+        |t| {
+            t.replace(
+                "by user.name within 5m",
+                "by user.name within hopping 5m every 1m",
+            )
+            .replace(
+                "by source.ip within 10m",
+                "by source.ip within session 1m max 10m",
+            )
+            .replace("runs 5", "runs 3")
+            .replace(
+                "by user.name, source.ip within 10m",
+                "by user.name within 10m",
+            )
+            .replace("logged on from {source.ip}", "logged on")
+        },
+    )
+}
+
+#[test]
+fn hopping_session_and_sequence_state_is_deterministic_and_survives_restarts() {
+    let events = workload(0x5e9, 20_000);
+    let in_order: Vec<String> = events.iter().map(|(_, l)| l.clone()).collect();
+    let config = |workers| EngineConfig {
+        workers,
+        lateness_ms: 10_000,
+        ..EngineConfig::default()
+    };
+    let (reference, rejects, stats) = run_with(
+        &config(1),
+        MemorySource::from_lines("w", &in_order, 1_000),
+        window_kinds_rules(),
+    );
+    assert!(rejects.is_empty(), "{rejects:?}");
+    for rule in [
+        "brute_force_login",
+        "password_spray",
+        "success_after_failures",
+    ] {
+        assert!(
+            stats.alerts.get(rule).copied().unwrap_or(0) >= 1,
+            "{rule}: {stats:?}"
+        );
+    }
+    let want = comparable(&reference);
+    for (seed, workers, chunk) in [(1, 2, 37), (2, 4, 1), (3, 2, 500)] {
+        let shuffled = shuffle_within(&events, seed, 9_000);
+        let (alerts, _, stats) = run_with(
+            &config(workers),
+            MemorySource::from_lines("w", &shuffled, chunk),
+            window_kinds_rules(),
+        );
+        assert_eq!(stats.late, 0);
+        assert_eq!(
+            comparable(&alerts),
+            want,
+            "seed={seed} workers={workers} chunk={chunk}"
+        );
+    }
+    let shuffled = shuffle_within(&events, 9, 8_000);
+    assert_eq!(
+        interrupted_runs(&shuffled, "window-kinds", window_kinds_rules),
+        want
+    );
+}
+
+#[test]
+fn an_absent_step_fires_when_the_watermark_passes_its_deadline_not_at_end_of_input() {
+    // Logging stopped at T0 and never restarted; other accounts' events carry event time on
+    // to T0 + 30 min. A run stopped (as a crash would) well before the end of its input has
+    // already raised the alert: the watermark, not the end of input, reached the deadline.
+    let rules = || rules(&["cloud/cloudtrail_logging_stopped.rule"], |t| t);
+    let event = |t: i64, account: &str, action: &str, id: &str| {
+        format!(
+            r#"{{"@timestamp":{t},"tenant_id":"acme","cloud":{{"provider":"aws","account":{{"id":"{account}"}}}},"event":{{"id":"{id}","action":"{action}"}}}}"#
+        )
+    };
+    let mut lines = vec![event(T0, "111111111111", "StopLogging", "stop")];
+    lines.extend((1..=3_600).map(|i| {
+        event(
+            T0 + i * 500,
+            "222222222222",
+            "DescribeTrails",
+            &format!("d{i}"),
+        )
+    }));
+    let dir = std::env::temp_dir().join(format!("vigil-absence-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // 200 lines a chunk: the deadline (T0 + 15 min, line 1,800) is passed by chunk 10 and the
+    // lateness soon after; the run stops after chunk 14 of 19.
+    let (alerts, _) = run_checkpointed_with(&lines, &dir, 2, Some(14), rules());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a.rule_id, "cloudtrail_logging_stopped");
+    assert_eq!((a.window.start, a.window.end), (T0, T0 + 15 * 60_000));
+    assert_eq!(a.events, ["stop"]);
 }
 
 #[test]

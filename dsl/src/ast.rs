@@ -52,6 +52,8 @@ pub struct RuleAst {
     pub match_expr: Option<Expr>,
     /// `when AGG THRESHOLD [by FIELDS] within WINDOW`.
     pub when: Option<When>,
+    /// `sequence [by FIELDS] within DURATION { … }`.
+    pub sequence: Option<Sequence>,
     /// `suppress [for] DURATION`.
     pub suppress: Option<Spanned<u64>>,
     /// Spans of clauses given more than once, with the clause keyword.
@@ -295,4 +297,35 @@ pub enum WindowDecl {
         /// The longest span, when written.
         max: Option<Spanned<u64>>,
     },
+}
+
+/// `sequence [by FIELDS] [within DURATION] { STEP… }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sequence {
+    /// `by a, b`.
+    pub group_by: Vec<Spanned<String>>,
+    /// The span the whole match must fit in, in milliseconds (required; optional in the
+    /// grammar so that the checker can explain why).
+    pub within: Option<Spanned<u64>>,
+    /// The steps in order, absent ones included.
+    pub steps: Vec<Step>,
+    /// `until: EXPR` clauses (one allowed), with their spans.
+    pub until: Vec<(Expr, Span)>,
+    /// The `sequence` keyword.
+    pub keyword: Span,
+}
+
+/// One step of a sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The step's name.
+    pub name: Spanned<String>,
+    /// Which events it takes.
+    pub expr: Expr,
+    /// `runs N`: the step repeats N times.
+    pub runs: Option<Spanned<u64>>,
+    /// `not NAME: …`: the step must not happen.
+    pub absent: bool,
+    /// The whole step.
+    pub span: Span,
 }

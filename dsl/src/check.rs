@@ -18,6 +18,10 @@ pub const MAX_WINDOW_MS: u64 = 30 * 86_400_000;
 pub const MAX_GROUP_FIELDS: usize = 8;
 /// Most slides a hopping window may span.
 pub const MAX_HOPS: u64 = 100;
+/// Most stages (steps, counting `runs`) a sequence may have.
+pub const MAX_STAGES: u64 = 100;
+/// Most steps a sequence may name.
+pub const MAX_STEPS: usize = 32;
 /// Longest session when a rule does not say (`session GAP max SPAN`).
 pub const DEFAULT_SESSION_MAX_MS: u64 = 86_400_000;
 
@@ -128,34 +132,46 @@ impl Checker<'_> {
                 }
             },
         };
-        let filter = match &r.match_expr {
-            None => {
+        let filter = match (&r.match_expr, &r.sequence) {
+            (None, None) => {
                 self.missing(r, "match", "match event.category == \"authentication\"");
                 Predicate::Const(false)
             }
-            Some(e) => self.expr(e),
+            // A sequence's steps say which events it takes; `match` is an optional filter
+            // common to all of them.
+            (None, Some(_)) => Predicate::Const(true),
+            (Some(e), _) => self.expr(e),
         };
-        let kind = match &r.when {
-            None => {
+        let kind = match (&r.when, &r.sequence) {
+            (None, None) => {
                 if let Some(s) = &r.suppress {
-                    self.err(s.span, "`suppress` applies to `when` aggregations only");
+                    self.err(
+                        s.span,
+                        "`suppress` applies to `when` aggregations and sequences only",
+                    );
                 }
                 RuleKind::Single
             }
-            Some(w) => self.when(w, r.suppress.as_ref()),
+            (Some(w), None) => self.when(w, r.suppress.as_ref()),
+            (None, Some(q)) => self.sequence(q, r.suppress.as_ref()),
+            (Some(_), Some(q)) => {
+                self.err(
+                    q.keyword,
+                    "a rule is either an aggregation (`when`) or a sequence, not both",
+                );
+                RuleKind::Single
+            }
         };
         let mut title_fields = Vec::new();
         if let Some((tpl, span)) = &title {
             for f in tpl.fields() {
-                match &kind {
-                    RuleKind::Aggregate(a) => {
-                        if !a
-                            .group_by
+                match kind.group_by() {
+                    Some(group_by) => {
+                        if !group_by
                             .iter()
                             .any(|&g| self.fields.paths[usize::from(g.0)] == f)
                         {
-                            let by: Vec<&str> = a
-                                .group_by
+                            let by: Vec<&str> = group_by
                                 .iter()
                                 .map(|&g| self.fields.paths[usize::from(g.0)].as_str())
                                 .collect();
@@ -166,13 +182,15 @@ impl Checker<'_> {
                                 ),
                             );
                             self.diags.push(if by.is_empty() {
-                                d.with_hint("an aggregation's title can only show its `by` fields")
+                                d.with_hint(
+                                    "the title of an aggregation or a sequence can only show its `by` fields",
+                                )
                             } else {
                                 d.with_hint(format!("use one of: {}", by.join(", ")))
                             });
                         }
                     }
-                    RuleKind::Single => {
+                    None => {
                         if let Some(info) = self.field_info(f, *span) {
                             if info.array {
                                 self.err(
@@ -317,21 +335,7 @@ impl Checker<'_> {
         };
         let counting = !matches!(w.aggregate, Aggregate::Numeric(..));
         let threshold = self.threshold(&w.threshold, counting);
-        let mut group_by: Vec<(String, FieldId)> = Vec::new();
-        for g in &w.group_by {
-            if group_by.iter().any(|(p, _)| p == &g.value) {
-                self.err(g.span, format!("`{}` is grouped by twice", g.value));
-            } else if let Some(id) = self.scalar_field(g, "group by") {
-                group_by.push((g.value.clone(), id));
-            }
-        }
-        if w.group_by.len() > MAX_GROUP_FIELDS {
-            self.err(
-                w.span,
-                format!("at most {MAX_GROUP_FIELDS} group-by fields are allowed"),
-            );
-        }
-        group_by.sort();
+        let group_by = self.group_by(&w.group_by, w.span);
         if w.window.value == 0 {
             self.err(w.window.span, "the window must be longer than zero");
         } else if w.window.value > MAX_WINDOW_MS {
@@ -348,20 +352,158 @@ impl Checker<'_> {
             WindowKind::Sliding => w.window.value,
             _ => 0,
         };
-        let suppress_ms = match suppress {
-            None => default_suppress,
-            Some(s) if s.value > MAX_WINDOW_MS => {
-                self.err(s.span, "suppression longer than 30d is not supported");
-                default_suppress
-            }
-            Some(s) => s.value,
-        };
+        let suppress_ms = self.suppression(suppress, default_suppress);
         RuleKind::Aggregate(AggregatePlan {
             agg,
             threshold,
-            group_by: group_by.into_iter().map(|(_, id)| id).collect(),
+            group_by,
             window,
             window_ms: w.window.value,
+            suppress_ms,
+        })
+    }
+
+    /// Group-by fields, checked and sorted by path.
+    fn group_by(&mut self, fields: &[Spanned<String>], span: Span) -> Vec<FieldId> {
+        let mut group_by: Vec<(String, FieldId)> = Vec::new();
+        for g in fields {
+            if group_by.iter().any(|(p, _)| p == &g.value) {
+                self.err(g.span, format!("`{}` is grouped by twice", g.value));
+            } else if let Some(id) = self.scalar_field(g, "group by") {
+                group_by.push((g.value.clone(), id));
+            }
+        }
+        if fields.len() > MAX_GROUP_FIELDS {
+            self.err(
+                span,
+                format!("at most {MAX_GROUP_FIELDS} group-by fields are allowed"),
+            );
+        }
+        group_by.sort();
+        group_by.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn suppression(&mut self, suppress: Option<&Spanned<u64>>, default: u64) -> u64 {
+        match suppress {
+            None => default,
+            Some(s) if s.value > MAX_WINDOW_MS => {
+                self.err(s.span, "suppression longer than 30d is not supported");
+                default
+            }
+            Some(s) => s.value,
+        }
+    }
+
+    fn sequence(&mut self, q: &Sequence, suppress: Option<&Spanned<u64>>) -> RuleKind {
+        let group_by = self.group_by(&q.group_by, q.keyword);
+        let span_ms = match &q.within {
+            None => {
+                self.diags.push(
+                    Diagnostic::error(q.keyword, "a sequence needs `within DURATION`")
+                        .with_hint("partial matches are kept until they can no longer complete: without a span they would be kept forever"),
+                );
+                0
+            }
+            Some(d) if d.value == 0 => {
+                self.err(d.span, "the span must be longer than zero");
+                0
+            }
+            Some(d) if d.value > MAX_WINDOW_MS => {
+                self.err(
+                    d.span,
+                    "spans longer than 30d are not supported: state must stay bounded",
+                );
+                0
+            }
+            Some(d) => d.value,
+        };
+        let mut steps: Vec<StepPlan> = Vec::new();
+        let mut absent: Option<StepPlan> = None;
+        let mut names: Vec<&str> = Vec::new();
+        let mut stages = 0u64;
+        for (i, st) in q.steps.iter().enumerate() {
+            if names.contains(&st.name.value.as_str()) {
+                self.err(
+                    st.name.span,
+                    format!("step `{}` is named twice", st.name.value),
+                );
+            }
+            names.push(&st.name.value);
+            let predicate = self.expr(&st.expr);
+            let runs = match &st.runs {
+                None => 1,
+                Some(r) if r.value == 0 || r.value > MAX_STAGES => {
+                    self.err(r.span, format!("`runs` takes 1 to {MAX_STAGES}"));
+                    1
+                }
+                Some(r) => r.value as u32,
+            };
+            let step = StepPlan {
+                name: st.name.value.clone(),
+                predicate,
+                runs,
+            };
+            if !st.absent {
+                stages += u64::from(runs);
+                steps.push(step);
+                continue;
+            }
+            if let Some(r) = &st.runs {
+                self.err(r.span, "an absent step cannot repeat");
+            }
+            if i + 1 != q.steps.len() {
+                self.diags.push(
+                    Diagnostic::error(st.span, "only the last step of a sequence may be absent")
+                        .with_hint("the rule fires when the span ends without the absent step: it has to come last"),
+                );
+            }
+            absent = Some(step);
+        }
+        match steps.first() {
+            None => self.err(
+                q.keyword,
+                "a sequence needs at least one step that must happen",
+            ),
+            Some(first) if steps.len() == 1 && first.runs == 1 && absent.is_none() => {
+                self.diags.push(
+                    Diagnostic::error(q.keyword, "a sequence of one step is a single-event rule")
+                        .with_hint(
+                            "write the step as `match`, or add the steps that must follow it",
+                        ),
+                );
+            }
+            Some(_) => {}
+        }
+        if stages > MAX_STAGES {
+            self.err(
+                q.keyword,
+                format!("a sequence may have at most {MAX_STAGES} stages (steps, counting `runs`)"),
+            );
+        }
+        if steps.len() > MAX_STEPS {
+            self.err(
+                q.keyword,
+                format!("a sequence may have at most {MAX_STEPS} steps"),
+            );
+        }
+        let mut until = None;
+        for (i, (e, span)) in q.until.iter().enumerate() {
+            if i > 0 {
+                self.err(
+                    *span,
+                    "a sequence has one `until`: combine the conditions with `or`",
+                );
+            } else {
+                until = Some(self.expr(e));
+            }
+        }
+        let suppress_ms = self.suppression(suppress, 0);
+        RuleKind::Sequence(SequencePlan {
+            steps,
+            absent,
+            until,
+            group_by,
+            span_ms,
             suppress_ms,
         })
     }

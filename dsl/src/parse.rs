@@ -152,9 +152,14 @@ fn describe(r: Rule) -> &'static str {
         | Rule::k_description
         | Rule::k_match
         | Rule::k_when
+        | Rule::k_sequence
         | Rule::k_suppress => {
-            "a clause (`title`, `severity`, `tags`, `description`, `version`, `match`, `when`, `suppress`) or `}`"
+            "a clause (`title`, `severity`, `tags`, `description`, `version`, `match`, `when`, `sequence`, `suppress`) or `}`"
         }
+        Rule::step | Rule::absent_step | Rule::until_step | Rule::step_name | Rule::k_until => {
+            "a step (`NAME: EXPR`, `not NAME: EXPR`, `until: EXPR`) or `}`"
+        }
+        Rule::runs | Rule::k_runs => "`runs N`",
         Rule::EOI => "end of file",
         Rule::expr | Rule::and_expr | Rule::not_expr | Rule::negation | Rule::comparison => {
             "an expression"
@@ -307,6 +312,10 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
                 let w = build_when(inner.collect(), span, base, diags);
                 set_once(&mut r.when, w, "when", span, &mut r.duplicates);
             }
+            Rule::sequence_clause => {
+                let q = build_sequence(inner.collect(), span, base, diags);
+                set_once(&mut r.sequence, q, "sequence", span, &mut r.duplicates);
+            }
             Rule::suppress_clause => {
                 let Some(d) = first() else { continue };
                 let v = build_duration(&d, base, diags);
@@ -343,6 +352,9 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::k_description
             | Rule::k_match
             | Rule::k_when
+            | Rule::k_sequence
+            | Rule::k_until
+            | Rule::k_runs
             | Rule::k_suppress
             | Rule::k_for
             | Rule::k_within
@@ -405,6 +417,78 @@ fn unescape(body: &str, at: usize, diags: &mut Vec<Diagnostic>) -> String {
         }
     }
     out
+}
+
+fn build_group_by(p: Pair<'_, Rule>, base: usize) -> Vec<Spanned<String>> {
+    p.into_inner()
+        .filter(|q| q.as_rule() == Rule::field)
+        .map(|f| Spanned {
+            value: f.as_str().to_owned(),
+            span: span_of(&f, base),
+        })
+        .collect()
+}
+
+fn build_sequence(
+    parts: Vec<Pair<'_, Rule>>,
+    span: Span,
+    base: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> Sequence {
+    let mut q = Sequence {
+        group_by: Vec::new(),
+        within: None,
+        steps: Vec::new(),
+        until: Vec::new(),
+        keyword: Span::new(span.start, span.start + "sequence".len()),
+    };
+    for p in parts {
+        let span = span_of(&p, base);
+        match p.as_rule() {
+            Rule::group_by => q.group_by = build_group_by(p, base),
+            Rule::duration => q.within = Some(build_duration(&p, base, diags)),
+            Rule::until_step => {
+                if let Some(e) = p.into_inner().find(|x| x.as_rule() == Rule::expr) {
+                    q.until.push((build_expr(e, base, diags), span));
+                }
+            }
+            Rule::step | Rule::absent_step => {
+                let absent = p.as_rule() == Rule::absent_step;
+                let mut name = Spanned::default();
+                let mut expr = Expr::And(Vec::new());
+                let mut runs = None;
+                for x in p.into_inner() {
+                    match x.as_rule() {
+                        Rule::step_name => {
+                            name = Spanned {
+                                value: x.as_str().to_owned(),
+                                span: span_of(&x, base),
+                            };
+                        }
+                        Rule::expr => expr = build_expr(x, base, diags),
+                        Rule::runs => {
+                            if let Some(n) = x.into_inner().find(|y| y.as_rule() == Rule::integer) {
+                                runs = Some(Spanned {
+                                    value: n.as_str().parse().unwrap_or(u64::MAX),
+                                    span: span_of(&n, base),
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                q.steps.push(Step {
+                    name,
+                    expr,
+                    runs,
+                    absent,
+                    span,
+                });
+            }
+            _ => {}
+        }
+    }
+    q
 }
 
 fn build_duration(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Spanned<u64> {
@@ -651,16 +735,7 @@ fn build_when(
                     span: tspan,
                 };
             }
-            Rule::group_by => {
-                w.group_by = p
-                    .into_inner()
-                    .filter(|q| q.as_rule() == Rule::field)
-                    .map(|f| Spanned {
-                        value: f.as_str().to_owned(),
-                        span: span_of(&f, base),
-                    })
-                    .collect();
-            }
+            Rule::group_by => w.group_by = build_group_by(p, base),
             Rule::window => {
                 for q in p.into_inner() {
                     match q.as_rule() {

@@ -65,6 +65,48 @@ pub enum RuleKind {
     Single,
     /// Matching events are aggregated per group over a window.
     Aggregate(AggregatePlan),
+    /// Ordered steps per group within a span.
+    Sequence(SequencePlan),
+}
+
+impl RuleKind {
+    /// The group-by fields, for stateful rules.
+    pub fn group_by(&self) -> Option<&[FieldId]> {
+        match self {
+            RuleKind::Single => None,
+            RuleKind::Aggregate(a) => Some(&a.group_by),
+            RuleKind::Sequence(q) => Some(&q.group_by),
+        }
+    }
+}
+
+/// `sequence by FIELDS within SPAN { … }`, compiled.
+#[derive(Clone, Debug)]
+pub struct SequencePlan {
+    /// The steps that must happen, in order.
+    pub steps: Vec<StepPlan>,
+    /// The step that must not follow them within the span, if any.
+    pub absent: Option<StepPlan>,
+    /// Events that cancel every partial match of their group.
+    pub until: Option<Predicate>,
+    /// Group-by fields, sorted by path.
+    pub group_by: Vec<FieldId>,
+    /// The whole match fits within this (first to last event, exclusive), ms.
+    pub span_ms: u64,
+    /// After firing, a group's matches are discarded until event time reaches alert time + this
+    /// (default 0).
+    pub suppress_ms: u64,
+}
+
+/// One step of a sequence.
+#[derive(Clone, Debug)]
+pub struct StepPlan {
+    /// Its name in the rule.
+    pub name: String,
+    /// Which events it takes (the rule's `match`, if any, applies too).
+    pub predicate: Predicate,
+    /// How many events in a row it takes (`runs N`; 1 when not written).
+    pub runs: u32,
 }
 
 /// `when AGG CONDITION by FIELDS within WINDOW`, compiled.
@@ -464,6 +506,35 @@ impl RulePlan {
                 "agg={agg} threshold={} by={by:?} window={:?} {} suppress={}",
                 a.threshold, a.window, a.window_ms, a.suppress_ms
             );
+        }
+        if let RuleKind::Sequence(q) = &self.kind {
+            let path = |f: FieldId| fields[usize::from(f.0)].as_str();
+            let by: Vec<&str> = q.group_by.iter().map(|&f| path(f)).collect();
+            let _ = writeln!(
+                canon,
+                "sequence by={by:?} span={} suppress={}",
+                q.span_ms, q.suppress_ms
+            );
+            for step in &q.steps {
+                let _ = writeln!(
+                    canon,
+                    "step {} runs={}: {}",
+                    step.name,
+                    step.runs,
+                    step.predicate.display(fields)
+                );
+            }
+            if let Some(step) = &q.absent {
+                let _ = writeln!(
+                    canon,
+                    "absent {}: {}",
+                    step.name,
+                    step.predicate.display(fields)
+                );
+            }
+            if let Some(p) = &q.until {
+                let _ = writeln!(canon, "until: {}", p.display(fields));
+            }
         }
         let digest = Sha256::digest(canon.as_bytes());
         self.plan_hash = digest[..8].iter().map(|b| format!("{b:02x}")).collect();

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use vigil_dsl::{AggKind, FieldId, RuleKind, RulePlan, RuleSet, WindowKind as DslWindow};
+use vigil_dsl::{
+    AggKind, EventView, FieldId, RuleKind, RulePlan, RuleSet, SequencePlan, WindowKind as DslWindow,
+};
 use vigil_model::{Alert, AlertWindow, TenantId, Threshold, alert_id};
 use vigil_operators::window::{AggFn, WindowKind};
-use vigil_operators::{Firing, WindowSpec};
+use vigil_operators::{Firing, RuleSpec, SequenceSpec, WindowSpec};
 
 use crate::decode::{FieldTrie, Val};
 
@@ -32,7 +34,7 @@ pub struct Compiled {
     pub(crate) tenant_slot: u16,
     pub(crate) id_slot: u16,
     pub(crate) rules: Vec<SourceRule>,
-    pub(crate) specs: Vec<WindowSpec>,
+    pub(crate) specs: Vec<RuleSpec>,
     /// Per rule: xxh3 of (id, version, plan hash). Window keys and checkpoints use it, so that
     /// state survives rules being added or removed around an unchanged rule.
     identities: Vec<u64>,
@@ -63,51 +65,21 @@ impl Compiled {
         let mut identities = Vec::new();
         for plan in &set.rules {
             identities.push(identity(plan));
-            let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            let (group, agg_field, spec) = match &plan.kind {
-                RuleKind::Single => (
-                    Vec::new(),
-                    None,
-                    WindowSpec {
-                        kind: WindowKind::Single,
-                        agg: AggFn::Count,
-                        window_ms: 0,
-                        threshold: Threshold::at_least(1.0),
-                        suppress_ms: 0,
-                        max_refs: MAX_EVENT_REFS,
-                    },
-                ),
-                RuleKind::Aggregate(a) => (
-                    a.group_by.iter().map(|&f| slot(f)).collect(),
-                    a.agg.field().map(slot),
-                    WindowSpec {
-                        kind: match a.window {
-                            DslWindow::Sliding => WindowKind::Sliding,
-                            DslWindow::Tumbling => WindowKind::Tumbling,
-                            DslWindow::Hopping { slide_ms } => WindowKind::Hopping {
-                                slide_ms: ms(slide_ms),
-                            },
-                            DslWindow::Session { max_ms } => {
-                                WindowKind::Session { max_ms: ms(max_ms) }
-                            }
-                        },
-                        agg: match a.agg {
-                            AggKind::Count => AggFn::Count,
-                            AggKind::DistinctCount(_) => AggFn::Distinct,
-                            AggKind::Sum(_) => AggFn::Sum,
-                            AggKind::Min(_) => AggFn::Min,
-                            AggKind::Max(_) => AggFn::Max,
-                            AggKind::Avg(_) => AggFn::Avg,
-                        },
-                        window_ms: ms(a.window_ms),
-                        threshold: a.threshold,
-                        suppress_ms: ms(a.suppress_ms),
-                        max_refs: MAX_EVENT_REFS,
-                    },
-                ),
+            let spec = rule_spec(&plan.kind);
+            let group = plan
+                .kind
+                .group_by()
+                .map_or_else(Vec::new, |g| g.iter().map(|&f| slot(f)).collect());
+            let agg_field = match &plan.kind {
+                RuleKind::Aggregate(a) => a.agg.field().map(slot),
+                _ => None,
             };
-            let distinct = agg_field.filter(|_| spec.agg == AggFn::Distinct);
-            let number = agg_field.filter(|_| spec.agg != AggFn::Distinct);
+            let agg = match &spec {
+                RuleSpec::Window(w) => w.agg,
+                RuleSpec::Sequence(_) => AggFn::Count,
+            };
+            let distinct = agg_field.filter(|_| agg == AggFn::Distinct);
+            let number = agg_field.filter(|_| agg != AggFn::Distinct);
             rules.push(SourceRule {
                 plan: plan.clone(),
                 group,
@@ -206,6 +178,76 @@ impl Compiled {
             event_count: f.event_count,
         }
     }
+}
+
+/// What the window operator runs for a rule.
+fn rule_spec(kind: &RuleKind) -> RuleSpec {
+    let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    match kind {
+        RuleKind::Single => RuleSpec::Window(WindowSpec {
+            kind: WindowKind::Single,
+            agg: AggFn::Count,
+            window_ms: 0,
+            threshold: Threshold::at_least(1.0),
+            suppress_ms: 0,
+            max_refs: MAX_EVENT_REFS,
+        }),
+        RuleKind::Aggregate(a) => RuleSpec::Window(WindowSpec {
+            kind: match a.window {
+                DslWindow::Sliding => WindowKind::Sliding,
+                DslWindow::Tumbling => WindowKind::Tumbling,
+                DslWindow::Hopping { slide_ms } => WindowKind::Hopping {
+                    slide_ms: ms(slide_ms),
+                },
+                DslWindow::Session { max_ms } => WindowKind::Session { max_ms: ms(max_ms) },
+            },
+            agg: match a.agg {
+                AggKind::Count => AggFn::Count,
+                AggKind::DistinctCount(_) => AggFn::Distinct,
+                AggKind::Sum(_) => AggFn::Sum,
+                AggKind::Min(_) => AggFn::Min,
+                AggKind::Max(_) => AggFn::Max,
+                AggKind::Avg(_) => AggFn::Avg,
+            },
+            window_ms: ms(a.window_ms),
+            threshold: a.threshold,
+            suppress_ms: ms(a.suppress_ms),
+            max_refs: MAX_EVENT_REFS,
+        }),
+        RuleKind::Sequence(q) => {
+            // Bits of `Hit::steps`: the steps in order, then the absent step, then `until`
+            // (see `step_mask`).
+            let n = q.steps.len() as u8;
+            RuleSpec::Sequence(SequenceSpec {
+                stages: (0..n)
+                    .flat_map(|i| std::iter::repeat_n(i, q.steps[usize::from(i)].runs as usize))
+                    .collect(),
+                absent: q.absent.as_ref().map(|_| n),
+                until: q.until.as_ref().map(|_| n + 1),
+                span_ms: ms(q.span_ms),
+                suppress_ms: ms(q.suppress_ms),
+                max_refs: MAX_EVENT_REFS,
+            })
+        }
+    }
+}
+
+/// The steps of a sequence an event matches, as the bits [`rule_spec`] numbers them.
+pub(crate) fn step_mask<E: EventView + ?Sized>(q: &SequencePlan, e: &E) -> u64 {
+    let n = q.steps.len();
+    let mut mask = 0u64;
+    for (i, step) in q.steps.iter().enumerate() {
+        if step.predicate.eval(e) {
+            mask |= 1 << i;
+        }
+    }
+    if q.absent.as_ref().is_some_and(|a| a.predicate.eval(e)) {
+        mask |= 1 << n;
+    }
+    if q.until.as_ref().is_some_and(|u| u.eval(e)) {
+        mask |= 1 << (n + 1);
+    }
+    mask
 }
 
 /// xxh3-64 over the length-prefixed id, the version and the plan hash: equal exactly when the

@@ -13,6 +13,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::{Scope, StreamVec};
+use vigil_dsl::RuleKind;
 use vigil_model::time::{epoch_millis, parse_rfc3339};
 use vigil_model::{TenantId, is_valid_tenant};
 use vigil_operators::lateness::EventTimes;
@@ -21,7 +22,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use crate::decode::{Decoded, Val};
 use crate::io::{Normalizer, Record, Reject, RejectReason, RejectSink};
-use crate::rules::{Compiled, canonical};
+use crate::rules::{Compiled, canonical, step_mask};
 use crate::stats::WorkerStats;
 
 /// A chunk of whole lines from a source, numbered in read order.
@@ -331,6 +332,13 @@ impl Parser {
                     },
                     None => None,
                 };
+                let steps = match &rule.plan.kind {
+                    RuleKind::Sequence(q) => match step_mask(q, &d) {
+                        0 => continue,
+                        m => m,
+                    },
+                    _ => 0,
+                };
                 // Sums, minima, maxima and averages read numbers only: an event whose field
                 // is absent, null or not a number does not contribute.
                 let number = match rule.number {
@@ -364,6 +372,7 @@ impl Parser {
                     group,
                     distinct,
                     number,
+                    steps,
                     title_values,
                 });
             }

@@ -1,5 +1,5 @@
-//! `keyed_windows`: applies [`Hit`]s to per-key window state in event-time order and emits a
-//! [`Firing`] whenever a rule fires.
+//! `keyed_windows`: applies [`Hit`]s to per-key state (windows and sequences, [`crate::state`])
+//! in event-time order and emits a [`Firing`] whenever a rule fires.
 //!
 //! Hits arrive exchanged by [`Hit::key`], a stable hash of (tenant, rule, group), so each key
 //! lives on exactly one worker; epoch summaries arrive broadcast, so every worker tracks every
@@ -8,7 +8,9 @@
 //!    to a window); single-event rules fire right away for hits on time;
 //! 2. applies the summary of `e` to the watermarks;
 //! 3. feeds, per tenant, the buffered hits below the tenant's watermark to their keys in
-//!    `(event time, event.id)` order.
+//!    `(event time, event.id)` order;
+//! 4. fires, per tenant, the sequences waiting for an absent step whose deadline the watermark
+//!    has reached (a timer per waiting key, rebuilt from the key states on restore).
 //!
 //! The result depends only on the input, not on the number of workers or on scheduling. At the
 //! end of input every watermark becomes +∞ and every window flushes.
@@ -19,7 +21,7 @@
 //!
 //! ```
 //! use timely::dataflow::operators::{ToStream, Inspect, vec::Broadcast};
-//! use vigil_operators::{EpochSummary, Hit, KeyedWindows, WindowSpec, WindowsConfig};
+//! use vigil_operators::{EpochSummary, Hit, KeyedWindows, RuleSpec, WindowSpec, WindowsConfig};
 //! use vigil_operators::window::{AggFn, WindowKind};
 //!
 //! let spec = WindowSpec { kind: WindowKind::Sliding, agg: AggFn::Count, window_ms: 300_000,
@@ -31,12 +33,12 @@
 //!     let hit = |ts: i64, id: &str| Hit { epoch: 0, key: [7, 7], rule: 0, source: 0, ts,
 //!         prior_max: i64::MIN, tenant: "acme".into(), event_id: id.into(),
 //!         group: vec!["alice".into()], distinct: None, number: None,
-//!         title_values: vec![] };
+//!         steps: 0, title_values: vec![] };
 //!     let hits = vec![hit(1_000, "a"), hit(2_000, "b")].to_stream(scope);
 //!     let summaries = vec![EpochSummary { epoch: 0, source: 0,
 //!         tenants: vec![("acme".into(), 2_000)], wall_ms: None, checkpoint: false }]
 //!         .to_stream(scope).broadcast();
-//!     hits.keyed_windows(summaries, WindowsConfig::new(vec![spec], 10_000))
+//!     hits.keyed_windows(summaries, WindowsConfig::new(vec![RuleSpec::Window(spec)], 10_000))
 //!         .inspect(move |f| sink.lock().unwrap().push((f.end, f.value)));
 //! });
 //! assert_eq!(*seen.lock().unwrap(), [(2_000, 2.0)]);
@@ -54,10 +56,11 @@ use timely::progress::frontier::MutableAntichain;
 
 use crate::event_id::EventId;
 use crate::records::{EpochSummary, Firing, Hit};
+use crate::sequence::SeqFired;
 use crate::snapshot::{self, KeyEntryRef, WindowsSnapshot, WindowsSnapshotRef};
+use crate::state::{KeyState, RuleSpec};
 use crate::tenants::TenantIndex;
 use crate::watermark::WatermarkTracker;
-use crate::window::{WindowKind, WindowSpec, WindowState};
 
 /// Counters of one worker's `keyed_windows` operator.
 #[derive(Clone, Debug, Default)]
@@ -86,8 +89,8 @@ pub type OnCheckpoint = Box<dyn FnMut(u64, Vec<u8>)>;
 
 /// How a `keyed_windows` operator is set up.
 pub struct WindowsConfig {
-    /// Window specs, indexed by [`Hit::rule`].
-    pub specs: Vec<WindowSpec>,
+    /// Rule specs, indexed by [`Hit::rule`].
+    pub specs: Vec<RuleSpec>,
     /// Allowed lateness of sources not in `lateness_ms`.
     pub default_lateness_ms: u64,
     /// Allowed lateness per source.
@@ -102,7 +105,7 @@ pub struct WindowsConfig {
 
 impl WindowsConfig {
     /// `specs` with one lateness for every source, fresh state, no checkpoints.
-    pub fn new(specs: Vec<WindowSpec>, lateness_ms: u64) -> Self {
+    pub fn new(specs: Vec<RuleSpec>, lateness_ms: u64) -> Self {
         WindowsConfig {
             specs,
             default_lateness_ms: lateness_ms,
@@ -165,7 +168,7 @@ impl Hasher for PassThrough {
 type KeyMap = HashMap<KeyHash, Key, BuildHasherDefault<PassThrough>>;
 
 struct Key {
-    state: WindowState,
+    state: KeyState,
     rule: u32,
     tenant: u32,
 }
@@ -202,31 +205,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                 let mut cap = Some(cap);
                 let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
                 let mut tracker = WatermarkTracker::new(default_lateness_ms, lateness_ms);
-                let mut pending: Pending = HashMap::new();
-                let mut keys: KeyMap = KeyMap::default();
-                let mut tenants = TenantIndex::default();
-                let mut seq = 0u64;
+                let mut state = Keys::default();
                 if let Some(snap) = restore {
-                    if let Some(t) = snap.tracker {
-                        tracker.restore(t);
-                    }
-                    for k in snap.keys {
-                        let tenant = tenants.index(&k.tenant);
-                        keys.insert(
-                            k.key,
-                            Key {
-                                state: k.state,
-                                rule: k.rule,
-                                tenant,
-                            },
-                        );
-                    }
-                    for h in snap.pending {
-                        seq += 1;
-                        let k = (h.ts, EventId::new(&h.event_id), seq);
-                        pending.entry(h.tenant.clone()).or_default().insert(k, h);
-                    }
-                    stats.borrow_mut().keys = keys.len();
+                    state.restore(snap, &mut tracker, &specs);
+                    stats.borrow_mut().keys = state.keys.len();
                 }
                 let mut epochs_done = 0u64;
                 let mut last_sweep_wall = i64::MIN;
@@ -259,24 +241,14 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                                 *st.late.entry((h.rule, h.tenant)).or_default() += 1;
                                 continue;
                             }
-                            let spec = &specs[h.rule as usize];
-                            if spec.kind == WindowKind::Single {
+                            if specs[h.rule as usize].is_single() {
                                 fired(single_firing(h));
                                 continue;
                             }
                             if !touched.contains(&h.tenant) {
                                 touched.insert(h.tenant.clone());
                             }
-                            seq += 1;
-                            let k = (h.ts, EventId::new(&h.event_id), seq);
-                            match pending.get_mut(&h.tenant) {
-                                Some(q) => {
-                                    q.insert(k, h);
-                                }
-                                None => {
-                                    pending.entry(h.tenant.clone()).or_default().insert(k, h);
-                                }
-                            }
+                            state.buffer(h);
                         }
                         let mut barrier = false;
                         let mut wall = None;
@@ -291,7 +263,7 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             }
                             if s.wall_ms.is_some() {
                                 // Idleness may have moved any tenant of this source.
-                                for t in pending.keys() {
+                                for t in state.pending.keys().chain(state.timers.keys()) {
                                     if !touched.contains(t) {
                                         touched.insert(t.clone());
                                     }
@@ -299,19 +271,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             }
                         }
                         for t in &touched {
-                            let wm = tracker.watermark(t);
-                            drain(
-                                t,
-                                wm,
-                                &mut pending,
-                                &mut keys,
-                                &mut tenants,
-                                &specs,
-                                &mut fired,
-                            );
+                            state.drain(t, tracker.watermark(t), &specs, &mut fired);
                         }
                         if barrier {
-                            on_checkpoint(e, encode_state(&tracker, &keys, &tenants, &pending));
+                            on_checkpoint(e, state.encode(&tracker));
                         }
                         epochs_done += 1;
                         // Live input sweeps at least once a second of wall clock too, so that
@@ -324,27 +287,24 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         if epochs_done.is_multiple_of(EVICT_EVERY) || live_due {
                             // State peaks just before a sweep; measuring costs a scan too, so
                             // both happen together.
-                            note_size(&keys, &mut st);
-                            evict(&mut keys, &tenants, &tracker, &specs, &mut st);
+                            state.note_size(&mut st);
+                            state.evict(&tracker, &specs, &mut st);
                         }
                     }
                     if hits_frontier.is_empty() && sum_frontier.is_empty() {
                         tracker.finish();
-                        let ts: Vec<String> = pending.keys().cloned().collect();
+                        let ts: BTreeSet<String> = state
+                            .pending
+                            .keys()
+                            .chain(state.timers.keys())
+                            .cloned()
+                            .collect();
                         for t in &ts {
-                            drain(
-                                t,
-                                i64::MAX,
-                                &mut pending,
-                                &mut keys,
-                                &mut tenants,
-                                &specs,
-                                &mut fired,
-                            );
+                            state.drain(t, i64::MAX, &specs, &mut fired);
                         }
                         let mut st = stats.borrow_mut();
-                        note_size(&keys, &mut st);
-                        keys.clear();
+                        state.note_size(&mut st);
+                        state.keys.clear();
                         st.keys = 0;
                         drop(session);
                         cap = None;
@@ -370,6 +330,233 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
     }
 }
 
+type Pending = HashMap<String, BTreeMap<(i64, EventId, u64), Hit>>;
+
+/// One worker's keys, the hits waiting for their tenant's watermark, and the deadlines of
+/// sequences waiting for an absent step.
+#[derive(Default)]
+struct Keys {
+    pending: Pending,
+    keys: KeyMap,
+    tenants: TenantIndex,
+    /// Per tenant: (deadline, key) of every sequence key that waits. Entries may be stale (the
+    /// wait was cancelled); the key's own state decides.
+    timers: HashMap<String, BTreeSet<(i64, KeyHash)>>,
+    /// Arrival order of buffered hits with equal (time, id).
+    seq: u64,
+}
+
+impl Keys {
+    fn restore(
+        &mut self,
+        snap: WindowsSnapshot,
+        tracker: &mut WatermarkTracker,
+        specs: &[RuleSpec],
+    ) {
+        if let Some(t) = snap.tracker {
+            tracker.restore(t);
+        }
+        for k in snap.keys {
+            let tenant = self.tenants.index(&k.tenant);
+            if let (KeyState::Sequence(s), Some(RuleSpec::Sequence(q))) =
+                (&k.state, specs.get(k.rule as usize))
+                && let Some(d) = s.deadline(q)
+            {
+                self.timers
+                    .entry(k.tenant.clone())
+                    .or_default()
+                    .insert((d, k.key));
+            }
+            self.keys.insert(
+                k.key,
+                Key {
+                    state: k.state,
+                    rule: k.rule,
+                    tenant,
+                },
+            );
+        }
+        for h in snap.pending {
+            self.buffer(h);
+        }
+    }
+
+    /// Buffers an on-time hit until its tenant's watermark passes it.
+    fn buffer(&mut self, h: Hit) {
+        self.seq += 1;
+        let k = (h.ts, EventId::new(&h.event_id), self.seq);
+        match self.pending.get_mut(&h.tenant) {
+            Some(q) => {
+                q.insert(k, h);
+            }
+            None => {
+                self.pending
+                    .entry(h.tenant.clone())
+                    .or_default()
+                    .insert(k, h);
+            }
+        }
+    }
+
+    /// Applies the tenant's buffered hits below `wm` in `(time, id)` order, then fires the
+    /// deadlines `wm` has reached.
+    fn drain(&mut self, tenant: &str, wm: i64, specs: &[RuleSpec], fired: &mut impl FnMut(Firing)) {
+        if let Some(queue) = self.pending.get_mut(tenant) {
+            while let Some(entry) = queue.first_entry() {
+                if entry.key().0 >= wm {
+                    break;
+                }
+                let ((_, id, _), h) = entry.remove_entry();
+                let spec = &specs[h.rule as usize];
+                let tenant_idx = self.tenants.index(&h.tenant);
+                let key = self.keys.entry(h.key).or_insert_with(|| Key {
+                    state: KeyState::new(spec, &h.group),
+                    rule: h.rule,
+                    tenant: tenant_idx,
+                });
+                match (&mut key.state, spec) {
+                    (KeyState::Window(state), RuleSpec::Window(w)) => {
+                        let distinct = h
+                            .distinct
+                            .as_deref()
+                            .map(|v| xxhash_rust::xxh3::xxh3_128(v.as_bytes()));
+                        if let Some(f) = state.add(w, h.ts, id, distinct, h.number) {
+                            fired(Firing {
+                                rule: h.rule,
+                                tenant: h.tenant,
+                                group: h.group,
+                                event_id: h.event_id,
+                                title_values: Vec::new(),
+                                value: f.value,
+                                start: f.start,
+                                end: h.ts,
+                                events: f.events,
+                                event_count: f.event_count,
+                            });
+                        }
+                    }
+                    (KeyState::Sequence(state), RuleSpec::Sequence(q)) => {
+                        if let Some(f) = state.add(q, h.ts, id, h.steps) {
+                            fired(seq_firing(h.rule, &h.tenant, state.group(), f));
+                        }
+                        if let Some(d) = state.deadline(q) {
+                            match self.timers.get_mut(tenant) {
+                                Some(t) => {
+                                    t.insert((d, h.key));
+                                }
+                                None => {
+                                    self.timers
+                                        .entry(tenant.to_owned())
+                                        .or_default()
+                                        .insert((d, h.key));
+                                }
+                            }
+                        }
+                    }
+                    // A key restored under a rule of another kind starts afresh next sweep.
+                    _ => {}
+                }
+            }
+            if queue.is_empty() {
+                self.pending.remove(tenant);
+            }
+        }
+        let Some(timers) = self.timers.get_mut(tenant) else {
+            return;
+        };
+        while let Some(&(d, k)) = timers.first() {
+            if d > wm {
+                break;
+            }
+            timers.pop_first();
+            let Some(key) = self.keys.get_mut(&k) else {
+                continue;
+            };
+            if let (KeyState::Sequence(state), RuleSpec::Sequence(q)) =
+                (&mut key.state, &specs[key.rule as usize])
+                && let Some(f) = state.on_watermark(q, wm)
+            {
+                fired(seq_firing(key.rule, tenant, state.group(), f));
+            }
+        }
+        if timers.is_empty() {
+            self.timers.remove(tenant);
+        }
+    }
+
+    fn encode(&self, tracker: &WatermarkTracker) -> Vec<u8> {
+        let names = self.tenants.names();
+        snapshot::encode(&WindowsSnapshotRef {
+            tracker: Some(tracker),
+            keys: self
+                .keys
+                .iter()
+                .map(|(k, v)| KeyEntryRef {
+                    key: *k,
+                    rule: v.rule,
+                    tenant: &names[v.tenant as usize],
+                    state: &v.state,
+                })
+                .collect(),
+            pending: self.pending.values().flat_map(BTreeMap::values).collect(),
+        })
+    }
+
+    /// Drops expired keys, and records the live keys per (rule, tenant) and the watermarks.
+    fn evict(&mut self, tracker: &WatermarkTracker, specs: &[RuleSpec], st: &mut WindowStats) {
+        let names = self.tenants.names();
+        let wms: Vec<i64> = names.iter().map(|t| tracker.watermark(t)).collect();
+        let mut live: HashMap<(u32, u32), usize> = HashMap::new();
+        self.keys.retain(|_, k| {
+            let keep = !k
+                .state
+                .expired(&specs[k.rule as usize], wms[k.tenant as usize]);
+            if keep {
+                *live.entry((k.rule, k.tenant)).or_default() += 1;
+            }
+            keep
+        });
+        st.live = live
+            .into_iter()
+            .map(|((r, t), n)| ((r, names[t as usize].clone()), n))
+            .collect();
+        st.watermarks = tracker
+            .tenants()
+            .map(|t| (t.to_owned(), tracker.watermark(t)))
+            .collect();
+    }
+
+    fn note_size(&self, st: &mut WindowStats) {
+        let keys = &self.keys;
+        st.keys = keys.len();
+        if keys.len() <= st.peak_keys {
+            return;
+        }
+        st.peak_keys = keys.len();
+        // Each map slot holds the key hash and the `Key`, plus one control byte; the table's
+        // spare capacity is shared out evenly over the live keys.
+        let slot = size_of::<(KeyHash, Key)>() + 1;
+        let table = keys.capacity() * slot;
+        let mut by_rule: Vec<(usize, usize)> = Vec::new();
+        let mut heap = 0;
+        for k in keys.values() {
+            let r = k.rule as usize;
+            if by_rule.len() <= r {
+                by_rule.resize(r + 1, (0, 0));
+            }
+            let b = k.state.heap_bytes();
+            by_rule[r].0 += 1;
+            by_rule[r].1 += b;
+            heap += b;
+        }
+        for (n, b) in &mut by_rule {
+            *b += table * *n / keys.len();
+        }
+        st.peak_bytes = table + heap;
+        st.peak_by_rule = by_rule;
+    }
+}
+
 fn single_firing(h: Hit) -> Firing {
     Firing {
         rule: h.rule,
@@ -385,133 +572,18 @@ fn single_firing(h: Hit) -> Firing {
     }
 }
 
-type Pending = HashMap<String, BTreeMap<(i64, EventId, u64), Hit>>;
-
-fn encode_state(
-    tracker: &WatermarkTracker,
-    keys: &KeyMap,
-    tenants: &TenantIndex,
-    pending: &Pending,
-) -> Vec<u8> {
-    let names = tenants.names();
-    snapshot::encode(&WindowsSnapshotRef {
-        tracker: Some(tracker),
-        keys: keys
-            .iter()
-            .map(|(k, v)| KeyEntryRef {
-                key: *k,
-                rule: v.rule,
-                tenant: &names[v.tenant as usize],
-                state: &v.state,
-            })
-            .collect(),
-        pending: pending.values().flat_map(BTreeMap::values).collect(),
-    })
-}
-
-fn drain(
-    tenant: &str,
-    wm: i64,
-    pending: &mut Pending,
-    keys: &mut KeyMap,
-    tenants: &mut TenantIndex,
-    specs: &[WindowSpec],
-    fired: &mut impl FnMut(Firing),
-) {
-    let Some(queue) = pending.get_mut(tenant) else {
-        return;
-    };
-    while let Some(entry) = queue.first_entry() {
-        if entry.key().0 >= wm {
-            break;
-        }
-        let ((_, id, _), h) = entry.remove_entry();
-        let spec = &specs[h.rule as usize];
-        let tenant_idx = tenants.index(&h.tenant);
-        let key = keys.entry(h.key).or_insert_with(|| Key {
-            state: WindowState::default(),
-            rule: h.rule,
-            tenant: tenant_idx,
-        });
-        let distinct = h
-            .distinct
-            .as_deref()
-            .map(|v| xxhash_rust::xxh3::xxh3_128(v.as_bytes()));
-        if let Some(f) = key.state.add(spec, h.ts, id, distinct, h.number) {
-            fired(Firing {
-                rule: h.rule,
-                tenant: h.tenant,
-                group: h.group,
-                event_id: h.event_id,
-                title_values: Vec::new(),
-                value: f.value,
-                start: f.start,
-                end: h.ts,
-                events: f.events,
-                event_count: f.event_count,
-            });
-        }
+/// The firing of a sequence: its value is the number of events matched.
+fn seq_firing(rule: u32, tenant: &str, group: &[String], f: SeqFired) -> Firing {
+    Firing {
+        rule,
+        tenant: tenant.to_owned(),
+        group: group.to_vec(),
+        event_id: f.events.last().cloned().unwrap_or_default(),
+        title_values: Vec::new(),
+        value: f.event_count as f64,
+        start: f.start,
+        end: f.end,
+        events: f.events,
+        event_count: f.event_count,
     }
-    if queue.is_empty() {
-        pending.remove(tenant);
-    }
-}
-
-/// Drops expired keys, and records the live keys per (rule, tenant) and the watermarks.
-fn evict(
-    keys: &mut KeyMap,
-    tenants: &TenantIndex,
-    tracker: &WatermarkTracker,
-    specs: &[WindowSpec],
-    st: &mut WindowStats,
-) {
-    let names = tenants.names();
-    let wms: Vec<i64> = names.iter().map(|t| tracker.watermark(t)).collect();
-    let mut live: HashMap<(u32, u32), usize> = HashMap::new();
-    keys.retain(|_, k| {
-        let keep = !k
-            .state
-            .expired(&specs[k.rule as usize], wms[k.tenant as usize]);
-        if keep {
-            *live.entry((k.rule, k.tenant)).or_default() += 1;
-        }
-        keep
-    });
-    st.live = live
-        .into_iter()
-        .map(|((r, t), n)| ((r, names[t as usize].clone()), n))
-        .collect();
-    st.watermarks = tracker
-        .tenants()
-        .map(|t| (t.to_owned(), tracker.watermark(t)))
-        .collect();
-}
-
-fn note_size(keys: &KeyMap, st: &mut WindowStats) {
-    st.keys = keys.len();
-    if keys.len() <= st.peak_keys {
-        return;
-    }
-    st.peak_keys = keys.len();
-    // Each map slot holds the key hash and the `Key`, plus one control byte; the table's
-    // spare capacity is shared out evenly over the live keys.
-    let slot = size_of::<(KeyHash, Key)>() + 1;
-    let table = keys.capacity() * slot;
-    let mut by_rule: Vec<(usize, usize)> = Vec::new();
-    let mut heap = 0;
-    for k in keys.values() {
-        let r = k.rule as usize;
-        if by_rule.len() <= r {
-            by_rule.resize(r + 1, (0, 0));
-        }
-        let b = k.state.heap_bytes();
-        by_rule[r].0 += 1;
-        by_rule[r].1 += b;
-        heap += b;
-    }
-    for (n, b) in &mut by_rule {
-        *b += table * *n / keys.len();
-    }
-    st.peak_bytes = table + heap;
-    st.peak_by_rule = by_rule;
 }

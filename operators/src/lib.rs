@@ -9,8 +9,12 @@
 //! the number of workers and of scheduling.
 //!
 //! - [`watermark`]: per-(source, tenant) watermarks, lateness and idleness.
-//! - [`window`]: per-key window state for single-event, sliding and tumbling rules.
-//! - [`keyed_windows`]: the operator that applies hits to window state in event-time order.
+//! - [`window`]: per-key window state for single-event, sliding, tumbling, hopping and session
+//!   rules.
+//! - [`sequence`]: per-key state of sequence rules (ordered steps, `until`, absence).
+//! - [`state`]: what a rule computes per key, and the state it keeps: one of the two above.
+//! - [`keyed_windows`]: the operator that applies hits to key state in event-time order, and
+//!   fires the deadlines of absent steps as watermarks pass them.
 //! - [`lateness`]: the operator that classifies every event as on time or late.
 //! - [`snapshot`]: operator state at checkpoint barriers, and its restore.
 
@@ -18,7 +22,9 @@ pub mod event_id;
 pub mod keyed_windows;
 pub mod lateness;
 pub mod records;
+pub mod sequence;
 pub mod snapshot;
+pub mod state;
 pub mod tenants;
 pub mod watermark;
 pub mod window;
@@ -27,7 +33,9 @@ pub use event_id::EventId;
 pub use keyed_windows::{KeyedWindows, WindowsConfig};
 pub use lateness::Lateness;
 pub use records::{EpochSummary, Firing, Hit};
+pub use sequence::{SequenceSpec, SequenceState};
 pub use snapshot::WindowsSnapshot;
+pub use state::{KeyState, RuleSpec};
 pub use tenants::TenantIndex;
 pub use watermark::WatermarkTracker;
 pub use window::{WindowSpec, WindowState};

@@ -31,6 +31,8 @@ pub struct Hit {
     pub distinct: Option<String>,
     /// The number a `sum`, `min`, `max` or `avg of` aggregates, when the rule has one.
     pub number: Option<f64>,
+    /// For a sequence rule: bit `i` set when the event matches step `i`.
+    pub steps: u64,
     /// Values for a single-event rule's title placeholders, in template order.
     pub title_values: Vec<Option<String>>,
 }

@@ -14,13 +14,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::records::Hit;
+use crate::state::KeyState;
 use crate::watermark::WatermarkTracker;
-use crate::window::WindowState;
 
 /// Bumped whenever the encoding of any snapshot type changes.
 pub const FORMAT: u32 = 2;
 
-/// One key's window state.
+/// One key's state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyEntry {
     /// The key (see [`Hit::key`]).
@@ -29,8 +29,8 @@ pub struct KeyEntry {
     pub rule: u32,
     /// Tenant id.
     pub tenant: String,
-    /// The window.
-    pub state: WindowState,
+    /// The key's state.
+    pub state: KeyState,
 }
 
 #[derive(Serialize)]
@@ -38,7 +38,7 @@ pub(crate) struct KeyEntryRef<'a> {
     pub(crate) key: [u64; 2],
     pub(crate) rule: u32,
     pub(crate) tenant: &'a str,
-    pub(crate) state: &'a WindowState,
+    pub(crate) state: &'a KeyState,
 }
 
 /// What `keyed_windows` holds at a barrier: watermarks, every live key, and the hits that wait

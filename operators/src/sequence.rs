@@ -1,0 +1,454 @@
+//! Per-key sequence state: ordered steps within a span, steps that repeat (`runs`), a step that
+//! cancels (`until`), and a trailing absent step (`A not followed by B within D`). Pure logic,
+//! no timely; events arrive in `(event time, event.id)` order per key, as for windows.
+//!
+//! Semantics (`docs/rules.md`, "Sequences"):
+//! - the steps are expanded into *stages* (a step with `runs N` is N stages); a match is one
+//!   event per stage, in order, all within the span: `last − first < span`;
+//! - one event may serve several partial matches (at different stages), never two stages of one;
+//! - per stage the key keeps one partial match, the one that started latest: it can complete
+//!   whenever an older one could, and expires later, so nothing that could match is lost;
+//! - a complete match fires once and the key starts over: every partial match is discarded, so
+//!   the events of one alert never count towards another (non-overlapping matches);
+//! - an event matching `until` discards every partial match of the key and is used no further;
+//! - with an absent last step, a match of the other steps waits for the deadline
+//!   `first + span`: an event matching the absent step before it cancels the wait; when the
+//!   watermark (or a later event of the key) reaches the deadline, the rule fires, with the
+//!   deadline as its time. Of several waiting matches the oldest is kept: it fires first, and
+//!   one absent event cancels them all alike;
+//! - after firing at `t` the key is suppressed until `t + suppression`: matches completing
+//!   before then are discarded without an alert.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event_id::EventId;
+
+/// Most stages (steps, counting each `runs`) one sequence may have.
+pub const MAX_STAGES: usize = 100;
+
+/// The parameters of one sequence rule. Steps are numbered by bit in [`crate::Hit::steps`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceSpec {
+    /// For each stage, the bit of the step it needs.
+    pub stages: Vec<u8>,
+    /// Bit of the absent last step, if any.
+    pub absent: Option<u8>,
+    /// Bit of the `until` step, if any.
+    pub until: Option<u8>,
+    /// The whole match must fit within this, ms.
+    pub span_ms: i64,
+    /// Quiet period after firing, ms.
+    pub suppress_ms: i64,
+    /// Most contributing event ids an alert lists (the latest are kept).
+    pub max_refs: usize,
+}
+
+/// A complete match (or an expired wait, for an absent step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeqFired {
+    /// Time of the first matched event.
+    pub start: i64,
+    /// Time of the completing event, or the deadline for an absent step.
+    pub end: i64,
+    /// Matched event ids, oldest first, the latest `max_refs`.
+    pub events: Vec<String>,
+    /// Events matched.
+    pub event_count: u64,
+}
+
+/// State of one (tenant, rule, group) key of a sequence rule.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SequenceState {
+    /// `partials[s]`: the partial match that has matched stages `0..=s`.
+    partials: Vec<Option<Partial>>,
+    /// Matches completing before this time do not fire.
+    suppressed_until: i64,
+    /// The key's group values, for alerts fired by a deadline rather than by a hit.
+    group: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Partial {
+    start: i64,
+    count: u32,
+    events: VecDeque<EventId>,
+}
+
+impl Partial {
+    fn fired(self, end: i64) -> SeqFired {
+        SeqFired {
+            start: self.start,
+            end,
+            events: self.events.iter().map(ToString::to_string).collect(),
+            event_count: u64::from(self.count),
+        }
+    }
+}
+
+impl SequenceSpec {
+    /// Index of the stage that waits for the deadline, for a sequence with an absent step.
+    fn waiting_stage(&self) -> Option<usize> {
+        self.absent.map(|_| self.stages.len() - 1)
+    }
+}
+
+fn has(mask: u64, bit: u8) -> bool {
+    mask & (1 << bit) != 0
+}
+
+impl SequenceState {
+    /// Fresh state for the key with these group values.
+    pub fn new(group: Vec<String>) -> Self {
+        SequenceState {
+            partials: Vec::new(),
+            suppressed_until: i64::MIN,
+            group,
+        }
+    }
+
+    /// The key's group values.
+    pub fn group(&self) -> &[String] {
+        &self.group
+    }
+
+    /// Applies an event at `ts` that matches the steps in `mask` (bit per step); returns the
+    /// match it completes, or the wait it ends (a sequence has one or the other).
+    pub fn add(
+        &mut self,
+        spec: &SequenceSpec,
+        ts: i64,
+        id: EventId,
+        mask: u64,
+    ) -> Option<SeqFired> {
+        let n = spec.stages.len();
+        if n == 0 {
+            return None;
+        }
+        if self.partials.len() != n {
+            self.partials = vec![None; n];
+        }
+        // A wait whose deadline this event has reached ended before it.
+        let ended = self.on_watermark(spec, ts);
+        // Partial matches this event is too late for can never complete.
+        let waiting = spec.waiting_stage();
+        for (s, p) in self.partials.iter_mut().enumerate() {
+            if Some(s) != waiting
+                && p.as_ref()
+                    .is_some_and(|p| p.start.saturating_add(spec.span_ms) <= ts)
+            {
+                *p = None;
+            }
+        }
+        if spec.until.is_some_and(|b| has(mask, b)) {
+            self.clear();
+            return ended;
+        }
+        if let (Some(b), Some(w)) = (spec.absent, waiting)
+            && has(mask, b)
+        {
+            self.partials[w] = None;
+        }
+        // Advance, the most advanced first, so that no match uses this event twice.
+        for s in (0..n - 1).rev() {
+            if !has(mask, spec.stages[s + 1]) {
+                continue;
+            }
+            if let Some(mut p) = self.partials[s].take() {
+                p.count += 1;
+                push_ref(&mut p.events, id.clone(), spec.max_refs);
+                self.place(spec, s + 1, p);
+            }
+        }
+        if has(mask, spec.stages[0]) {
+            let mut events = VecDeque::with_capacity(1);
+            events.push_back(id);
+            self.place(
+                spec,
+                0,
+                Partial {
+                    start: ts,
+                    count: 1,
+                    events,
+                },
+            );
+        }
+        if waiting.is_none()
+            && let Some(p) = self.partials[n - 1].take()
+        {
+            self.clear();
+            if ts >= self.suppressed_until {
+                self.suppressed_until = ts.saturating_add(spec.suppress_ms);
+                return Some(p.fired(ts));
+            }
+        }
+        ended
+    }
+
+    /// Puts `p` at stage `s`, keeping the partial that started latest (the earliest, for the
+    /// waiting stage).
+    fn place(&mut self, spec: &SequenceSpec, s: usize, p: Partial) {
+        let slot = &mut self.partials[s];
+        let replace = match slot {
+            None => true,
+            Some(old) if spec.waiting_stage() == Some(s) => p.start < old.start,
+            Some(old) => p.start > old.start,
+        };
+        if replace {
+            *slot = Some(p);
+        }
+    }
+
+    fn clear(&mut self) {
+        for p in &mut self.partials {
+            *p = None;
+        }
+    }
+
+    /// The deadline of the waiting match, if one waits.
+    pub fn deadline(&self, spec: &SequenceSpec) -> Option<i64> {
+        let w = spec.waiting_stage()?;
+        self.partials
+            .get(w)?
+            .as_ref()
+            .map(|p| p.start.saturating_add(spec.span_ms))
+    }
+
+    /// Ends the wait of an absent step once `wm` (every event before it applied) reaches its
+    /// deadline: the rule fires, and the key starts over.
+    pub fn on_watermark(&mut self, spec: &SequenceSpec, wm: i64) -> Option<SeqFired> {
+        let deadline = self.deadline(spec).filter(|&d| d <= wm)?;
+        let p = spec.waiting_stage().and_then(|w| self.partials[w].take())?;
+        self.clear();
+        if deadline < self.suppressed_until {
+            return None;
+        }
+        self.suppressed_until = deadline.saturating_add(spec.suppress_ms);
+        Some(p.fired(deadline))
+    }
+
+    /// Whether the state can be dropped at watermark `wm`: no partial match can complete or
+    /// wait for a deadline, and the key is not suppressed beyond `wm`.
+    pub fn expired(&self, spec: &SequenceSpec, wm: i64) -> bool {
+        self.suppressed_until <= wm
+            && self.deadline(spec).is_none()
+            && self
+                .partials
+                .iter()
+                .flatten()
+                .all(|p| p.start.saturating_add(spec.span_ms) <= wm)
+    }
+
+    /// Bytes of heap memory the state holds.
+    pub fn heap_bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.group.iter().map(String::capacity).sum::<usize>()
+            + self.group.capacity() * size_of::<String>()
+            + self.partials.capacity() * size_of::<Option<Partial>>()
+            + self
+                .partials
+                .iter()
+                .flatten()
+                .map(|p| {
+                    p.events.capacity() * size_of::<EventId>()
+                        + p.events.iter().map(EventId::heap_bytes).sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+}
+
+fn push_ref(events: &mut VecDeque<EventId>, id: EventId, max: usize) {
+    if events.len() >= max.max(1) {
+        events.pop_front();
+    }
+    events.push_back(id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const FAIL: u64 = 1;
+    const OK: u64 = 2;
+    const RESET: u64 = 4;
+
+    /// Ten failures then a success within 10 minutes, cancelled by a password reset.
+    fn failures_then_success() -> SequenceSpec {
+        let mut stages = vec![0u8; 10];
+        stages.push(1);
+        SequenceSpec {
+            stages,
+            absent: None,
+            until: Some(2),
+            span_ms: 10 * MIN,
+            suppress_ms: 0,
+            max_refs: 20,
+        }
+    }
+
+    fn run(spec: &SequenceSpec, events: &[(i64, u64)], wm: i64) -> Vec<SeqFired> {
+        let mut s = SequenceState::new(vec!["alice".into()]);
+        let mut out = Vec::new();
+        for (i, &(t, mask)) in events.iter().enumerate() {
+            out.extend(s.add(spec, t, EventId::new(&format!("e{i:02}")), mask));
+        }
+        out.extend(s.on_watermark(spec, wm));
+        out
+    }
+
+    #[test]
+    fn ten_failures_then_a_success_fire_once() {
+        let spec = failures_then_success();
+        let mut evs: Vec<(i64, u64)> = (0..12).map(|i| (i * 1_000, FAIL)).collect();
+        evs.push((20_000, OK));
+        evs.push((21_000, OK));
+        let fired = run(&spec, &evs, i64::MAX);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        // The latest ten failures and the success.
+        assert_eq!(
+            (fired[0].start, fired[0].end, fired[0].event_count),
+            (2_000, 20_000, 11)
+        );
+        assert_eq!(fired[0].events.first().map(String::as_str), Some("e02"));
+        assert_eq!(fired[0].events.last().map(String::as_str), Some("e12"));
+        // Nine failures do not.
+        let nine: Vec<(i64, u64)> = (0..9)
+            .map(|i| (i * 1_000, FAIL))
+            .chain([(20_000, OK)])
+            .collect();
+        assert!(run(&spec, &nine, i64::MAX).is_empty());
+    }
+
+    #[test]
+    fn the_whole_match_fits_within_the_span() {
+        let spec = failures_then_success();
+        // Ten failures a minute apart, then a success: first to last is exactly 10 minutes.
+        let mut evs: Vec<(i64, u64)> = (0..10).map(|i| (i * MIN, FAIL)).collect();
+        evs.push((10 * MIN, OK));
+        assert!(run(&spec, &evs, i64::MAX).is_empty());
+        // Just under 10 minutes: fires. The last failure must come before the success in time order.
+        let evs: Vec<(i64, u64)> = (0..10)
+            .map(|i| (i * (MIN - 1), FAIL))
+            .chain([(10 * MIN - 1, OK)])
+            .collect();
+        assert_eq!(run(&spec, &evs, i64::MAX).len(), 1);
+    }
+
+    #[test]
+    fn until_cancels_the_partial_matches() {
+        let spec = failures_then_success();
+        let mut evs: Vec<(i64, u64)> = (0..10).map(|i| (i * 1_000, FAIL)).collect();
+        evs.push((10_000, RESET));
+        evs.push((11_000, OK));
+        assert!(run(&spec, &evs, i64::MAX).is_empty());
+        // Failures after the reset count afresh.
+        let mut evs2 = evs.clone();
+        evs2.extend((0..10).map(|i| (12_000 + i * 1_000, FAIL)));
+        evs2.push((30_000, OK));
+        let fired = run(&spec, &evs2, i64::MAX);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].start, 12_000);
+    }
+
+    #[test]
+    fn matches_do_not_overlap_and_suppression_discards() {
+        let spec = SequenceSpec {
+            stages: vec![0, 1],
+            absent: None,
+            until: None,
+            span_ms: 10 * MIN,
+            suppress_ms: 0,
+            max_refs: 10,
+        };
+        // A A B B: the first B completes (A2, B1) and the key starts over; B2 has no A.
+        let evs = [(0, FAIL), (1, FAIL), (2, OK), (3, OK)];
+        let fired = run(&spec, &evs, i64::MAX);
+        assert_eq!(fired.len(), 1);
+        assert_eq!((fired[0].start, fired[0].end), (1, 2));
+        // A B A B: two alerts.
+        let evs = [(0, FAIL), (1, OK), (2, FAIL), (3, OK)];
+        assert_eq!(run(&spec, &evs, i64::MAX).len(), 2);
+        // With 1 minute of suppression the second is discarded.
+        let quiet = SequenceSpec {
+            suppress_ms: MIN,
+            ..spec
+        };
+        assert_eq!(run(&quiet, &evs, i64::MAX).len(), 1);
+    }
+
+    #[test]
+    fn one_event_serves_two_steps_only_across_matches() {
+        // Steps A then A (runs 2) with an event matching both stages: two events are needed.
+        let spec = SequenceSpec {
+            stages: vec![0, 0],
+            absent: None,
+            until: None,
+            span_ms: MIN,
+            suppress_ms: 0,
+            max_refs: 10,
+        };
+        assert!(run(&spec, &[(0, FAIL)], i64::MAX).is_empty());
+        assert_eq!(run(&spec, &[(0, FAIL), (0, FAIL)], i64::MAX).len(), 1);
+    }
+
+    fn not_followed() -> SequenceSpec {
+        // A not followed by B within 5 minutes.
+        SequenceSpec {
+            stages: vec![0],
+            absent: Some(1),
+            until: None,
+            span_ms: 5 * MIN,
+            suppress_ms: 0,
+            max_refs: 10,
+        }
+    }
+
+    #[test]
+    fn absence_fires_when_the_watermark_passes_the_deadline() {
+        let spec = not_followed();
+        let mut s = SequenceState::new(Vec::new());
+        assert!(s.add(&spec, 0, EventId::new("a"), FAIL).is_none());
+        assert_eq!(s.deadline(&spec), Some(5 * MIN));
+        assert!(
+            s.on_watermark(&spec, 5 * MIN - 1).is_none(),
+            "not before the deadline"
+        );
+        assert!(
+            !s.expired(&spec, 10 * MIN),
+            "a waiting match is never dropped"
+        );
+        let f = s.on_watermark(&spec, 5 * MIN).unwrap();
+        assert_eq!((f.start, f.end, f.event_count), (0, 5 * MIN, 1));
+        assert!(s.expired(&spec, 5 * MIN));
+    }
+
+    #[test]
+    fn the_absent_event_cancels_within_the_span_only() {
+        let spec = not_followed();
+        // B 4m59.999s after A: cancelled.
+        assert!(run(&spec, &[(0, FAIL), (5 * MIN - 1, OK)], i64::MAX).is_empty());
+        // B exactly at the deadline is too late: the wait ended, and fired, before it.
+        let fired = run(&spec, &[(0, FAIL), (5 * MIN, OK)], i64::MAX);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].end, 5 * MIN);
+        // Two As then no B: the older fires (at its deadline) and the key starts over.
+        let fired = run(&spec, &[(0, FAIL), (MIN, FAIL)], i64::MAX);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].start, 0);
+        // A B A: the second A waits anew and fires at its own deadline.
+        let fired = run(&spec, &[(0, FAIL), (MIN, OK), (2 * MIN, FAIL)], i64::MAX);
+        assert_eq!(fired.len(), 1);
+        assert_eq!((fired[0].start, fired[0].end), (2 * MIN, 7 * MIN));
+    }
+
+    #[test]
+    fn partial_matches_expire_with_the_span() {
+        let spec = failures_then_success();
+        let mut s = SequenceState::new(Vec::new());
+        assert!(s.add(&spec, 0, EventId::new("a"), FAIL).is_none());
+        assert!(!s.expired(&spec, 10 * MIN - 1));
+        assert!(s.expired(&spec, 10 * MIN));
+    }
+}

@@ -1,0 +1,62 @@
+//! What one rule computes per key ([`RuleSpec`]) and the state it keeps ([`KeyState`]):
+//! windowed aggregates ([`crate::window`]) or sequences ([`crate::sequence`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::sequence::{SequenceSpec, SequenceState};
+use crate::window::{WindowKind, WindowSpec, WindowState};
+
+/// The parameters of one rule, indexed by [`crate::Hit::rule`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuleSpec {
+    /// A windowed aggregate, or a single-event rule.
+    Window(WindowSpec),
+    /// Ordered steps by key.
+    Sequence(SequenceSpec),
+}
+
+impl RuleSpec {
+    /// Whether every on-time hit fires by itself, with no state.
+    pub fn is_single(&self) -> bool {
+        matches!(self, RuleSpec::Window(w) if w.kind == WindowKind::Single)
+    }
+}
+
+/// The state of one (tenant, rule, group) key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum KeyState {
+    /// Of a windowed aggregate.
+    Window(WindowState),
+    /// Of a sequence (boxed: the window state is the common, small case).
+    Sequence(Box<SequenceState>),
+}
+
+impl KeyState {
+    /// Fresh state for a key of `spec` with these group values.
+    pub fn new(spec: &RuleSpec, group: &[String]) -> Self {
+        match spec {
+            RuleSpec::Window(_) => KeyState::Window(WindowState::default()),
+            RuleSpec::Sequence(_) => {
+                KeyState::Sequence(Box::new(SequenceState::new(group.to_vec())))
+            }
+        }
+    }
+
+    /// Whether the state can be dropped at watermark `wm` without changing any future result.
+    pub fn expired(&self, spec: &RuleSpec, wm: i64) -> bool {
+        match (self, spec) {
+            (KeyState::Window(s), RuleSpec::Window(w)) => s.expired(w, wm),
+            (KeyState::Sequence(s), RuleSpec::Sequence(q)) => s.expired(q, wm),
+            // A key restored under a rule of another kind cannot be used.
+            _ => true,
+        }
+    }
+
+    /// Bytes of heap memory the state holds.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            KeyState::Window(s) => s.heap_bytes(),
+            KeyState::Sequence(s) => s.heap_bytes(),
+        }
+    }
+}
