@@ -14,7 +14,7 @@ pub enum Loaded {
 }
 
 /// Loads every rule file under `paths` (files, or directories searched recursively for
-/// `*.rule`), in sorted order.
+/// `*.rule` and `*.exceptions`), in sorted order.
 pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     let mut files = Vec::new();
     for p in paths {
@@ -22,7 +22,7 @@ pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     }
     if files.is_empty() {
         anyhow::bail!(
-            "no rule files found in {}: rule files end in `.rule`",
+            "no rule files found in {}: rule files end in `.rule` (exceptions in `.exceptions`)",
             paths
                 .iter()
                 .map(|p| p.display().to_string())
@@ -63,7 +63,10 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in sorted_dir(p)? {
         if e.is_dir() {
             collect(&e, out)?;
-        } else if e.extension().is_some_and(|x| x == "rule") {
+        } else if e
+            .extension()
+            .is_some_and(|x| x == "rule" || x == "exceptions")
+        {
             out.push(e);
         }
     }

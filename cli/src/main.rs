@@ -41,6 +41,8 @@ enum Command {
     Run(RunArgs),
     /// Check rule files: print every error, exit 1 if any rule is invalid.
     Check(CheckArgs),
+    /// Print the compiled plan of rules: filter, key, window or steps, operators, state bounds.
+    Explain(ExplainArgs),
     /// Run the test cases beside rule files (`NAME.tests/*.json` next to `NAME.rule`); exit 1
     /// if any fails.
     Test(CheckArgs),
@@ -180,6 +182,16 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct ExplainArgs {
+    /// Rule ids to explain; all rules when none is given.
+    #[arg(value_name = "RULE")]
+    ids: Vec<String>,
+    /// Rule files, or directories searched recursively for `*.rule` and `*.exceptions` files.
+    #[arg(short, long, required = true, value_name = "PATH")]
+    rules: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 struct CheckArgs {
     /// Rule files, or directories searched recursively for `*.rule` files.
     #[arg(required = true, value_name = "PATH")]
@@ -195,6 +207,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
+        Command::Explain(args) => explain(args),
         Command::Test(args) => test(args),
         Command::Ingest(args) => ingest(args),
         Command::Normalize(args) => normalize(args),
@@ -215,7 +228,13 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     match load::rules(&args.paths)? {
         load::Loaded::Ok { rules, warnings } => {
             eprint!("{warnings}");
-            eprintln!("{} rules in {} files: ok", rules.rules.len(), rules.files);
+            let exceptions: usize = rules.rules.iter().map(|r| r.exceptions.len()).sum();
+            let counted = match exceptions {
+                0 => format!("{} rules", rules.rules.len()),
+                1 => format!("{} rules and 1 exception", rules.rules.len()),
+                n => format!("{} rules and {n} exceptions", rules.rules.len()),
+            };
+            eprintln!("{counted} in {} files: ok", rules.files);
             Ok(ExitCode::SUCCESS)
         }
         load::Loaded::Failed(text) => {
@@ -223,6 +242,30 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn explain(args: ExplainArgs) -> Result<ExitCode> {
+    let rules = match load::rules(&args.rules)? {
+        load::Loaded::Ok { rules, .. } => rules,
+        load::Loaded::Failed(text) => {
+            eprint!("{text}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for id in &args.ids {
+        if !rules.rules.iter().any(|r| &r.id == id) {
+            eprintln!("error: no rule `{id}` in {} files", rules.files);
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let plans: Vec<String> = rules
+        .rules
+        .iter()
+        .filter(|r| args.ids.is_empty() || args.ids.contains(&r.id))
+        .map(|r| r.explain(&rules.fields))
+        .collect();
+    print!("{}", plans.join("\n"));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn dev_token(args: DevTokenArgs) -> Result<ExitCode> {
@@ -584,6 +627,17 @@ fn summary(s: &RunStats) -> String {
             format!(": {}", alerts.join(", "))
         }
     ));
+    if !s.excepted.is_empty() {
+        let excepted: Vec<String> = s
+            .excepted
+            .iter()
+            .map(|((r, t), n)| format!("{r}/{t} {n}"))
+            .collect();
+        out.push_str(&format!(
+            "vigil: events allowed by exceptions per rule/tenant: {}\n",
+            excepted.join(", ")
+        ));
+    }
     if !s.late_by_rule.is_empty() {
         let late: Vec<String> = s
             .late_by_rule

@@ -213,6 +213,80 @@ fn check_summarizes_valid_rules() {
 }
 
 #[test]
+fn exceptions_load_beside_the_rules_and_explain_shows_the_plan() {
+    let dir = temp("exceptions");
+    let exceptions = dir.join("acme.exceptions");
+    std::fs::write(
+        &exceptions,
+        r#"exception acme.mjohnson_test {
+    rule    brute_force_login
+    tenant  acme
+    owner   "soc@acme.example"
+    expires 2099-01-01
+    reason  "penetration test of the login page"
+    match   user.name == "mjohnson"
+}
+"#,
+    )
+    .unwrap();
+    let out = vigil()
+        .args(["check", "rules"])
+        .arg(&exceptions)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "19 rules and 1 exception in 20 files: ok");
+    // The quickstart's brute force against mjohnson is allowed; the rest still fires, and the
+    // summary counts what the exception took.
+    let out = vigil()
+        .args(["run", "--rules", "rules", "--rules"])
+        .arg(&exceptions)
+        .args(["--input", "examples/auth.jsonl"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("\"brute_force_login\""), "{stdout}");
+    assert!(stdout.contains("\"password_spray\""), "{stdout}");
+    assert!(
+        err.contains(
+            "vigil: events allowed by exceptions per rule/tenant: brute_force_login/acme 11"
+        ),
+        "{err}"
+    );
+    let out = vigil()
+        .args([
+            "explain",
+            "brute_force_login",
+            "--rules",
+            "rules",
+            "--rules",
+        ])
+        .arg(&exceptions)
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{plan}");
+    for line in [
+        "rule brute_force_login v1 (rules/auth/brute_force_login.rule:",
+        "  kind      aggregation: count >= 10",
+        "  window    sliding 5m (exact)",
+        "  key       tenant_id, user.name",
+        "  exception acme.mjohnson_test (tenant acme, until 2099-01-01, owner soc@acme.example): user.name == \"mjohnson\"",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in\n{plan}");
+    }
+    let out = vigil()
+        .args(["explain", "no_such_rule", "--rules", "rules"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rule `no_such_rule`"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn usage_errors_are_clear() {
     let out = vigil()
         .args(["run", "--rules", "rules", "--input", "/nonexistent.jsonl"])

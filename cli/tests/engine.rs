@@ -565,3 +565,82 @@ fn restored_state_follows_unchanged_rules_and_drops_changed_ones() {
     assert!(stats.restored_dropped > 0, "{stats:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn exceptions_allow_events_for_their_tenant_and_rule_until_they_expire() {
+    // Twelve failures for svc_backup in acme and in globex around midnight 2026-12-01, six
+    // before and six after. The exception (acme, brute force, expiring 2026-12-01) allows
+    // acme's first six only: the later six are not enough to fire, and twelve more after
+    // midnight fire again. Globex, with the same user, is not excepted.
+    let exceptions = r#"
+exception acme.backup {
+    rule    brute_force_login
+    tenant  acme
+    owner   "soc@acme.example"
+    expires 2026-12-01
+    reason  "backup agent retries"
+    match   user.name == "svc_backup"
+}
+"#;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/");
+    let files = [
+        SourceFile::new(
+            "brute_force_login.rule",
+            std::fs::read_to_string(format!("{root}auth/brute_force_login.rule")).unwrap(),
+        ),
+        SourceFile::new("acme.exceptions", exceptions),
+    ];
+    let day = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+    let (set, warnings) =
+        vigil_dsl::compile_at(&files, vigil_dsl::Schema::canonical(), day - 86_400_000).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let line = |tenant: &str, t: i64, i: usize| {
+        format!(
+            r#"{{"@timestamp":{t},"tenant_id":"{tenant}","user":{{"name":"svc_backup"}},"event":{{"id":"{tenant}-{i}","category":["authentication"],"outcome":"failure"}}}}"#
+        )
+    };
+    let mut lines = Vec::new();
+    for tenant in ["acme", "globex"] {
+        for i in 0..12 {
+            lines.push((
+                day - 60_000 + i as i64 * 10_000,
+                line(tenant, day - 60_000 + i as i64 * 10_000, i),
+            ));
+        }
+        for i in 12..24 {
+            let t = day + 600_000 + i as i64 * 1_000;
+            lines.push((t, line(tenant, t, i)));
+        }
+    }
+    lines.sort();
+    let lines: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
+    let config = EngineConfig {
+        workers: 2,
+        lateness_ms: 10_000,
+        ..EngineConfig::default()
+    };
+    let (alerts, _, stats) = run_with(
+        &config,
+        MemorySource::from_lines("x", &lines, 5),
+        Arc::new(Compiled::new(&set)),
+    );
+    let mut fired: Vec<(String, i64)> = alerts
+        .iter()
+        .map(|a| (a.tenant_id.to_string(), a.window.start))
+        .collect();
+    fired.sort();
+    // acme: only the burst after midnight; globex: the first ten failures, then (suppressed
+    // for 5 minutes) the burst after midnight.
+    assert_eq!(
+        fired,
+        [
+            ("acme".to_owned(), day + 612_000),
+            ("globex".to_owned(), day - 60_000),
+            ("globex".to_owned(), day + 612_000),
+        ]
+    );
+    assert_eq!(
+        stats.excepted,
+        [(("brute_force_login".to_owned(), "acme".to_owned()), 6)].into()
+    );
+}

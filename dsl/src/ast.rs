@@ -30,6 +30,31 @@ pub struct Spanned<T> {
 pub struct RuleFile {
     /// The rules in file order.
     pub rules: Vec<RuleAst>,
+    /// The exceptions in file order.
+    pub exceptions: Vec<ExceptionAst>,
+}
+
+/// One `exception id { … }` block, as written.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ExceptionAst {
+    /// The exception's id.
+    pub id: Spanned<String>,
+    /// `rule RULE`: the rule it applies to.
+    pub rule: Option<Spanned<String>>,
+    /// `tenant T`: the tenant it applies to.
+    pub tenant: Option<Spanned<String>>,
+    /// `owner "…"`: who answers for it.
+    pub owner: Option<Spanned<String>>,
+    /// `expires YYYY-MM-DD`, as written.
+    pub expires: Option<Spanned<String>>,
+    /// `reason "…"`: why the events are expected.
+    pub reason: Option<Spanned<String>>,
+    /// `match EXPR`: the events it allows.
+    pub match_expr: Option<Expr>,
+    /// Spans of clauses given more than once, with the clause keyword.
+    pub duplicates: Vec<(&'static str, Span)>,
+    /// The whole block.
+    pub span: Span,
 }
 
 /// One `rule id { … }` block, as written. Clauses that were written twice are kept in

@@ -42,6 +42,54 @@ const TACTICS: &[&str] = &[
     "impact",
 ];
 
+/// Compiled automata above this many bytes are warned about: every event a rule looks at pays
+/// for a regex's size.
+const REGEX_WARN_BYTES: usize = 64 << 10;
+
+/// What `vigil check` warns about in a regex that compiles: patterns that cost more than they
+/// need to. (Rust regexes run in linear time, so there is no catastrophic backtracking to warn
+/// about; size and needless work remain.)
+fn regex_warnings(pattern: &str, ci: bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let body = pattern.strip_prefix('^').unwrap_or(pattern);
+    if !pattern.starts_with('^') && (body.starts_with(".*") || body.starts_with(".+")) {
+        out.push((
+            "a leading `.*` adds nothing to an unanchored match".to_owned(),
+            "matches are found anywhere in the value already: drop it".to_owned(),
+        ));
+    }
+    let plain = !pattern.is_empty()
+        && pattern
+            .chars()
+            .all(|c| c.is_alphanumeric() || " _-:@,'\"=<>%!#&~`;".contains(c));
+    if plain {
+        let op = if ci { "contains~" } else { "contains" };
+        out.push((
+            "this regex is a plain substring".to_owned(),
+            format!("`{op} \"{pattern}\"` is faster and says the same"),
+        ));
+    }
+    let small = regex::RegexBuilder::new(pattern)
+        .case_insensitive(ci)
+        .size_limit(REGEX_WARN_BYTES)
+        .build();
+    if small.is_err() {
+        out.push((
+            format!("this regex compiles to more than {} KiB", REGEX_WARN_BYTES >> 10),
+            "every event the rule looks at pays for it: large counted repetitions (`{1000}`) and Unicode classes (`\\w` matches any script) grow it; use bounded ASCII classes (`[a-z0-9]`) or `contains`".to_owned(),
+        ));
+    }
+    out
+}
+
+/// Rule and exception ids: lowercase letters, digits, `_` and `.`.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+}
+
 /// Interns field paths to ids shared by every rule of a rule set.
 #[derive(Debug, Default)]
 pub(crate) struct Fields {
@@ -72,15 +120,117 @@ impl Checker<'_> {
         self.diags.push(Diagnostic::error(span, msg));
     }
 
+    /// Checks one exception against the rules by id; returns the rule's id and the compiled
+    /// exception when it has no errors. An expired exception is a warning.
+    pub(crate) fn exception(
+        &mut self,
+        x: &ExceptionAst,
+        rule_ids: &[&str],
+        origin: String,
+        today_ms: i64,
+    ) -> Option<(String, ExceptionPlan)> {
+        let before = self.diags.len();
+        if !valid_id(&x.id.value) {
+            self.err(
+                x.id.span,
+                format!(
+                    "invalid exception id `{}`: use lowercase letters, digits, `_` and `.`",
+                    x.id.value
+                ),
+            );
+        }
+        for (name, span) in &x.duplicates {
+            self.err(*span, format!("`{name}` is given more than once"));
+        }
+        let head = Span::new(x.span.start, x.span.start + "exception".len());
+        let mut need = |slot: &Option<Spanned<String>>, clause: &str, example: &str| {
+            if slot.is_none() {
+                self.diags.push(
+                    Diagnostic::error(
+                        head,
+                        format!("exception `{}` has no `{clause}`", x.id.value),
+                    )
+                    .with_hint(format!("add `{example}`")),
+                );
+            }
+        };
+        need(&x.rule, "rule", "rule brute_force_login");
+        need(&x.tenant, "tenant", "tenant acme");
+        need(&x.owner, "owner", "owner \"soc@example.com\"");
+        need(&x.expires, "expires", "expires 2027-03-31");
+        need(
+            &x.reason,
+            "reason",
+            "reason \"why these events are expected\"",
+        );
+        if let Some(r) = &x.rule
+            && !rule_ids.contains(&r.value.as_str())
+        {
+            let mut d = Diagnostic::error(r.span, format!("no rule `{}` to except from", r.value));
+            if let Some(m) = did_you_mean(&r.value, rule_ids.iter().copied()) {
+                d = d.with_hint(format!("did you mean `{m}`?"));
+            }
+            self.diags.push(d);
+        }
+        if let Some(t) = &x.tenant
+            && !vigil_model::is_valid_tenant(&t.value)
+        {
+            self.err(t.span, format!("invalid tenant id `{}`", t.value));
+        }
+        for s in [&x.owner, &x.reason].into_iter().flatten() {
+            if s.value.trim().is_empty() {
+                self.err(s.span, "must not be empty");
+            }
+        }
+        let expires_ms = x.expires.as_ref().and_then(|e| {
+            let ms = vigil_model::time::parse_rfc3339(&format!("{}T00:00:00Z", e.value));
+            match ms {
+                None => self.err(e.span, format!("`{}` is not a date", e.value)),
+                Some(ms) if ms <= today_ms => self.diags.push(
+                    Diagnostic::warning(e.span, format!("exception `{}` has expired", x.id.value))
+                        .with_hint("it applies to events before this date only: renew it with a later date, or remove it"),
+                ),
+                Some(_) => {}
+            }
+            ms
+        });
+        let predicate = match &x.match_expr {
+            None => {
+                self.diags.push(
+                    Diagnostic::error(head, format!("exception `{}` has no `match`", x.id.value))
+                        .with_hint("add `match EXPR` for the events to allow"),
+                );
+                Predicate::Const(false)
+            }
+            Some(e) => self.expr(e),
+        };
+        if self.diags[before..]
+            .iter()
+            .any(|d| d.level == crate::diag::Level::Error)
+        {
+            return None;
+        }
+        let text =
+            |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+        Some((
+            text(&x.rule),
+            ExceptionPlan {
+                id: x.id.value.clone(),
+                tenant: text(&x.tenant),
+                owner: text(&x.owner),
+                reason: text(&x.reason),
+                expires_ms: expires_ms.unwrap_or(i64::MIN),
+                expires: text(&x.expires),
+                predicate,
+                origin,
+            },
+        ))
+    }
+
     /// Checks one rule; returns its plan when it has no errors.
     pub(crate) fn rule(&mut self, r: &RuleAst, origin: String) -> Option<RulePlan> {
         let before = self.diags.len();
-        let id_ok = !r.id.value.is_empty()
-            && r.id
-                .value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
-        if !id_ok {
+        if !valid_id(&r.id.value) {
             self.err(
                 r.id.span,
                 format!(
@@ -223,6 +373,7 @@ impl Checker<'_> {
             kind,
             title_fields,
             origin,
+            exceptions: Vec::new(),
             plan_hash: String::new(),
         };
         plan.compute_hash(&self.fields.paths);
@@ -742,7 +893,13 @@ impl Checker<'_> {
                     .size_limit(1 << 20)
                     .build()
                 {
-                    Ok(re) => test(Test::Matches(re)),
+                    Ok(re) => {
+                        for (message, hint) in regex_warnings(&pattern.value, *ci) {
+                            self.diags
+                                .push(Diagnostic::warning(pattern.span, message).with_hint(hint));
+                        }
+                        test(Test::Matches(re, *ci))
+                    }
                     Err(e) => {
                         let msg = e.to_string();
                         let last = msg

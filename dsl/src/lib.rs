@@ -122,20 +122,34 @@ pub fn compile_with(
     files: &[SourceFile],
     schema: &Schema,
 ) -> Result<(RuleSet, Vec<FileDiagnostics>), CompileError> {
+    compile_at(files, schema, vigil_model::time::now_millis())
+}
+
+/// [`compile_with`] on a given day (epoch ms), for the expiry of exceptions.
+pub fn compile_at(
+    files: &[SourceFile],
+    schema: &Schema,
+    today_ms: i64,
+) -> Result<(RuleSet, Vec<FileDiagnostics>), CompileError> {
     let mut fields = check::Fields::default();
     let mut rules: Vec<RulePlan> = Vec::new();
-    let mut reports = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
-    for file in files {
-        let (ast, mut diags) = parse(&file.text);
+    let parsed: Vec<(ast::RuleFile, Vec<Diagnostic>)> =
+        files.iter().map(|f| parse(&f.text)).collect();
+    let mut diags: Vec<Vec<Diagnostic>> = Vec::new();
+    let origin = |file: &SourceFile, span: ast::Span| {
+        let (line, _) = Diagnostic::error(span, "").line_col(&file.text);
+        format!("{}:{line}", file.path)
+    };
+    // Rules first, then exceptions, which may name a rule of any file.
+    for (file, (ast, parse_diags)) in files.iter().zip(&parsed) {
         let mut checker = check::Checker {
             schema,
             fields: &mut fields,
-            diags: Vec::new(),
+            diags: parse_diags.clone(),
         };
         for r in &ast.rules {
-            let (line, _) = Diagnostic::error(r.span, "").line_col(&file.text);
-            let origin = format!("{}:{line}", file.path);
+            let origin = origin(file, r.span);
             if let Some(first) = seen.get(&r.id.value) {
                 checker.diags.push(
                     Diagnostic::error(r.id.span, format!("duplicate rule id `{}`", r.id.value))
@@ -148,7 +162,40 @@ pub fn compile_with(
                 rules.push(plan);
             }
         }
-        diags.append(&mut checker.diags);
+        diags.push(checker.diags);
+    }
+    let ids: Vec<String> = seen.keys().cloned().collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut exception_ids: HashMap<String, String> = HashMap::new();
+    for ((file, (ast, _)), file_diags) in files.iter().zip(&parsed).zip(&mut diags) {
+        let mut checker = check::Checker {
+            schema,
+            fields: &mut fields,
+            diags: Vec::new(),
+        };
+        for x in &ast.exceptions {
+            let origin = origin(file, x.span);
+            if let Some(first) = exception_ids.get(&x.id.value) {
+                checker.diags.push(
+                    Diagnostic::error(
+                        x.id.span,
+                        format!("duplicate exception id `{}`", x.id.value),
+                    )
+                    .with_hint(format!("first defined at {first}")),
+                );
+                continue;
+            }
+            exception_ids.insert(x.id.value.clone(), origin.clone());
+            if let Some((rule, plan)) = checker.exception(x, &ids, origin, today_ms)
+                && let Some(r) = rules.iter_mut().find(|r| r.id == rule)
+            {
+                r.exceptions.push(plan);
+            }
+        }
+        file_diags.append(&mut checker.diags);
+    }
+    let mut reports = Vec::new();
+    for (file, mut diags) in files.iter().zip(diags) {
         diags.sort_by_key(|d| (d.span.start, d.span.end));
         if !diags.is_empty() {
             reports.push(FileDiagnostics {

@@ -24,9 +24,7 @@ pub fn parse(source: &str) -> (RuleFile, Vec<Diagnostic>) {
             let mut file = RuleFile::default();
             if let Some(top) = pairs.next() {
                 for pair in top.into_inner() {
-                    if pair.as_rule() == Rule::rule {
-                        file.rules.push(build_rule(pair, 0, &mut diags));
-                    }
+                    add_item(&mut file, pair, 0, &mut diags);
                 }
             }
             (file, diags)
@@ -48,9 +46,12 @@ fn parse_segments(source: &str, diags: &mut Vec<Diagnostic>) -> RuleFile {
     let mut offset = 0;
     for line in source.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("rule")
-            && rest.starts_with([' ', '\t'])
-        {
+        let starts_item = ["rule", "exception"].iter().any(|k| {
+            trimmed
+                .strip_prefix(k)
+                .is_some_and(|rest| rest.starts_with([' ', '\t']))
+        });
+        if starts_item {
             starts.push(offset + (line.len() - trimmed.len()));
         }
         offset += line.len();
@@ -65,8 +66,8 @@ fn parse_segments(source: &str, diags: &mut Vec<Diagnostic>) -> RuleFile {
         let piece = &source[start..end];
         match RuleParser::parse(Rule::segment, piece) {
             Ok(mut pairs) => {
-                if let Some(rule) = pairs.next().and_then(|p| p.into_inner().next()) {
-                    file.rules.push(build_rule(rule, start, diags));
+                if let Some(item) = pairs.next().and_then(|p| p.into_inner().next()) {
+                    add_item(&mut file, item, start, diags);
                 }
             }
             Err(e) => diags.push(convert_error(&e, piece, start)),
@@ -85,7 +86,10 @@ fn junk_before_first_rule(prefix: &str) -> Option<Diagnostic> {
             let word_len = content.find(char::is_whitespace).unwrap_or(content.len());
             return Some(Diagnostic::error(
                 Span::new(at, at + word_len),
-                format!("expected `rule`, found `{}`", &content[..word_len]),
+                format!(
+                    "expected `rule` or `exception`, found `{}`",
+                    &content[..word_len]
+                ),
             ));
         }
         offset += line.len();
@@ -144,6 +148,19 @@ fn describe_found(rest: &str) -> String {
 fn describe(r: Rule) -> &'static str {
     match r {
         Rule::rule | Rule::k_rule => "`rule`",
+        Rule::exception | Rule::k_exception => "`exception`",
+        Rule::for_rule_clause
+        | Rule::tenant_clause
+        | Rule::owner_clause
+        | Rule::expires_clause
+        | Rule::reason_clause
+        | Rule::k_tenant
+        | Rule::k_owner
+        | Rule::k_expires
+        | Rule::k_reason => {
+            "an exception clause (`rule`, `tenant`, `owner`, `expires`, `reason`, `match`) or `}`"
+        }
+        Rule::date => "a date such as `2027-03-31`",
         Rule::rule_id => "a rule id",
         Rule::k_version
         | Rule::k_title
@@ -225,6 +242,58 @@ fn describe(r: Rule) -> &'static str {
 fn span_of(p: &Pair<'_, Rule>, base: usize) -> Span {
     let s = p.as_span();
     Span::new(base + s.start(), base + s.end())
+}
+
+fn add_item(file: &mut RuleFile, pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) {
+    match pair.as_rule() {
+        Rule::rule => file.rules.push(build_rule(pair, base, diags)),
+        Rule::exception => file.exceptions.push(build_exception(pair, base, diags)),
+        _ => {}
+    }
+}
+
+fn build_exception(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> ExceptionAst {
+    let mut x = ExceptionAst {
+        span: span_of(&pair, base),
+        ..ExceptionAst::default()
+    };
+    for p in pair.into_inner() {
+        let span = span_of(&p, base);
+        let kind = p.as_rule();
+        if kind == Rule::rule_id {
+            x.id = Spanned {
+                value: p.as_str().to_owned(),
+                span,
+            };
+            continue;
+        }
+        let Some(v) = p.into_inner().find(|q| !is_keyword(q.as_rule())) else {
+            continue;
+        };
+        let text = |v: &Pair<'_, Rule>, diags: &mut Vec<Diagnostic>| match v.as_rule() {
+            Rule::string => build_string(v, base, diags),
+            _ => Spanned {
+                value: v.as_str().to_owned(),
+                span: span_of(v, base),
+            },
+        };
+        let dups = &mut x.duplicates;
+        match kind {
+            Rule::for_rule_clause => set_once(&mut x.rule, text(&v, diags), "rule", span, dups),
+            Rule::tenant_clause => set_once(&mut x.tenant, text(&v, diags), "tenant", span, dups),
+            Rule::owner_clause => set_once(&mut x.owner, text(&v, diags), "owner", span, dups),
+            Rule::expires_clause => {
+                set_once(&mut x.expires, text(&v, diags), "expires", span, dups);
+            }
+            Rule::reason_clause => set_once(&mut x.reason, text(&v, diags), "reason", span, dups),
+            Rule::match_clause => {
+                let e = build_expr(v, base, diags);
+                set_once(&mut x.match_expr, e, "match", span, dups);
+            }
+            _ => {}
+        }
+    }
+    x
 }
 
 fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> RuleAst {
@@ -353,6 +422,11 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::k_match
             | Rule::k_when
             | Rule::k_sequence
+            | Rule::k_exception
+            | Rule::k_tenant
+            | Rule::k_owner
+            | Rule::k_expires
+            | Rule::k_reason
             | Rule::k_until
             | Rule::k_runs
             | Rule::k_suppress

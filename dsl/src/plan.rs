@@ -54,8 +54,40 @@ pub struct RulePlan {
     pub title_fields: Vec<FieldId>,
     /// Where the rule was defined, as `path:line`.
     pub origin: String,
+    /// Allow-list entries for this rule (not part of the plan hash: adding or removing one
+    /// keeps the rule's identity and its window state).
+    pub exceptions: Vec<ExceptionPlan>,
     /// Hash of the compiled plan (hex): a rule is unchanged when id, version and this are equal.
     pub plan_hash: String,
+}
+
+/// An exception, compiled: events of `tenant` matching `predicate` with an event time before
+/// `expires_ms` are not seen by the rule.
+#[derive(Clone, Debug)]
+pub struct ExceptionPlan {
+    /// The exception's id.
+    pub id: String,
+    /// The tenant it applies to.
+    pub tenant: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// Why the events are expected.
+    pub reason: String,
+    /// Event time (epoch ms) from which it no longer applies: 00:00 UTC of its expiry date.
+    pub expires_ms: i64,
+    /// The expiry date as written.
+    pub expires: String,
+    /// The events it allows.
+    pub predicate: Predicate,
+    /// Where it was defined, as `path:line`.
+    pub origin: String,
+}
+
+impl ExceptionPlan {
+    /// Whether the exception takes an event of `tenant` at `ts`.
+    pub fn applies<E: EventView + ?Sized>(&self, tenant: &str, ts: i64, e: &E) -> bool {
+        self.tenant == tenant && ts < self.expires_ms && self.predicate.eval(e)
+    }
 }
 
 /// What a rule does with the events that match its filter.
@@ -239,8 +271,8 @@ pub enum Test {
     EndsWith(String),
     /// Suffix, ignoring case (stored lowercase).
     EndsWithCi(String),
-    /// Regular expression (unanchored, like `grep`).
-    Matches(regex::Regex),
+    /// Regular expression (unanchored, like `grep`); ignoring case when set (`/…/i`).
+    Matches(regex::Regex, bool),
     /// The value is an IP address inside one of these networks.
     Cidr(Vec<Cidr>),
 }
@@ -376,7 +408,7 @@ impl Test {
             (Test::StartsWithCi(s), ValueRef::Str(v)) => affix_ci(v, s, true),
             (Test::EndsWith(s), ValueRef::Str(v)) => v.ends_with(s.as_str()),
             (Test::EndsWithCi(s), ValueRef::Str(v)) => affix_ci(v, s, false),
-            (Test::Matches(re), ValueRef::Str(v)) => re.is_match(v),
+            (Test::Matches(re, _), ValueRef::Str(v)) => re.is_match(v),
             (Test::Cidr(nets), ValueRef::Str(v)) => v
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| nets.iter().any(|n| n.contains(ip))),
@@ -470,7 +502,9 @@ impl fmt::Display for PredDisplay<'_> {
                     Test::StartsWithCi(s) => write!(f, "startswith~ {s:?}"),
                     Test::EndsWith(s) => write!(f, "endswith {s:?}"),
                     Test::EndsWithCi(s) => write!(f, "endswith~ {s:?}"),
-                    Test::Matches(re) => write!(f, "matches /{}/", re.as_str()),
+                    Test::Matches(re, ci) => {
+                        write!(f, "matches /{}/{}", re.as_str(), if *ci { "i" } else { "" })
+                    }
                     Test::Cidr(nets) => {
                         let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
                         write!(f, "cidr {nets:?}")
@@ -482,6 +516,148 @@ impl fmt::Display for PredDisplay<'_> {
 }
 
 impl RulePlan {
+    /// The compiled plan as `vigil explain` prints it: what the rule reads, how it is keyed and
+    /// partitioned, which operators it runs through, and what bounds its state.
+    pub fn explain(&self, fields: &[String]) -> String {
+        let path = |f: FieldId| fields.get(usize::from(f.0)).map_or("?", String::as_str);
+        let dur = |ms: u64| vigil_model::duration::format_duration(ms);
+        let quiet = |ms: u64| match ms {
+            0 => "none".to_owned(),
+            ms => format!("{} after each alert", dur(ms)),
+        };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "rule {} v{} ({})  plan {}",
+            self.id, self.version, self.origin, self.plan_hash
+        );
+        let _ = writeln!(out, "  severity  {}", self.severity);
+        let _ = writeln!(out, "  filter    {}", self.filter.display(fields));
+        let key = |by: &[FieldId]| {
+            let mut k = vec!["tenant_id".to_owned()];
+            k.extend(by.iter().map(|&f| path(f).to_owned()));
+            k.join(", ")
+        };
+        let pipeline = "source (decode the referenced fields once, evaluate the filter)";
+        match &self.kind {
+            RuleKind::Single => {
+                let _ = writeln!(out, "  kind      single event: every on-time match alerts");
+                let _ = writeln!(out, "  key       tenant_id, event.id (the alert id)");
+                let _ = writeln!(
+                    out,
+                    "  operators {pipeline} -> lateness check -> alert (no state)"
+                );
+                let _ = writeln!(out, "  state     none");
+            }
+            RuleKind::Aggregate(a) => {
+                let agg = match a.agg.field() {
+                    None => a.agg.name().to_owned(),
+                    Some(f) => format!("{} of {}", a.agg.name(), path(f)),
+                };
+                let window = match a.window {
+                    WindowKind::Sliding => format!("sliding {} (exact)", dur(a.window_ms)),
+                    WindowKind::Tumbling => format!("tumbling {}", dur(a.window_ms)),
+                    WindowKind::Hopping { slide_ms } => format!(
+                        "hopping {} every {} ({} panes an event)",
+                        dur(a.window_ms),
+                        dur(slide_ms),
+                        a.window_ms / slide_ms.max(1)
+                    ),
+                    WindowKind::Session { max_ms } => {
+                        format!("session, gap {}, at most {}", dur(a.window_ms), dur(max_ms))
+                    }
+                };
+                let _ = writeln!(out, "  kind      aggregation: {agg} {}", a.threshold);
+                let _ = writeln!(out, "  window    {window}");
+                let _ = writeln!(out, "  suppress  {}", quiet(a.suppress_ms));
+                let _ = writeln!(out, "  key       {}", key(&a.group_by));
+                let _ = writeln!(
+                    out,
+                    "  operators {pipeline} -> exchange by xxh3(tenant, rule, key) -> keyed_windows (event-time order, watermark per tenant) -> alert"
+                );
+                let bound = match a.window {
+                    WindowKind::Sliding => format!(
+                        "the events of the last {} per key (numbers for sums, a monotonic queue for min/max, values for distinct counts); dropped once the watermark passes the newest + {}",
+                        dur(a.window_ms),
+                        dur(a.window_ms)
+                    ),
+                    WindowKind::Tumbling => format!(
+                        "one window's aggregate per key; dropped at the window's end ({})",
+                        dur(a.window_ms)
+                    ),
+                    WindowKind::Hopping { slide_ms } => format!(
+                        "at most {} panes per key; dropped once the last window holding the newest pane ends",
+                        a.window_ms / slide_ms.max(1)
+                    ),
+                    WindowKind::Session { max_ms } => format!(
+                        "one session's aggregate per key; dropped {} after its last event, sessions at most {}",
+                        dur(a.window_ms),
+                        dur(max_ms)
+                    ),
+                };
+                let _ = writeln!(out, "  state     {bound}");
+            }
+            RuleKind::Sequence(q) => {
+                let stages: u32 = q.steps.iter().map(|s| s.runs).sum();
+                let _ = writeln!(
+                    out,
+                    "  kind      sequence within {} ({stages} stage{})",
+                    dur(q.span_ms),
+                    if stages == 1 { "" } else { "s" }
+                );
+                for (i, st) in q.steps.iter().enumerate() {
+                    let runs = if st.runs > 1 {
+                        format!(" runs {}", st.runs)
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  step {}    {}{runs}: {}",
+                        i + 1,
+                        st.name,
+                        st.predicate.display(fields)
+                    );
+                }
+                if let Some(st) = &q.absent {
+                    let _ = writeln!(
+                        out,
+                        "  absent    {}: {} (fires {} after the first step when it does not come)",
+                        st.name,
+                        st.predicate.display(fields),
+                        dur(q.span_ms)
+                    );
+                }
+                if let Some(u) = &q.until {
+                    let _ = writeln!(out, "  until     {}", u.display(fields));
+                }
+                let _ = writeln!(out, "  suppress  {}", quiet(q.suppress_ms));
+                let _ = writeln!(out, "  key       {}", key(&q.group_by));
+                let _ = writeln!(
+                    out,
+                    "  operators {pipeline}, evaluate every step -> exchange by xxh3(tenant, rule, key) -> keyed_windows (event-time order; deadline timers per tenant) -> alert"
+                );
+                let _ = writeln!(
+                    out,
+                    "  state     at most one partial match per stage per key ({stages}); dropped once the watermark passes its first event + {}",
+                    dur(q.span_ms)
+                );
+            }
+        }
+        for x in &self.exceptions {
+            let _ = writeln!(
+                out,
+                "  exception {} (tenant {}, until {}, owner {}): {}",
+                x.id,
+                x.tenant,
+                x.expires,
+                x.owner,
+                x.predicate.display(fields)
+            );
+        }
+        out
+    }
+
     /// Computes the plan hash from everything that changes what the rule does.
     pub(crate) fn compute_hash(&mut self, fields: &[String]) {
         let mut canon = String::new();

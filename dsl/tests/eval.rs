@@ -141,3 +141,39 @@ fn precedence_not_and_or() {
         f()
     ));
 }
+
+#[test]
+fn the_plan_hash_changes_with_everything_the_rule_does() {
+    // A rule is "unchanged" (keeps its window state) only when its plan hash is equal: every
+    // change of meaning must change it, including regex flags.
+    let hash = |expr: &str| rule(expr).rules[0].plan_hash.clone();
+    let base = hash("process.command_line matches /-enc/");
+    assert_ne!(base, hash("process.command_line matches /-enc/i"));
+    assert_ne!(base, hash("process.command_line matches /-e/"));
+    assert_ne!(base, hash("process.name matches /-enc/"));
+    assert_eq!(base, hash("process.command_line   matches  /-enc/"));
+    let seq = |body: &str| {
+        let src = format!(
+            "rule s {{ title \"t\" severity low sequence by user.name within 5m {{ {body} }} }}"
+        );
+        vigil_dsl::compile(&[SourceFile::new("s.rule", src)])
+            .unwrap()
+            .0
+            .rules[0]
+            .plan_hash
+            .clone()
+    };
+    let a = seq("a: event.outcome == \"failure\" b: event.outcome == \"success\"");
+    assert_ne!(
+        a,
+        seq("a: event.outcome == \"failure\" runs 2 b: event.outcome == \"success\"")
+    );
+    assert_ne!(
+        a,
+        seq("a: event.outcome == \"failure\" not b: event.outcome == \"success\"")
+    );
+    assert_ne!(
+        a,
+        seq("b: event.outcome == \"failure\" a: event.outcome == \"success\"")
+    );
+}

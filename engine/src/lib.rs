@@ -119,6 +119,7 @@ fn snapshot(st: &WorkerStats, win: &WindowStats) -> metrics::WorkerSnapshot {
         rejected: st.rejected.clone(),
         late: win.late.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         alerts: st.alerts.clone(),
+        excepted: st.excepted.clone(),
         keys: win.live.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         watermarks: win.watermarks.iter().cloned().collect(),
     }
@@ -553,6 +554,12 @@ pub fn run(
             *total
                 .alerts
                 .entry(rules.rule_id(rule).to_owned())
+                .or_default() += n;
+        }
+        for ((rule, tenant), n) in w.excepted {
+            *total
+                .excepted
+                .entry((rules.rule_id(rule).to_owned(), tenant))
                 .or_default() += n;
         }
         for ((rule, tenant), n) in win.late {

@@ -17,6 +17,7 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) rejected: BTreeMap<RejectReason, u64>,
     pub(crate) late: BTreeMap<(u32, String), u64>,
     pub(crate) alerts: BTreeMap<(u32, String), u64>,
+    pub(crate) excepted: BTreeMap<(u32, String), u64>,
     pub(crate) keys: BTreeMap<(u32, String), usize>,
     pub(crate) watermarks: BTreeMap<String, i64>,
 }
@@ -60,6 +61,7 @@ impl EngineMetrics {
         let mut rejected: BTreeMap<RejectReason, u64> = BTreeMap::new();
         let mut late: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         let mut alerts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        let mut excepted: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         let mut keys: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         let mut watermarks: BTreeMap<&str, i64> = BTreeMap::new();
         for w in &inner.workers {
@@ -74,6 +76,9 @@ impl EngineMetrics {
             }
             for ((r, t), n) in &w.alerts {
                 *alerts.entry((rule(*r), t)).or_default() += n;
+            }
+            for ((r, t), n) in &w.excepted {
+                *excepted.entry((rule(*r), t)).or_default() += n;
             }
             for ((r, t), n) in &w.keys {
                 *keys.entry((rule(*r), t)).or_default() += n;
@@ -108,6 +113,11 @@ impl EngineMetrics {
             &mut out,
             "vigil_engine_alerts_total counter Alerts raised.",
             alerts.iter().map(|(k, v)| (rt(k), v.to_string())),
+        );
+        family(
+            &mut out,
+            "vigil_engine_excepted_events_total counter Events a rule's filter took that one of its exceptions allowed.",
+            excepted.iter().map(|(k, v)| (rt(k), v.to_string())),
         );
         family(
             &mut out,

@@ -254,6 +254,7 @@ impl Parser {
         }
         let rules = Arc::clone(&self.ctx.rules);
         let mut hits = Vec::new();
+        let mut excepted: Vec<(u32, usize)> = Vec::new();
         let mut tenants = TenantIndex::default();
         let mut maxima: Vec<i64> = Vec::new();
         let mut events = Vec::new();
@@ -315,6 +316,16 @@ impl Parser {
             let mut event_id: Option<String> = None;
             for (ri, rule) in rules.rules.iter().enumerate() {
                 if !rule.plan.filter.eval(&d) {
+                    continue;
+                }
+                if !rule.plan.exceptions.is_empty()
+                    && rule
+                        .plan
+                        .exceptions
+                        .iter()
+                        .any(|x| x.applies(tenant, ts, &d))
+                {
+                    excepted.push((ri as u32, ti));
                     continue;
                 }
                 let Some(group) = rule
@@ -394,6 +405,10 @@ impl Parser {
                         st.events_by_tenant.insert(t.clone(), n);
                     }
                 }
+            }
+            for (rule, ti) in excepted {
+                let tenant = tenants.name(ti as u32).to_owned();
+                *st.excepted.entry((rule, tenant)).or_default() += 1;
             }
         }
         let summary = EpochSummary {

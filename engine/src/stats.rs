@@ -17,6 +17,8 @@ pub(crate) struct WorkerStats {
     pub(crate) events_by_tenant: BTreeMap<String, u64>,
     /// Alerts per (rule index, tenant).
     pub(crate) alerts: BTreeMap<(u32, String), u64>,
+    /// Events a rule's filter took but one of its exceptions allowed, per (rule index, tenant).
+    pub(crate) excepted: BTreeMap<(u32, String), u64>,
     pub(crate) sink_errors: Vec<String>,
 }
 
@@ -47,6 +49,9 @@ pub struct RunStats {
     pub late_by_rule: BTreeMap<(String, String), u64>,
     /// Alerts per rule id.
     pub alerts: BTreeMap<String, u64>,
+    /// Events allowed by an exception per (rule id, tenant): the rule's filter took them, an
+    /// exception of the rule for the tenant did too, so the rule did not see them.
+    pub excepted: BTreeMap<(String, String), u64>,
     /// Most live window keys at once (summed over workers).
     pub peak_keys: usize,
     /// Window state bytes at the peak (summed over workers).
