@@ -3,7 +3,7 @@
 CARGO ?= cargo
 EVENTS ?= 3000000
 
-.PHONY: all build test lint fmt fmt-check clippy rules-test bench bench-pipeline quickstart services-up services-down services-status clean
+.PHONY: all build test lint fmt fmt-check clippy rules-test bench bench-rules bench-pipeline quickstart services-up services-down services-status clean
 
 all: build
 
@@ -44,6 +44,10 @@ rules-test:
 ## bench: engine vs the hand-written baseline at 1 and 2 workers (see docs/benchmarks.md)
 bench:
 	bash benches/run.sh --events $(EVENTS)
+
+## bench-rules: 1 rule vs 51, 61 and 66 (single-event, aggregations, sequences), see docs/benchmarks.md
+bench-rules:
+	bash benches/rule_mix.sh
 
 ## bench-pipeline: the service path (RAW -> alerts, latency, HTTP ingest) beside the JetStream wall
 bench-pipeline:

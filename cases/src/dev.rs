@@ -53,6 +53,7 @@ pub fn alert(tenant: &TenantId, rule: &str, user: &str, ts: i64) -> Alert {
         rule_version: 1,
         title: format!("{rule} for {user}"),
         severity: Severity::High,
+        risk_score: 73,
         tags: vec!["attack.t1110".to_owned()],
         description: None,
         group,

@@ -69,6 +69,16 @@ pub struct RuleAst {
     pub title: Option<Spanned<String>>,
     /// `severity NAME`.
     pub severity: Option<Spanned<String>>,
+    /// `severity NAME if EXPR`, in order: the first that holds sets the alert's severity.
+    pub severity_if: Vec<(Spanned<String>, Expr)>,
+    /// `author "…"`.
+    pub author: Option<Spanned<String>>,
+    /// `references ["…", …]`.
+    pub references: Vec<Spanned<String>>,
+    /// `false_positives ["…", …]`.
+    pub false_positives: Vec<Spanned<String>>,
+    /// `risk_score N`.
+    pub risk_score: Option<Spanned<u64>>,
     /// `tags [...]`.
     pub tags: Vec<Spanned<String>>,
     /// `description "…"`.

@@ -255,17 +255,37 @@ impl Checker<'_> {
                 self.missing(r, "severity", "severity high");
                 Severity::Medium
             }
-            Some(s) => Severity::parse(&s.value).unwrap_or_else(|| {
-                let names = Severity::ALL.map(Severity::as_str);
-                let mut d = Diagnostic::error(s.span, format!("unknown severity `{}`", s.value));
-                d = match did_you_mean(&s.value, names) {
-                    Some(m) => d.with_hint(format!("did you mean `{m}`?")),
-                    None => d.with_hint(format!("expected one of {}", names.join(", "))),
-                };
-                self.diags.push(d);
-                Severity::Medium
-            }),
+            Some(s) => self.severity(s),
         };
+        let severity_if: Vec<(Severity, Predicate, Span)> = r
+            .severity_if
+            .iter()
+            .map(|(s, e)| (self.severity(s), self.expr(e), s.span))
+            .collect();
+        let risk_score = match &r.risk_score {
+            None => match severity {
+                Severity::Informational => 0,
+                Severity::Low => 21,
+                Severity::Medium => 47,
+                Severity::High => 73,
+                Severity::Critical => 99,
+            },
+            Some(n) if n.value <= 100 => n.value as u32,
+            Some(n) => {
+                self.err(n.span, "a risk score is between 0 and 100");
+                0
+            }
+        };
+        for u in &r.references {
+            if !(u.value.starts_with("https://") || u.value.starts_with("http://")) {
+                self.err(u.span, "a reference is an http(s) URL");
+            }
+        }
+        for t in r.author.iter().chain(&r.false_positives) {
+            if t.value.trim().is_empty() {
+                self.err(t.span, "must not be empty");
+            }
+        }
         for t in &r.tags {
             self.tag(t);
         }
@@ -312,47 +332,31 @@ impl Checker<'_> {
                 RuleKind::Single
             }
         };
-        let mut title_fields = Vec::new();
-        if let Some((tpl, span)) = &title {
-            for f in tpl.fields() {
-                match kind.group_by() {
-                    Some(group_by) => {
-                        if !group_by
-                            .iter()
-                            .any(|&g| self.fields.paths[usize::from(g.0)] == f)
-                        {
-                            let by: Vec<&str> = group_by
-                                .iter()
-                                .map(|&g| self.fields.paths[usize::from(g.0)].as_str())
-                                .collect();
-                            let d = Diagnostic::error(
-                                *span,
-                                format!(
-                                    "title placeholder `{{{f}}}` is not a group-by field of this rule"
-                                ),
-                            );
-                            self.diags.push(if by.is_empty() {
-                                d.with_hint(
-                                    "the title of an aggregation or a sequence can only show its `by` fields",
-                                )
-                            } else {
-                                d.with_hint(format!("use one of: {}", by.join(", ")))
-                            });
-                        }
-                    }
-                    None => {
-                        if let Some(info) = self.field_info(f, *span) {
-                            if info.array {
-                                self.err(
-                                    *span,
-                                    format!("title placeholder `{{{f}}}` is an array field"),
-                                );
-                            } else {
-                                title_fields.push(self.fields.intern(f));
-                            }
-                        }
-                    }
+        let description = match &r.description {
+            None => None,
+            Some(t) => match Template::parse(&t.value, t.span) {
+                Ok(tpl) => Some((tpl, t.span)),
+                Err(d) => {
+                    self.diags.push(d);
+                    None
                 }
+            },
+        };
+        let mut alert_fields = Vec::new();
+        for (tpl, span, what) in [(&title, "title"), (&description, "description")]
+            .into_iter()
+            .filter_map(|(t, what)| t.as_ref().map(|(tpl, span)| (tpl, *span, what)))
+        {
+            for f in tpl.fields() {
+                let shown = format!("{what} placeholder `{{{f}}}`");
+                self.alert_field(f, span, &kind, &shown, &mut alert_fields);
+            }
+        }
+        for (_, p, span) in &severity_if {
+            for id in p.fields() {
+                let f = self.fields.paths[usize::from(id.0)].clone();
+                let shown = format!("severity condition field `{f}`");
+                self.alert_field(&f, *span, &kind, &shown, &mut alert_fields);
             }
         }
         if self.diags[before..]
@@ -367,11 +371,16 @@ impl Checker<'_> {
             version,
             title,
             severity,
+            severity_if: severity_if.into_iter().map(|(s, p, _)| (s, p)).collect(),
+            risk_score,
             tags: r.tags.iter().map(|t| t.value.clone()).collect(),
-            description: r.description.as_ref().map(|d| d.value.clone()),
+            description: description.map(|(d, _)| d),
+            author: r.author.as_ref().map(|a| a.value.clone()),
+            references: r.references.iter().map(|u| u.value.clone()).collect(),
+            false_positives: r.false_positives.iter().map(|f| f.value.clone()).collect(),
             filter,
             kind,
-            title_fields,
+            alert_fields,
             origin,
             exceptions: Vec::new(),
             plan_hash: String::new(),
@@ -450,6 +459,67 @@ impl Checker<'_> {
             return None;
         }
         Some(self.fields.intern(&f.value))
+    }
+
+    fn severity(&mut self, s: &Spanned<String>) -> Severity {
+        Severity::parse(&s.value).unwrap_or_else(|| {
+            let names = Severity::ALL.map(Severity::as_str);
+            let mut d = Diagnostic::error(s.span, format!("unknown severity `{}`", s.value));
+            d = match did_you_mean(&s.value, names) {
+                Some(m) => d.with_hint(format!("did you mean `{m}`?")),
+                None => d.with_hint(format!("expected one of {}", names.join(", "))),
+            };
+            self.diags.push(d);
+            Severity::Medium
+        })
+    }
+
+    /// A field an alert renders (`shown` names it in messages): one of the group-by fields of
+    /// a stateful rule; a scalar event field of a single-event rule, added to `out`.
+    fn alert_field(
+        &mut self,
+        f: &str,
+        span: Span,
+        kind: &RuleKind,
+        shown: &str,
+        out: &mut Vec<FieldId>,
+    ) {
+        match kind.group_by() {
+            Some(group_by) => {
+                if !group_by
+                    .iter()
+                    .any(|&g| self.fields.paths[usize::from(g.0)] == f)
+                {
+                    let by: Vec<&str> = group_by
+                        .iter()
+                        .map(|&g| self.fields.paths[usize::from(g.0)].as_str())
+                        .collect();
+                    let d = Diagnostic::error(
+                        span,
+                        format!("{shown} is not a group-by field of this rule"),
+                    );
+                    self.diags.push(if by.is_empty() {
+                        d.with_hint(
+                            "an alert of an aggregation or a sequence can only show its `by` fields",
+                        )
+                    } else {
+                        d.with_hint(format!("use one of: {}", by.join(", ")))
+                    });
+                }
+            }
+            None => {
+                if let Some(info) = self.field_info(f, span) {
+                    if info.array {
+                        self.err(span, format!("{shown} is an array field"));
+                    } else {
+                        let id = self.fields.intern(f);
+                        if !out.contains(&id) {
+                            out.push(id);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn numeric_field(&mut self, f: &Spanned<String>, agg: NumericAgg) -> Option<FieldId> {

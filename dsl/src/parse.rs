@@ -170,9 +170,15 @@ fn describe(r: Rule) -> &'static str {
         | Rule::k_match
         | Rule::k_when
         | Rule::k_sequence
-        | Rule::k_suppress => {
-            "a clause (`title`, `severity`, `tags`, `description`, `version`, `match`, `when`, `sequence`, `suppress`) or `}`"
+        | Rule::k_suppress
+        | Rule::k_author
+        | Rule::k_references
+        | Rule::k_false_positives
+        | Rule::k_risk_score => {
+            "a clause (`title`, `severity`, `tags`, `description`, `version`, `author`, `references`, `false_positives`, `risk_score`, `match`, `when`, `sequence`, `suppress`) or `}`"
         }
+        Rule::k_if => "`if`",
+        Rule::string_list => "a list of strings `[\"…\", …]`",
         Rule::step | Rule::absent_step | Rule::until_step | Rule::step_name | Rule::k_until => {
             "a step (`NAME: EXPR`, `not NAME: EXPR`, `until: EXPR`) or `}`"
         }
@@ -351,7 +357,43 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
                     value: s.as_str().to_owned(),
                     span: span_of(&s, base),
                 };
-                set_once(&mut r.severity, v, "severity", span, &mut r.duplicates);
+                match first() {
+                    Some(e) => {
+                        let e = build_expr(e, base, diags);
+                        r.severity_if.push((v, e));
+                    }
+                    None => set_once(&mut r.severity, v, "severity", span, &mut r.duplicates),
+                }
+            }
+            Rule::author_clause => {
+                let Some(s) = first() else { continue };
+                let v = build_string(&s, base, diags);
+                set_once(&mut r.author, v, "author", span, &mut r.duplicates);
+            }
+            Rule::references_clause | Rule::false_positives_clause => {
+                let Some(list) = first() else { continue };
+                let items: Vec<Spanned<String>> = list
+                    .into_inner()
+                    .map(|q| build_string(&q, base, diags))
+                    .collect();
+                let (slot, name) = if kind == Rule::references_clause {
+                    (&mut r.references, "references")
+                } else {
+                    (&mut r.false_positives, "false_positives")
+                };
+                if slot.is_empty() {
+                    *slot = items;
+                } else {
+                    r.duplicates.push((name, span));
+                }
+            }
+            Rule::risk_clause => {
+                let Some(n) = first() else { continue };
+                let v = Spanned {
+                    value: n.as_str().parse().unwrap_or(u64::MAX),
+                    span: span_of(&n, base),
+                };
+                set_once(&mut r.risk_score, v, "risk_score", span, &mut r.duplicates);
             }
             Rule::tags_clause => {
                 if !r.tags.is_empty() {
@@ -423,6 +465,11 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::k_when
             | Rule::k_sequence
             | Rule::k_exception
+            | Rule::k_if
+            | Rule::k_author
+            | Rule::k_references
+            | Rule::k_false_positives
+            | Rule::k_risk_score
             | Rule::k_tenant
             | Rule::k_owner
             | Rule::k_expires

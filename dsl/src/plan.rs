@@ -40,18 +40,30 @@ pub struct RulePlan {
     pub version: u32,
     /// Title template.
     pub title: Template,
-    /// Severity.
+    /// Severity when no `severity … if` condition holds.
     pub severity: Severity,
+    /// `severity NAME if EXPR`, in order: the first whose condition holds on the alert's fields
+    /// sets its severity.
+    pub severity_if: Vec<(Severity, Predicate)>,
+    /// Risk score of the alert, 0–100 (default from the severity: 21, 47, 73, 99).
+    pub risk_score: u32,
     /// Tags.
     pub tags: Vec<String>,
-    /// Description.
-    pub description: Option<String>,
+    /// Description template.
+    pub description: Option<Template>,
+    /// Who wrote the rule.
+    pub author: Option<String>,
+    /// Links to what the rule detects.
+    pub references: Vec<String>,
+    /// Known benign causes, for the analyst.
+    pub false_positives: Vec<String>,
     /// Which events the rule looks at.
     pub filter: Predicate,
     /// Single-event or aggregation.
     pub kind: RuleKind,
-    /// Fields the title template reads, for single-event rules (aggregations use the group).
-    pub title_fields: Vec<FieldId>,
+    /// Fields the alert renders (title, description, severity conditions), for single-event
+    /// rules; stateful rules render from their group.
+    pub alert_fields: Vec<FieldId>,
     /// Where the rule was defined, as `path:line`.
     pub origin: String,
     /// Allow-list entries for this rule (not part of the plan hash: adding or removing one
@@ -378,6 +390,25 @@ impl Predicate {
         }
     }
 
+    /// Every field the predicate reads, without repeats.
+    pub fn fields(&self) -> Vec<FieldId> {
+        fn walk(p: &Predicate, out: &mut Vec<FieldId>) {
+            match p {
+                Predicate::Const(_) => {}
+                Predicate::And(ps) | Predicate::Or(ps) => ps.iter().for_each(|p| walk(p, out)),
+                Predicate::Not(p) => walk(p, out),
+                Predicate::Test(f, _) => {
+                    if !out.contains(f) {
+                        out.push(*f);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
     /// Renders the predicate with field paths, as `vigil explain` shows it.
     pub fn display<'a>(&'a self, fields: &'a [String]) -> impl fmt::Display + 'a {
         PredDisplay(self, fields)
@@ -531,7 +562,23 @@ impl RulePlan {
             "rule {} v{} ({})  plan {}",
             self.id, self.version, self.origin, self.plan_hash
         );
-        let _ = writeln!(out, "  severity  {}", self.severity);
+        let _ = writeln!(
+            out,
+            "  severity  {}, risk {}",
+            self.severity, self.risk_score
+        );
+        for (sev, p) in &self.severity_if {
+            let _ = writeln!(out, "  severity  {sev} if {}", p.display(fields));
+        }
+        if let Some(a) = &self.author {
+            let _ = writeln!(out, "  author    {a}");
+        }
+        for r in &self.references {
+            let _ = writeln!(out, "  reference {r}");
+        }
+        for fp in &self.false_positives {
+            let _ = writeln!(out, "  benign    {fp}");
+        }
         let _ = writeln!(out, "  filter    {}", self.filter.display(fields));
         let key = |by: &[FieldId]| {
             let mut k = vec!["tenant_id".to_owned()];
@@ -663,13 +710,17 @@ impl RulePlan {
         let mut canon = String::new();
         let _ = write!(
             canon,
-            "title={}\nseverity={}\ntags={:?}\ndescription={:?}\nfilter={}\n",
+            "title={}\nseverity={}\ntags={:?}\ndescription={:?}\nfilter={}\nrisk={}\n",
             self.title.source(),
             self.severity,
             self.tags,
-            self.description,
-            self.filter.display(fields)
+            self.description.as_ref().map(Template::source),
+            self.filter.display(fields),
+            self.risk_score
         );
+        for (sev, p) in &self.severity_if {
+            let _ = writeln!(canon, "severity {sev} if {}", p.display(fields));
+        }
         if let RuleKind::Aggregate(a) = &self.kind {
             let path = |f: FieldId| fields[usize::from(f.0)].as_str();
             let agg = match a.agg.field() {

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use vigil_dsl::{
-    AggKind, EventView, FieldId, RuleKind, RulePlan, RuleSet, SequencePlan, WindowKind as DslWindow,
+    AggKind, EventView, FieldId, RuleKind, RulePlan, RuleSet, SequencePlan, ValueRef,
+    WindowKind as DslWindow,
 };
 use vigil_model::{Alert, AlertWindow, TenantId, Threshold, alert_id};
 use vigil_operators::window::{AggFn, WindowKind};
@@ -85,7 +86,7 @@ impl Compiled {
                 group,
                 distinct,
                 number,
-                title: plan.title_fields.iter().map(|&f| slot(f)).collect(),
+                title: plan.alert_fields.iter().map(|&f| slot(f)).collect(),
             });
             specs.push(spec);
         }
@@ -130,14 +131,19 @@ impl Compiled {
     pub(crate) fn alert(&self, f: Firing, detected_at: i64) -> Alert {
         let rule = &self.rules[f.rule as usize];
         let plan = &rule.plan;
-        let (group, title) = if rule.group.is_empty() && f.group.is_empty() && rule.specs_single() {
+        // The fields the alert renders (title, description, severity conditions): a
+        // single-event rule's from its event, a stateful rule's from its group.
+        let (group, view) = if rule.specs_single() {
             let group: BTreeMap<String, String> =
                 [("event.id".to_owned(), f.event_id.clone())].into();
-            let mut values = f.title_values.iter();
-            let title = plan
-                .title
-                .render(|_| values.next().and_then(|v| v.as_deref()));
-            (group, title)
+            let view = AlertView(
+                plan.alert_fields
+                    .iter()
+                    .zip(&f.title_values)
+                    .filter_map(|(&id, v)| Some((id, v.as_deref()?)))
+                    .collect(),
+            );
+            (group, view)
         } else {
             let group: BTreeMap<String, String> = rule
                 .group
@@ -145,9 +151,29 @@ impl Compiled {
                 .map(|&s| self.paths[usize::from(s)].clone())
                 .zip(f.group.iter().cloned())
                 .collect();
-            let title = plan.title.render(|p| group.get(p).map(String::as_str));
-            (group, title)
+            let ids = plan.kind.group_by().unwrap_or_default();
+            let view = AlertView(
+                ids.iter()
+                    .zip(&f.group)
+                    .map(|(&id, v)| (id, v.as_str()))
+                    .collect(),
+            );
+            (group, view)
         };
+        let value_of = |p: &str| {
+            let id = self.paths.iter().position(|q| q == p)?;
+            view.0
+                .iter()
+                .find(|(f, _)| usize::from(f.0) == id)
+                .map(|(_, v)| *v)
+        };
+        let title = plan.title.render(value_of);
+        let description = plan.description.as_ref().map(|d| d.render(value_of));
+        let severity = plan
+            .severity_if
+            .iter()
+            .find(|(_, p)| p.eval(&view))
+            .map_or(plan.severity, |(s, _)| *s);
         let id = alert_id(
             &f.tenant,
             &plan.id,
@@ -163,9 +189,10 @@ impl Compiled {
             rule_id: plan.id.clone(),
             rule_version: plan.version,
             title,
-            severity: plan.severity,
+            severity,
+            risk_score: plan.risk_score,
             tags: plan.tags.clone(),
-            description: plan.description.clone(),
+            description,
             group,
             window: AlertWindow {
                 start: f.start,
@@ -177,6 +204,22 @@ impl Compiled {
             events: f.events,
             event_count: f.event_count,
         }
+    }
+}
+
+/// The values an alert renders, by field: canonical strings, offered to a severity condition as
+/// a string, and as a number or boolean when they read as one (the checker has made sure each
+/// test meets the field's type).
+struct AlertView<'a>(Vec<(FieldId, &'a str)>);
+
+impl EventView for AlertView<'_> {
+    fn any_value(&self, field: FieldId, f: &mut dyn FnMut(ValueRef<'_>) -> bool) -> bool {
+        let Some(&(_, v)) = self.0.iter().find(|(id, _)| *id == field) else {
+            return false;
+        };
+        f(ValueRef::Str(v))
+            || v.parse::<f64>().is_ok_and(|n| f(ValueRef::Num(n)))
+            || v.parse::<bool>().is_ok_and(|b| f(ValueRef::Bool(b)))
     }
 }
 

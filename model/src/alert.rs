@@ -28,6 +28,10 @@ pub struct Alert {
     pub title: String,
     /// The rule's severity.
     pub severity: Severity,
+    /// Risk score, 0–100 (the rule's `risk_score`, or one derived from its severity); rules
+    /// over alerts sum it per entity.
+    #[serde(default)]
+    pub risk_score: u32,
     /// The rule's tags (MITRE ATT&CK ids and free tags).
     pub tags: Vec<String>,
     /// The rule's description.
@@ -166,6 +170,7 @@ mod tests {
             rule_version: 1,
             title: "Brute force against alice".into(),
             severity: Severity::High,
+            risk_score: 73,
             tags: vec!["attack.t1110".into()],
             description: None,
             group: [("user.name".to_string(), "alice".to_string())].into(),

@@ -282,6 +282,7 @@ pub fn alerts_template(replicas: u32) -> Value {
                     "rule_version": {"type": "integer"},
                     "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
                     "severity": {"type": "keyword"},
+                    "risk_score": {"type": "integer"},
                     "tags": {"type": "keyword"},
                     "description": {"type": "text"},
                     "group": {"type": "flat_object"},
@@ -519,6 +520,24 @@ impl Writer {
             let exists = answer["error"]["type"] == "resource_already_exists_exception";
             if !status.is_success() && !exists {
                 return Err(ClientError::refused(Method::PUT, path, status, &answer));
+            }
+            if exists && index.starts_with("alerts-") {
+                // An index created by an older version lacks the fields added since (its
+                // mapping is strict): add them. Adding a field is allowed on a live index, and
+                // repeating one already there is a no-op.
+                let path = format!("/{index}/_mapping");
+                let properties = &alerts_template(0)["template"]["mappings"]["properties"];
+                let (status, answer) = self
+                    .client
+                    .json(
+                        Method::PUT,
+                        &path,
+                        Some(&json!({ "properties": properties })),
+                    )
+                    .await?;
+                if !status.is_success() {
+                    return Err(ClientError::refused(Method::PUT, path, status, &answer));
+                }
             }
             self.indexes.insert(index);
         }

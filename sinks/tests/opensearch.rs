@@ -264,3 +264,50 @@ fn hostile_field_values_are_stored_as_plain_data() {
     }
     delete_index(&client, &alerts_index(&t));
 }
+
+#[test]
+fn an_index_created_by_an_older_version_gains_the_new_fields() {
+    // An alerts index whose strict mapping predates `risk_score` (as created before it was
+    // added): the sink adds the field to the live index, and the alerts are stored, not
+    // refused as unknown fields.
+    let client = Client::new(&url(), Duration::from_secs(30)).unwrap();
+    let t = unique_tenant("osold");
+    let index = alerts_index(&t);
+    let mut old = vigil_sinks::opensearch::alerts_template(0)["template"].clone();
+    old["mappings"]["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("risk_score");
+    // Only the highest-priority template matching a name applies: one for this index alone
+    // keeps the current `alerts-*` template from adding the field at creation.
+    let pinned = format!("/_index_template/vigil-test-{index}");
+    let body = json!({"index_patterns": [index], "priority": 1000, "template": old});
+    let (status, answer) = rt()
+        .block_on(client.json(Method::PUT, &pinned, Some(&body)))
+        .unwrap();
+    assert!(status.is_success(), "{answer}");
+    let (status, answer) = rt()
+        .block_on(client.json(Method::PUT, &format!("/{index}"), Some(&json!({}))))
+        .unwrap();
+    assert!(status.is_success(), "{answer}");
+    rt().block_on(client.json(Method::DELETE, &pinned, None))
+        .unwrap();
+    let (_, mapping) = rt()
+        .block_on(client.json(Method::GET, &format!("/{index}/_mapping"), None))
+        .unwrap();
+    let props = &mapping[index.as_str()]["mappings"]["properties"];
+    assert!(
+        props["severity"].is_object() && props["risk_score"].is_null(),
+        "{mapping}"
+    );
+    let t0 = 1_796_032_800_000i64;
+    let alerts: Vec<Alert> = (0..3).map(|i| alert(&t, i, t0 + i as i64)).collect();
+    let s = sink(500);
+    s.write(&alerts).unwrap();
+    s.flush().unwrap();
+    assert_eq!((s.stats().created, s.stats().dead_lettered), (3, 0));
+    let docs = documents(&client, &index);
+    assert_eq!(docs.len(), 3);
+    assert!(docs.values().all(|d| d["risk_score"] == 73));
+    delete_index(&client, &index);
+}
