@@ -627,27 +627,20 @@ fn summary(s: &RunStats) -> String {
             format!(": {}", alerts.join(", "))
         }
     ));
-    if !s.excepted.is_empty() {
-        let excepted: Vec<String> = s
-            .excepted
-            .iter()
-            .map(|((r, t), n)| format!("{r}/{t} {n}"))
-            .collect();
-        out.push_str(&format!(
-            "vigil: events allowed by exceptions per rule/tenant: {}\n",
-            excepted.join(", ")
-        ));
-    }
-    if !s.late_by_rule.is_empty() {
-        let late: Vec<String> = s
-            .late_by_rule
-            .iter()
-            .map(|((r, t), n)| format!("{r}/{t} {n}"))
-            .collect();
-        out.push_str(&format!(
-            "vigil: late events per rule/tenant: {}\n",
-            late.join(", ")
-        ));
+    for (what, counts) in [
+        ("events allowed by exceptions", &s.excepted),
+        ("late events", &s.late_by_rule),
+    ] {
+        if !counts.is_empty() {
+            let per: Vec<String> = counts
+                .iter()
+                .map(|((r, t), n)| format!("{r}/{t} {n}"))
+                .collect();
+            out.push_str(&format!(
+                "vigil: {what} per rule/tenant: {}\n",
+                per.join(", ")
+            ));
+        }
     }
     out.push_str(&format!(
         "vigil: {:.3} s\nevents/s: {:.1}\nstate: keys={} bytes={} bytes_per_key={:.1}\n",

@@ -130,18 +130,7 @@ impl Checker<'_> {
         today_ms: i64,
     ) -> Option<(String, ExceptionPlan)> {
         let before = self.diags.len();
-        if !valid_id(&x.id.value) {
-            self.err(
-                x.id.span,
-                format!(
-                    "invalid exception id `{}`: use lowercase letters, digits, `_` and `.`",
-                    x.id.value
-                ),
-            );
-        }
-        for (name, span) in &x.duplicates {
-            self.err(*span, format!("`{name}` is given more than once"));
-        }
+        self.header("exception", &x.id, &x.duplicates);
         let head = Span::new(x.span.start, x.span.start + "exception".len());
         let mut need = |slot: &Option<Spanned<String>>, clause: &str, example: &str| {
             if slot.is_none() {
@@ -204,10 +193,7 @@ impl Checker<'_> {
             }
             Some(e) => self.expr(e),
         };
-        if self.diags[before..]
-            .iter()
-            .any(|d| d.level == crate::diag::Level::Error)
-        {
+        if self.errors_since(before) {
             return None;
         }
         let text =
@@ -230,18 +216,7 @@ impl Checker<'_> {
     /// Checks one rule; returns its plan when it has no errors.
     pub(crate) fn rule(&mut self, r: &RuleAst, origin: String) -> Option<RulePlan> {
         let before = self.diags.len();
-        if !valid_id(&r.id.value) {
-            self.err(
-                r.id.span,
-                format!(
-                    "invalid rule id `{}`: use lowercase letters, digits, `_` and `.`",
-                    r.id.value
-                ),
-            );
-        }
-        for (name, span) in &r.duplicates {
-            self.err(*span, format!("`{name}` is given more than once"));
-        }
+        self.header("rule", &r.id, &r.duplicates);
         let version = match &r.version {
             None => 1,
             Some(v) if v.value >= 1 && v.value <= u64::from(u32::MAX) => v.value as u32,
@@ -359,10 +334,7 @@ impl Checker<'_> {
                 self.alert_field(&f, *span, &kind, &shown, &mut alert_fields);
             }
         }
-        if self.diags[before..]
-            .iter()
-            .any(|d| d.level == crate::diag::Level::Error)
-        {
+        if self.errors_since(before) {
             return None;
         }
         let (title, _) = title?;
@@ -387,6 +359,29 @@ impl Checker<'_> {
         };
         plan.compute_hash(&self.fields.paths);
         Some(plan)
+    }
+
+    /// Checks the id of a rule or an exception, and reports clauses given twice.
+    fn header(&mut self, what: &str, id: &Spanned<String>, duplicates: &[(&'static str, Span)]) {
+        if !valid_id(&id.value) {
+            self.err(
+                id.span,
+                format!(
+                    "invalid {what} id `{}`: use lowercase letters, digits, `_` and `.`",
+                    id.value
+                ),
+            );
+        }
+        for (name, span) in duplicates {
+            self.err(*span, format!("`{name}` is given more than once"));
+        }
+    }
+
+    /// Whether an error was reported after the first `before` diagnostics.
+    fn errors_since(&self, before: usize) -> bool {
+        self.diags[before..]
+            .iter()
+            .any(|d| d.level == crate::diag::Level::Error)
     }
 
     fn missing(&mut self, r: &RuleAst, clause: &str, example: &str) {

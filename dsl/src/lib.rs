@@ -117,6 +117,23 @@ pub fn compile(files: &[SourceFile]) -> Result<(RuleSet, Vec<FileDiagnostics>), 
     compile_with(files, Schema::canonical())
 }
 
+/// Records where `id` is defined, or, when it was defined before, the error that says where.
+fn first_definition(
+    seen: &mut HashMap<String, String>,
+    what: &str,
+    id: &ast::Spanned<String>,
+    origin: &str,
+) -> Option<Diagnostic> {
+    if let Some(first) = seen.get(&id.value) {
+        return Some(
+            Diagnostic::error(id.span, format!("duplicate {what} id `{}`", id.value))
+                .with_hint(format!("first defined at {first}")),
+        );
+    }
+    seen.insert(id.value.clone(), origin.to_owned());
+    None
+}
+
 /// [`compile`] against a given schema.
 pub fn compile_with(
     files: &[SourceFile],
@@ -150,14 +167,10 @@ pub fn compile_at(
         };
         for r in &ast.rules {
             let origin = origin(file, r.span);
-            if let Some(first) = seen.get(&r.id.value) {
-                checker.diags.push(
-                    Diagnostic::error(r.id.span, format!("duplicate rule id `{}`", r.id.value))
-                        .with_hint(format!("first defined at {first}")),
-                );
+            if let Some(d) = first_definition(&mut seen, "rule", &r.id, &origin) {
+                checker.diags.push(d);
                 continue;
             }
-            seen.insert(r.id.value.clone(), origin.clone());
             if let Some(plan) = checker.rule(r, origin) {
                 rules.push(plan);
             }
@@ -175,17 +188,10 @@ pub fn compile_at(
         };
         for x in &ast.exceptions {
             let origin = origin(file, x.span);
-            if let Some(first) = exception_ids.get(&x.id.value) {
-                checker.diags.push(
-                    Diagnostic::error(
-                        x.id.span,
-                        format!("duplicate exception id `{}`", x.id.value),
-                    )
-                    .with_hint(format!("first defined at {first}")),
-                );
+            if let Some(d) = first_definition(&mut exception_ids, "exception", &x.id, &origin) {
+                checker.diags.push(d);
                 continue;
             }
-            exception_ids.insert(x.id.value.clone(), origin.clone());
             if let Some((rule, plan)) = checker.exception(x, &ids, origin, today_ms)
                 && let Some(r) = rules.iter_mut().find(|r| r.id == rule)
             {

@@ -161,10 +161,9 @@ impl Compiled {
             (group, view)
         };
         let value_of = |p: &str| {
-            let id = self.paths.iter().position(|q| q == p)?;
             view.0
                 .iter()
-                .find(|(f, _)| usize::from(f.0) == id)
+                .find(|(f, _)| self.paths[usize::from(f.0)] == p)
                 .map(|(_, v)| *v)
         };
         let title = plan.title.render(value_of);
