@@ -14,6 +14,8 @@ use vigil_dsl::{EventView, FieldId, ValueRef};
 #[derive(Clone, Debug)]
 pub struct FieldTrie {
     nodes: Vec<Node>,
+    /// Number of slots.
+    slots: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -27,6 +29,7 @@ impl FieldTrie {
     pub fn new(paths: &[String]) -> FieldTrie {
         let mut t = FieldTrie {
             nodes: vec![Node::default()],
+            slots: paths.len(),
         };
         for (slot, path) in paths.iter().enumerate() {
             let mut node = 0u32;
@@ -112,8 +115,14 @@ impl<'a> Val<'a> {
 /// The values of one decoded line, by slot.
 #[derive(Debug, Default)]
 pub struct Decoded<'a> {
+    /// Sorted by slot (stably: a slot's values keep their order in the line).
     vals: Vec<(u16, Val<'a>)>,
+    /// Per slot, the index of its first value in `vals`, or [`ABSENT`].
+    first: Vec<u32>,
 }
+
+/// A slot without values.
+const ABSENT: u32 = u32::MAX;
 
 impl<'a> Decoded<'a> {
     /// Reuses another line's allocation for a new line (the vector is emptied first).
@@ -123,12 +132,25 @@ impl<'a> Decoded<'a> {
         // An empty vector maps to an empty vector; collecting in place keeps the allocation.
         Decoded {
             vals: v.into_iter().map(|_| (0, Val::Null)).collect(),
+            first: self.first,
+        }
+    }
+
+    /// The values of a slot.
+    fn values(&self, slot: u16) -> &[(u16, Val<'a>)] {
+        match self.first.get(usize::from(slot)) {
+            Some(&i) if i != ABSENT => {
+                let rest = &self.vals[i as usize..];
+                let n = rest.iter().take_while(|(s, _)| *s == slot).count();
+                &rest[..n]
+            }
+            _ => &[],
         }
     }
 
     /// The first value of a slot.
     pub fn first(&self, slot: u16) -> Option<&Val<'a>> {
-        self.vals.iter().find(|(s, _)| *s == slot).map(|(_, v)| v)
+        self.values(slot).first().map(|(_, v)| v)
     }
 
     /// Decodes `line` into `self` (which must be empty) with `trie`.
@@ -140,15 +162,22 @@ impl<'a> Decoded<'a> {
             out: &mut self.vals,
         })
         .map_err(DecodeError)?;
-        de.end().map_err(DecodeError)
+        de.end().map_err(DecodeError)?;
+        // Index the values by slot, so that a rule's tests read a field without a scan. Lines
+        // carry few projected values, and the stable sort is an insertion sort for them.
+        self.vals.sort_by_key(|(s, _)| *s);
+        self.first.clear();
+        self.first.resize(trie.slots, ABSENT);
+        for (i, (s, _)) in self.vals.iter().enumerate().rev() {
+            self.first[usize::from(*s)] = i as u32;
+        }
+        Ok(())
     }
 }
 
 impl EventView for Decoded<'_> {
     fn any_value(&self, field: FieldId, f: &mut dyn FnMut(ValueRef<'_>) -> bool) -> bool {
-        self.vals
-            .iter()
-            .any(|(s, v)| *s == field.0 && f(v.as_ref()))
+        self.values(field.0).iter().any(|(_, v)| f(v.as_ref()))
     }
 }
 
@@ -374,12 +403,13 @@ mod tests {
         );
         assert_eq!(
             v,
+            // By slot; a slot's values in line order.
             vec![
-                (3, Val::Str("2026-01-01T00:00:00Z")),
                 (0, Val::Str("alice")),
                 (1, Val::Str("authentication")),
                 (1, Val::Str("iam")),
                 (2, Val::Num(22.0)),
+                (3, Val::Str("2026-01-01T00:00:00Z")),
             ]
         );
     }
@@ -391,6 +421,27 @@ mod tests {
             decode(r#"{"process":{"code_signature.trusted":false}}"#),
             vec![(4, Val::Bool(false))]
         );
+    }
+
+    #[test]
+    fn a_path_given_twice_keeps_both_values_first_one_first() {
+        let t = trie();
+        let mut d = Decoded::default();
+        let line = r#"{"user.name":"a","source":{"port":1},"user":{"name":"b"},"x":2}"#;
+        d.decode(&t, line.as_bytes()).unwrap();
+        assert_eq!(d.first(0), Some(&Val::Str("a")));
+        assert_eq!(d.first(2), Some(&Val::Num(1.0)));
+        assert_eq!(d.first(1), None);
+        let mut seen = Vec::new();
+        d.any_value(FieldId(0), &mut |v| {
+            seen.push(format!("{v:?}"));
+            false
+        });
+        assert_eq!(seen, [r#"Str("a")"#, r#"Str("b")"#]);
+        // A reused buffer forgets the previous line's index.
+        let mut d = d.recycle();
+        d.decode(&t, br#"{"source":{"port":3}}"#).unwrap();
+        assert_eq!((d.first(0), d.first(2)), (None, Some(&Val::Num(3.0))));
     }
 
     #[test]

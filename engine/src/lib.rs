@@ -18,6 +18,7 @@
 
 pub mod checkpoint;
 mod decode;
+mod filter;
 pub mod io;
 mod metrics;
 mod rules;

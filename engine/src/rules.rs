@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use vigil_dsl::{
-    AggKind, EventView, FieldId, RuleKind, RulePlan, RuleSet, SequencePlan, ValueRef,
-    WindowKind as DslWindow,
+    AggKind, EventView, FieldId, RuleKind, RulePlan, RuleSet, ValueRef, WindowKind as DslWindow,
 };
 use vigil_model::{Alert, AlertWindow, TenantId, Threshold, alert_id};
 use vigil_operators::window::{AggFn, WindowKind};
 use vigil_operators::{Firing, RuleSpec, SequenceSpec, WindowSpec};
 
 use crate::decode::{FieldTrie, Val};
+use crate::filter::{Filters, Memo, Node};
 
 /// Most contributing event ids an alert lists.
 pub const MAX_EVENT_REFS: usize = 10;
@@ -25,6 +25,14 @@ pub(crate) struct SourceRule {
     /// The numeric field a sum, min, max or avg reads.
     pub(crate) number: Option<u16>,
     pub(crate) title: Vec<u16>,
+    /// The filter over [`Compiled::filters`].
+    pub(crate) filter: Node,
+    /// An atom the filter needs ([`Node::gate`]).
+    pub(crate) gate: Option<u32>,
+    /// A sequence's steps, then its absent step, then `until`, over [`Compiled::filters`]: bit
+    /// `i` of [`Hit::steps`](vigil_operators::Hit) is set when `steps[i]` holds (see
+    /// [`rule_spec`]); `None` marks a step the rule does not have.
+    pub(crate) steps: Vec<Option<Node>>,
 }
 
 /// The compiled rule set: decode trie, source rules and window specs, in rule-index order.
@@ -35,6 +43,8 @@ pub struct Compiled {
     pub(crate) tenant_slot: u16,
     pub(crate) id_slot: u16,
     pub(crate) rules: Vec<SourceRule>,
+    /// The distinct tests of every rule's predicates.
+    pub(crate) filters: Filters,
     pub(crate) specs: Vec<RuleSpec>,
     /// Per rule: xxh3 of (id, version, plan hash). Window keys and checkpoints use it, so that
     /// state survives rules being added or removed around an unchanged rule.
@@ -64,6 +74,7 @@ impl Compiled {
         let mut rules = Vec::new();
         let mut specs = Vec::new();
         let mut identities = Vec::new();
+        let mut filters = Filters::default();
         for plan in &set.rules {
             identities.push(identity(plan));
             let spec = rule_spec(&plan.kind);
@@ -81,12 +92,25 @@ impl Compiled {
             };
             let distinct = agg_field.filter(|_| agg == AggFn::Distinct);
             let number = agg_field.filter(|_| agg != AggFn::Distinct);
+            let filter = filters.compile(&plan.filter);
             rules.push(SourceRule {
                 plan: plan.clone(),
                 group,
                 distinct,
                 number,
                 title: plan.alert_fields.iter().map(|&f| slot(f)).collect(),
+                gate: filter.gate(),
+                filter,
+                steps: match &plan.kind {
+                    RuleKind::Sequence(q) => q
+                        .steps
+                        .iter()
+                        .map(|s| Some(&s.predicate))
+                        .chain([q.absent.as_ref().map(|a| &a.predicate), q.until.as_ref()])
+                        .map(|p| p.map(|p| filters.compile(p)))
+                        .collect(),
+                    _ => Vec::new(),
+                },
             });
             specs.push(spec);
         }
@@ -96,6 +120,7 @@ impl Compiled {
             tenant_slot,
             id_slot,
             rules,
+            filters,
             specs,
             identities,
             paths,
@@ -274,22 +299,23 @@ fn rule_spec(kind: &RuleKind) -> RuleSpec {
     }
 }
 
-/// The steps of a sequence an event matches, as the bits [`rule_spec`] numbers them.
-pub(crate) fn step_mask<E: EventView + ?Sized>(q: &SequencePlan, e: &E) -> u64 {
-    let n = q.steps.len();
-    let mut mask = 0u64;
-    for (i, step) in q.steps.iter().enumerate() {
-        if step.predicate.eval(e) {
-            mask |= 1 << i;
+impl SourceRule {
+    /// The steps of a sequence `e` matches, as the bits [`rule_spec`] numbers them (0 for other
+    /// rules).
+    pub(crate) fn step_mask<E: EventView + ?Sized>(
+        &self,
+        filters: &Filters,
+        e: &E,
+        memo: &mut Memo,
+    ) -> u64 {
+        let mut mask = 0u64;
+        for (i, step) in self.steps.iter().enumerate() {
+            if step.as_ref().is_some_and(|n| filters.eval(n, e, memo)) {
+                mask |= 1 << i;
+            }
         }
+        mask
     }
-    if q.absent.as_ref().is_some_and(|a| a.predicate.eval(e)) {
-        mask |= 1 << n;
-    }
-    if q.until.as_ref().is_some_and(|u| u.eval(e)) {
-        mask |= 1 << (n + 1);
-    }
-    mask
 }
 
 /// xxh3-64 over the length-prefixed id, the version and the plan hash: equal exactly when the

@@ -17,12 +17,13 @@ use vigil_dsl::RuleKind;
 use vigil_model::time::{epoch_millis, parse_rfc3339};
 use vigil_model::{TenantId, is_valid_tenant};
 use vigil_operators::lateness::EventTimes;
-use vigil_operators::{EpochSummary, Hit, TenantIndex};
+use vigil_operators::{EpochSummary, EventId, Hit, TenantIndex};
 use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use crate::decode::{Decoded, Val};
+use crate::filter::Memo;
 use crate::io::{Normalizer, Record, Reject, RejectReason, RejectSink};
-use crate::rules::{Compiled, canonical, step_mask};
+use crate::rules::{Compiled, canonical};
 use crate::stats::WorkerStats;
 
 /// A chunk of whole lines from a source, numbered in read order.
@@ -152,10 +153,13 @@ pub(crate) fn source<'s>(
                 match rx.try_recv() {
                     Ok(chunk) => {
                         let seq = chunk.seq;
-                        let (hits, parsed, summary) = parser.chunk(chunk);
+                        let (mut hits, parsed, summary) = parser.chunk(chunk);
                         let mut h = hits_out.activate();
                         h.session(&held[0].delayed(&seq))
-                            .give_iterator(hits.into_iter());
+                            .give_iterator(hits.drain(..));
+                        // The next chunk fills the same allocation: growing a fresh vector
+                        // per chunk costs more than the hits themselves.
+                        parser.hits = hits;
                         let mut c = chunks_out.activate();
                         c.session(&held[1].delayed(&seq)).give(parsed);
                         let mut s = sums_out.activate();
@@ -184,6 +188,10 @@ pub(crate) fn source<'s>(
 struct Parser {
     ctx: SourceCtx,
     scratch: Option<Decoded<'static>>,
+    /// The hits vector, handed back empty after each chunk.
+    hits: Vec<Hit>,
+    /// Test results for the event at hand, kept to reuse the allocation.
+    memo: Memo,
 }
 
 impl Parser {
@@ -191,6 +199,8 @@ impl Parser {
         Parser {
             ctx,
             scratch: Some(Decoded::default()),
+            hits: Vec::new(),
+            memo: Memo::default(),
         }
     }
 
@@ -253,7 +263,7 @@ impl Parser {
             (chunk.data, positions) = self.normalize(normalizer.as_ref(), &records);
         }
         let rules = Arc::clone(&self.ctx.rules);
-        let mut hits = Vec::new();
+        let mut hits = std::mem::take(&mut self.hits);
         let mut excepted: Vec<(u32, usize)> = Vec::new();
         let mut tenants = TenantIndex::default();
         let mut maxima: Vec<i64> = Vec::new();
@@ -263,6 +273,7 @@ impl Parser {
         let data = &chunk.data;
         let mut start = 0usize;
         let mut scratch = self.scratch.take().unwrap_or_default();
+        let mut memo = std::mem::take(&mut self.memo);
         while start < data.len() {
             let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
             let raw = &data[start..end];
@@ -313,9 +324,14 @@ impl Parser {
                 len: line.len() as u32,
                 line: this_line,
             });
-            let mut event_id: Option<String> = None;
+            let mut event_id: Option<EventId> = None;
+            memo.reset(&rules.filters);
             for (ri, rule) in rules.rules.iter().enumerate() {
-                if !rule.plan.filter.eval(&d) {
+                if rule
+                    .gate
+                    .is_some_and(|g| !rules.filters.atom(g, &d, &mut memo))
+                    || !rules.filters.eval(&rule.filter, &d, &mut memo)
+                {
                     continue;
                 }
                 if !rule.plan.exceptions.is_empty()
@@ -344,7 +360,7 @@ impl Parser {
                     None => None,
                 };
                 let steps = match &rule.plan.kind {
-                    RuleKind::Sequence(q) => match step_mask(q, &d) {
+                    RuleKind::Sequence(_) => match rule.step_mask(&rules.filters, &d, &mut memo) {
                         0 => continue,
                         m => m,
                     },
@@ -361,8 +377,8 @@ impl Parser {
                 };
                 let id = event_id
                     .get_or_insert_with(|| match d.first(rules.id_slot).and_then(Val::as_str) {
-                        Some(id) => id.to_owned(),
-                        None => derived_id(offset, line),
+                        Some(id) => EventId::new(id),
+                        None => EventId::new(&derived_id(offset, line)),
                     })
                     .clone();
                 let title_values = rule
@@ -390,6 +406,7 @@ impl Parser {
             scratch = d.recycle();
         }
         self.scratch = Some(scratch);
+        self.memo = memo;
         {
             let mut per_tenant = vec![0u64; tenants.names().len()];
             for e in &events {

@@ -21,7 +21,8 @@
 //!
 //! ```
 //! use timely::dataflow::operators::{ToStream, Inspect, vec::Broadcast};
-//! use vigil_operators::{EpochSummary, Hit, KeyedWindows, RuleSpec, WindowSpec, WindowsConfig};
+//! use vigil_operators::{EpochSummary, EventId, Hit, KeyedWindows, RuleSpec, WindowSpec,
+//!                       WindowsConfig};
 //! use vigil_operators::window::{AggFn, WindowKind};
 //!
 //! let spec = WindowSpec { kind: WindowKind::Sliding, agg: AggFn::Count, window_ms: 300_000,
@@ -31,7 +32,7 @@
 //! let sink = seen.clone();
 //! timely::example(move |scope| {
 //!     let hit = |ts: i64, id: &str| Hit { epoch: 0, key: [7, 7], rule: 0, source: 0, ts,
-//!         prior_max: i64::MIN, tenant: "acme".into(), event_id: id.into(),
+//!         prior_max: i64::MIN, tenant: "acme".into(), event_id: EventId::new(id),
 //!         group: vec!["alice".into()], distinct: None, number: None,
 //!         steps: 0, title_values: vec![] };
 //!     let hits = vec![hit(1_000, "a"), hit(2_000, "b")].to_stream(scope);
@@ -69,7 +70,8 @@ pub struct WindowStats {
     pub late: HashMap<(u32, String), u64>,
     /// Live keys now.
     pub keys: usize,
-    /// Most live keys at any time.
+    /// Most live keys seen at a sweep, measured when the count grew by an eighth over the
+    /// previous measurement (so within an eighth of the true peak).
     pub peak_keys: usize,
     /// State bytes (map entries and heap) when `peak_keys` was reached.
     pub peak_bytes: usize,
@@ -210,12 +212,18 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                     state.restore(snap, &mut tracker, &specs);
                     stats.borrow_mut().keys = state.keys.len();
                 }
+                // Emptied hit vectors of processed epochs, for the next epochs to fill.
+                let mut spare: Vec<Vec<Hit>> = Vec::new();
                 let mut epochs_done = 0u64;
                 let mut last_sweep_wall = i64::MIN;
                 move |(hits_in, hits_frontier), (sum_in, sum_frontier), output| {
                     hits_in.for_each(|_, data| {
                         for h in data.drain(..) {
-                            stash.entry(h.epoch).or_default().hits.push(h);
+                            let epoch = stash.entry(h.epoch).or_insert_with(|| Epoch {
+                                hits: spare.pop().unwrap_or_default(),
+                                summaries: Vec::new(),
+                            });
+                            epoch.hits.push(h);
                         }
                     });
                     sum_in.for_each(|_, data| {
@@ -232,11 +240,11 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         if !(done(e, hits_frontier) && done(e, sum_frontier)) {
                             break;
                         }
-                        let epoch = entry.remove();
+                        let mut epoch = entry.remove();
                         let mut st = stats.borrow_mut();
                         // Tenants whose watermark may have moved in this epoch.
                         let mut touched: BTreeSet<String> = BTreeSet::new();
-                        for h in epoch.hits {
+                        for h in epoch.hits.drain(..) {
                             if tracker.is_late(h.source, &h.tenant, h.ts, h.prior_max) {
                                 *st.late.entry((h.rule, h.tenant)).or_default() += 1;
                                 continue;
@@ -249,6 +257,9 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                                 touched.insert(h.tenant.clone());
                             }
                             state.buffer(h);
+                        }
+                        if spare.len() < 4 {
+                            spare.push(std::mem::take(&mut epoch.hits));
                         }
                         let mut barrier = false;
                         let mut wall = None;
@@ -263,9 +274,9 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             }
                             if s.wall_ms.is_some() {
                                 // Idleness may have moved any tenant of this source.
-                                for t in state.pending.keys().chain(state.timers.keys()) {
+                                for t in state.waiting_tenants() {
                                     if !touched.contains(t) {
-                                        touched.insert(t.clone());
+                                        touched.insert(t.to_owned());
                                     }
                                 }
                             }
@@ -284,7 +295,12 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         if live_due {
                             last_sweep_wall = wall.unwrap_or(last_sweep_wall);
                         }
-                        if epochs_done.is_multiple_of(EVICT_EVERY) || live_due {
+                        // A sweep visits every key: wait until enough hits arrived to pay for it
+                        // (a quarter of the live keys), which also bounds the expired keys kept
+                        // in between to a quarter more.
+                        let sweep_due = epochs_done.is_multiple_of(EVICT_EVERY)
+                            && state.hits_since_sweep * 4 >= state.keys.len();
+                        if sweep_due || live_due {
                             // State peaks just before a sweep; measuring costs a scan too, so
                             // both happen together.
                             state.note_size(&mut st);
@@ -293,12 +309,8 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                     }
                     if hits_frontier.is_empty() && sum_frontier.is_empty() {
                         tracker.finish();
-                        let ts: BTreeSet<String> = state
-                            .pending
-                            .keys()
-                            .chain(state.timers.keys())
-                            .cloned()
-                            .collect();
+                        let ts: BTreeSet<String> =
+                            state.waiting_tenants().map(str::to_owned).collect();
                         for t in &ts {
                             state.drain(t, i64::MAX, &specs, &mut fired);
                         }
@@ -330,23 +342,144 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
     }
 }
 
-type Pending = HashMap<String, BTreeMap<(i64, EventId, u64), Hit>>;
+/// One tenant's hits waiting for its watermark, taken out in `(event time, event.id, arrival)`
+/// order: small keys over a slab of hits, so that a hit is moved once in and once out (a B-tree
+/// of whole hits shifted them on every removal).
+///
+/// `keys[head..]` is sorted; arrivals collect in `fresh` and are sorted in at the next take.
+/// They come nearly in time order, so only the short overlap between the sorted keys' tail and
+/// the arrivals is merged (a binary heap paid a logarithmic sift per hit instead, and sorting
+/// everything that waits on every take re-merged each hit once per epoch).
+#[derive(Default)]
+struct Queue {
+    keys: Vec<QueueKey>,
+    head: usize,
+    fresh: Vec<QueueKey>,
+    slab: Vec<Option<Hit>>,
+    free: Vec<u32>,
+}
+
+/// (event time, event id, arrival, slab slot).
+type QueueKey = (i64, EventId, u64, u32);
+
+impl Queue {
+    fn push(&mut self, (ts, id, seq): (i64, EventId, u64), h: Hit) {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(h);
+                i
+            }
+            None => {
+                self.slab.push(Some(h));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.fresh.push((ts, id, seq, slot));
+    }
+
+    /// Sorts the arrivals into the keys.
+    fn settle(&mut self) {
+        if self.fresh.is_empty() {
+            return;
+        }
+        self.fresh.sort_unstable();
+        // Where the arrivals start among the waiting keys; everything before stays put.
+        let at = self.head + self.keys[self.head..].partition_point(|k| *k < self.fresh[0]);
+        if at == self.keys.len() {
+            self.keys.append(&mut self.fresh);
+            return;
+        }
+        let tail = self.keys.split_off(at);
+        self.keys.reserve(tail.len() + self.fresh.len());
+        let mut a = tail.into_iter().peekable();
+        let mut b = self.fresh.drain(..).peekable();
+        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+            let next = if x <= y { a.next() } else { b.next() };
+            self.keys.extend(next);
+        }
+        self.keys.extend(a);
+        self.keys.extend(b);
+    }
+
+    /// The earliest hit, if it is before `wm`.
+    fn pop_before(&mut self, wm: i64) -> Option<(EventId, Hit)> {
+        self.settle();
+        if self.keys.get(self.head)?.0 >= wm {
+            return None;
+        }
+        let (_, id, _, slot) =
+            std::mem::replace(&mut self.keys[self.head], (0, EventId::Hex([0, 0]), 0, 0));
+        self.head += 1;
+        if self.head == self.keys.len() {
+            self.keys.clear();
+            self.head = 0;
+        } else if self.head >= 1024 && self.head * 2 >= self.keys.len() {
+            self.keys.drain(..self.head);
+            self.head = 0;
+        }
+        let h = self.slab[slot as usize].take()?;
+        self.free.push(slot);
+        Some((id, h))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head == self.keys.len() && self.fresh.is_empty()
+    }
+
+    /// The hits in the order they come out.
+    fn in_order(&self) -> impl Iterator<Item = &Hit> {
+        let mut keys: Vec<_> = self.keys[self.head..].iter().chain(&self.fresh).collect();
+        keys.sort_unstable();
+        keys.into_iter()
+            .filter_map(|&(_, _, _, slot)| self.slab[slot as usize].as_ref())
+    }
+}
 
 /// One worker's keys, the hits waiting for their tenant's watermark, and the deadlines of
 /// sequences waiting for an absent step.
 #[derive(Default)]
 struct Keys {
-    pending: Pending,
     keys: KeyMap,
     tenants: TenantIndex,
-    /// Per tenant: (deadline, key) of every sequence key that waits. Entries may be stale (the
-    /// wait was cancelled); the key's own state decides.
-    timers: HashMap<String, BTreeSet<(i64, KeyHash)>>,
+    /// By tenant index.
+    waiting: Vec<Waiting>,
     /// Arrival order of buffered hits with equal (time, id).
     seq: u64,
+    /// Hits buffered since the last eviction sweep.
+    hits_since_sweep: usize,
+    /// The key count state bytes were last measured at.
+    measured_keys: usize,
+}
+
+/// What waits for one tenant's watermark.
+#[derive(Default)]
+struct Waiting {
+    /// Hits not yet applied.
+    pending: Queue,
+    /// (deadline, key) of every sequence key waiting for an absent step. Entries may be stale
+    /// (the wait was cancelled); the key's own state decides.
+    timers: BTreeSet<(i64, KeyHash)>,
 }
 
 impl Keys {
+    /// The index of `tenant` and what waits for it.
+    fn tenant(&mut self, tenant: &str) -> (u32, &mut Waiting) {
+        let i = self.tenants.index(tenant);
+        if self.waiting.len() <= i as usize {
+            self.waiting.resize_with(i as usize + 1, Waiting::default);
+        }
+        (i, &mut self.waiting[i as usize])
+    }
+
+    /// Tenants with hits or deadlines waiting.
+    fn waiting_tenants(&self) -> impl Iterator<Item = &str> {
+        self.waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| !(w.pending.is_empty() && w.timers.is_empty()))
+            .map(|(i, _)| self.tenants.name(i as u32))
+    }
+
     fn restore(
         &mut self,
         snap: WindowsSnapshot,
@@ -357,15 +490,12 @@ impl Keys {
             tracker.restore(t);
         }
         for k in snap.keys {
-            let tenant = self.tenants.index(&k.tenant);
+            let (tenant, waiting) = self.tenant(&k.tenant);
             if let (KeyState::Sequence(s), Some(RuleSpec::Sequence(q))) =
                 (&k.state, specs.get(k.rule as usize))
                 && let Some(d) = s.deadline(q)
             {
-                self.timers
-                    .entry(k.tenant.clone())
-                    .or_default()
-                    .insert((d, k.key));
+                waiting.timers.insert((d, k.key));
             }
             self.keys.insert(
                 k.key,
@@ -384,31 +514,19 @@ impl Keys {
     /// Buffers an on-time hit until its tenant's watermark passes it.
     fn buffer(&mut self, h: Hit) {
         self.seq += 1;
-        let k = (h.ts, EventId::new(&h.event_id), self.seq);
-        match self.pending.get_mut(&h.tenant) {
-            Some(q) => {
-                q.insert(k, h);
-            }
-            None => {
-                self.pending
-                    .entry(h.tenant.clone())
-                    .or_default()
-                    .insert(k, h);
-            }
-        }
+        self.hits_since_sweep += 1;
+        let k = (h.ts, h.event_id.clone(), self.seq);
+        self.tenant(&h.tenant).1.pending.push(k, h);
     }
 
     /// Applies the tenant's buffered hits below `wm` in `(time, id)` order, then fires the
     /// deadlines `wm` has reached.
     fn drain(&mut self, tenant: &str, wm: i64, specs: &[RuleSpec], fired: &mut impl FnMut(Firing)) {
-        if let Some(queue) = self.pending.get_mut(tenant) {
-            while let Some(entry) = queue.first_entry() {
-                if entry.key().0 >= wm {
-                    break;
-                }
-                let ((_, id, _), h) = entry.remove_entry();
+        let (tenant_idx, _) = self.tenant(tenant);
+        let waiting = &mut self.waiting[tenant_idx as usize];
+        {
+            while let Some((id, h)) = waiting.pending.pop_before(wm) {
                 let spec = &specs[h.rule as usize];
-                let tenant_idx = self.tenants.index(&h.tenant);
                 let key = self.keys.entry(h.key).or_insert_with(|| Key {
                     state: KeyState::new(spec, &h.group),
                     rule: h.rule,
@@ -425,7 +543,7 @@ impl Keys {
                                 rule: h.rule,
                                 tenant: h.tenant,
                                 group: h.group,
-                                event_id: h.event_id,
+                                event_id: h.event_id.to_string(),
                                 title_values: Vec::new(),
                                 value: f.value,
                                 start: f.start,
@@ -440,30 +558,15 @@ impl Keys {
                             fired(seq_firing(h.rule, &h.tenant, state.group(), f));
                         }
                         if let Some(d) = state.deadline(q) {
-                            match self.timers.get_mut(tenant) {
-                                Some(t) => {
-                                    t.insert((d, h.key));
-                                }
-                                None => {
-                                    self.timers
-                                        .entry(tenant.to_owned())
-                                        .or_default()
-                                        .insert((d, h.key));
-                                }
-                            }
+                            waiting.timers.insert((d, h.key));
                         }
                     }
                     // A key restored under a rule of another kind starts afresh next sweep.
                     _ => {}
                 }
             }
-            if queue.is_empty() {
-                self.pending.remove(tenant);
-            }
         }
-        let Some(timers) = self.timers.get_mut(tenant) else {
-            return;
-        };
+        let timers = &mut waiting.timers;
         while let Some(&(d, k)) = timers.first() {
             if d > wm {
                 break;
@@ -478,9 +581,6 @@ impl Keys {
             {
                 fired(seq_firing(key.rule, tenant, state.group(), f));
             }
-        }
-        if timers.is_empty() {
-            self.timers.remove(tenant);
         }
     }
 
@@ -498,7 +598,11 @@ impl Keys {
                     state: &v.state,
                 })
                 .collect(),
-            pending: self.pending.values().flat_map(BTreeMap::values).collect(),
+            pending: self
+                .waiting
+                .iter()
+                .flat_map(|w| w.pending.in_order())
+                .collect(),
         })
     }
 
@@ -506,19 +610,28 @@ impl Keys {
     fn evict(&mut self, tracker: &WatermarkTracker, specs: &[RuleSpec], st: &mut WindowStats) {
         let names = self.tenants.names();
         let wms: Vec<i64> = names.iter().map(|t| tracker.watermark(t)).collect();
-        let mut live: HashMap<(u32, u32), usize> = HashMap::new();
+        // Live keys by rule, then tenant.
+        let mut live = vec![vec![0usize; names.len()]; specs.len()];
+        self.hits_since_sweep = 0;
         self.keys.retain(|_, k| {
             let keep = !k
                 .state
                 .expired(&specs[k.rule as usize], wms[k.tenant as usize]);
             if keep {
-                *live.entry((k.rule, k.tenant)).or_default() += 1;
+                live[k.rule as usize][k.tenant as usize] += 1;
             }
             keep
         });
         st.live = live
             .into_iter()
-            .map(|((r, t), n)| ((r, names[t as usize].clone()), n))
+            .enumerate()
+            .flat_map(|(r, by_tenant)| {
+                by_tenant
+                    .into_iter()
+                    .enumerate()
+                    .filter(|&(_, n)| n > 0)
+                    .map(move |(t, n)| ((r as u32, names[t].clone()), n))
+            })
             .collect();
         st.watermarks = tracker
             .tenants()
@@ -526,12 +639,15 @@ impl Keys {
             .collect();
     }
 
-    fn note_size(&self, st: &mut WindowStats) {
+    fn note_size(&mut self, st: &mut WindowStats) {
         let keys = &self.keys;
         st.keys = keys.len();
-        if keys.len() <= st.peak_keys {
+        // Measuring visits every key's heap: do it when the key count has grown by an eighth
+        // since the last measurement, so the reported peak is within an eighth of the true one.
+        if keys.len() <= self.measured_keys + self.measured_keys / 8 {
             return;
         }
+        self.measured_keys = keys.len();
         st.peak_keys = keys.len();
         // Each map slot holds the key hash and the `Key`, plus one control byte; the table's
         // spare capacity is shared out evenly over the live keys.
@@ -562,8 +678,8 @@ fn single_firing(h: Hit) -> Firing {
         rule: h.rule,
         tenant: h.tenant,
         group: Vec::new(),
-        events: vec![h.event_id.clone()],
-        event_id: h.event_id,
+        events: vec![h.event_id.to_string()],
+        event_id: h.event_id.to_string(),
         title_values: h.title_values,
         value: 1.0,
         start: h.ts,

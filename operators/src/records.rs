@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event_id::EventId;
+
 /// One event matched by one rule's filter, on its way to that rule's window state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hit {
@@ -23,8 +25,9 @@ pub struct Hit {
     pub prior_max: i64,
     /// Tenant id (validated).
     pub tenant: String,
-    /// `event.id` (from the event, or derived from its position and content).
-    pub event_id: String,
+    /// `event.id` (from the event, or derived from its position and content), in the compact
+    /// form window state keeps.
+    pub event_id: EventId,
     /// Canonical values of the rule's group-by fields, in field-path order.
     pub group: Vec<String>,
     /// Canonical value of the `distinct count of` field, when the rule has one.
