@@ -278,6 +278,18 @@ fn exceptions_load_beside_the_rules_and_explain_shows_the_plan() {
         assert!(plan.contains(line), "{line:?} not in\n{plan}");
     }
     let out = vigil()
+        .args(["explain", "root_account_use", "--rules", "rules"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "  kind      single event, suppressed: the first match per key alerts",
+        "  suppress  1h after each alert",
+        "  key       tenant_id, cloud.account.id, event.action",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in\n{plan}");
+    }
+    let out = vigil()
         .args(["explain", "no_such_rule", "--rules", "rules"])
         .output()
         .unwrap();

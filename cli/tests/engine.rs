@@ -444,13 +444,13 @@ fn window_kinds_rules() -> Arc<Compiled> {
 fn hopping_session_and_sequence_state_is_deterministic_and_survives_restarts() {
     let events = workload(0x5e9, 20_000);
     let in_order: Vec<String> = events.iter().map(|(_, l)| l.clone()).collect();
-    let config = |workers| EngineConfig {
-        workers,
+    let config = EngineConfig {
+        workers: 1,
         lateness_ms: 10_000,
         ..EngineConfig::default()
     };
     let (reference, rejects, stats) = run_with(
-        &config(1),
+        &config,
         MemorySource::from_lines("w", &in_order, 1_000),
         window_kinds_rules(),
     );
@@ -465,26 +465,44 @@ fn hopping_session_and_sequence_state_is_deterministic_and_survives_restarts() {
             "{rule}: {stats:?}"
         );
     }
-    let want = comparable(&reference);
+    assert_same_shuffled_rescaled_and_restarted(
+        &events,
+        &comparable(&reference),
+        "window-kinds",
+        window_kinds_rules,
+    );
+}
+
+/// The alerts `want` of an in-order run come out again, exactly, with arrival order shuffled
+/// within the lateness (10 s) for 2 and 4 workers and several chunk sizes, and from a run
+/// interrupted and rescaled five times.
+fn assert_same_shuffled_rescaled_and_restarted(
+    events: &[(i64, String)],
+    want: &BTreeSet<String>,
+    name: &str,
+    rules: impl Fn() -> Arc<Compiled>,
+) {
     for (seed, workers, chunk) in [(1, 2, 37), (2, 4, 1), (3, 2, 500)] {
-        let shuffled = shuffle_within(&events, seed, 9_000);
+        let shuffled = shuffle_within(events, seed, 9_000);
+        let config = EngineConfig {
+            workers,
+            lateness_ms: 10_000,
+            ..EngineConfig::default()
+        };
         let (alerts, _, stats) = run_with(
-            &config(workers),
+            &config,
             MemorySource::from_lines("w", &shuffled, chunk),
-            window_kinds_rules(),
+            rules(),
         );
         assert_eq!(stats.late, 0);
         assert_eq!(
-            comparable(&alerts),
+            &comparable(&alerts),
             want,
             "seed={seed} workers={workers} chunk={chunk}"
         );
     }
-    let shuffled = shuffle_within(&events, 9, 8_000);
-    assert_eq!(
-        interrupted_runs(&shuffled, "window-kinds", window_kinds_rules),
-        want
-    );
+    let shuffled = shuffle_within(events, 9, 8_000);
+    assert_eq!(&interrupted_runs(&shuffled, name, rules), want);
 }
 
 #[test]
@@ -642,5 +660,110 @@ exception acme.backup {
     assert_eq!(
         stats.excepted,
         [(("brute_force_login".to_owned(), "acme".to_owned()), 6)].into()
+    );
+}
+
+/// `sudo` per (user, host) with an hour's quiet period; `host.name` is sometimes missing.
+fn suppressed_sudo_rules() -> Arc<Compiled> {
+    let rule = r#"
+rule first_sudo {
+    title "sudo by {user.name}"
+    severity medium
+    match process.name == "sudo"
+    suppress for 1h by user.name, host.name
+}
+"#;
+    let (set, _) = vigil_dsl::compile(&[SourceFile::new("first_sudo.rule", rule)]).unwrap();
+    Arc::new(Compiled::new(&set))
+}
+
+#[test]
+fn suppressed_single_event_rules_alert_once_per_key_and_quiet_period_for_any_arrival_order() {
+    // Two tenants share user and host names; `sudo` every ~40 s on average for four hours,
+    // spread over 3 users × 3 hosts (or no host), with other processes in between.
+    let mut rng = Rng(0x5d0);
+    let mut events = Vec::new();
+    let mut t = T0;
+    for i in 0..20_000 {
+        t += rng.below(1_500) as i64;
+        let tenant = ["acme", "globex"][rng.below(2) as usize];
+        let user = format!("u{}", rng.below(3));
+        let host = match rng.below(4) {
+            3 => String::new(),
+            h => format!(r#","host":{{"name":"h{h}"}}"#),
+        };
+        let process = if rng.below(20) == 0 { "sudo" } else { "bash" };
+        let line = format!(
+            r#"{{"@timestamp":{t},"tenant_id":"{tenant}","user":{{"name":"{user}"}}{host},"process":{{"name":"{process}"}},"event":{{"id":"e{i}"}}}}"#
+        );
+        events.push((t, line));
+    }
+    // The reference, computed directly: in (time, id) order, a key alerts when its quiet
+    // period (alert time + 1 h) has passed.
+    let sudo = events.iter().filter(|(_, l)| l.contains("sudo")).count();
+    let mut quiet: std::collections::HashMap<(String, String, String), i64> = Default::default();
+    let mut want = BTreeSet::new();
+    let mut ordered: Vec<(i64, String, &String)> = events
+        .iter()
+        .map(|(t, l)| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (*t, v["event"]["id"].as_str().unwrap().to_owned(), l)
+        })
+        .collect();
+    ordered.sort();
+    for (t, id, l) in ordered {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["process"]["name"] != "sudo" {
+            continue;
+        }
+        let field = |a: &str, b: &str| v[a][b].as_str().unwrap_or_default().to_owned();
+        let key = (
+            v["tenant_id"].as_str().unwrap().to_owned(),
+            field("user", "name"),
+            field("host", "name"),
+        );
+        if quiet.get(&key).is_none_or(|&until| t >= until) {
+            quiet.insert(key.clone(), t + 3_600_000);
+            want.insert((key.0, key.1, key.2, id));
+        }
+    }
+    // Each tenant alerts for its 12 keys more than once over four hours, and most sudo
+    // events are suppressed.
+    for tenant in ["acme", "globex"] {
+        let n = want.iter().filter(|w| w.0 == tenant).count();
+        assert!(n > 12 && n < sudo / 4, "{tenant}: {n} of {sudo}");
+    }
+    let config = EngineConfig {
+        workers: 1,
+        lateness_ms: 10_000,
+        ..EngineConfig::default()
+    };
+    let fired = |alerts: &[Alert]| -> BTreeSet<(String, String, String, String)> {
+        alerts
+            .iter()
+            .map(|a| {
+                assert_eq!(a.title, format!("sudo by {}", a.group["user.name"]));
+                (
+                    a.tenant_id.to_string(),
+                    a.group["user.name"].clone(),
+                    a.group["host.name"].clone(),
+                    a.group["event.id"].clone(),
+                )
+            })
+            .collect()
+    };
+    let in_order: Vec<String> = events.iter().map(|(_, l)| l.clone()).collect();
+    let (reference, rejects, _) = run_with(
+        &config,
+        MemorySource::from_lines("w", &in_order, 1_000),
+        suppressed_sudo_rules(),
+    );
+    assert!(rejects.is_empty(), "{rejects:?}");
+    assert_eq!(fired(&reference), want);
+    assert_same_shuffled_rescaled_and_restarted(
+        &events,
+        &comparable(&reference),
+        "suppressed",
+        suppressed_sudo_rules,
     );
 }

@@ -89,8 +89,10 @@ pub struct RuleAst {
     pub when: Option<When>,
     /// `sequence [by FIELDS] within DURATION { … }`.
     pub sequence: Option<Sequence>,
-    /// `suppress [for] DURATION`.
+    /// `suppress [for] DURATION [by FIELDS]`: the duration.
     pub suppress: Option<Spanned<u64>>,
+    /// The `by` fields of `suppress`.
+    pub suppress_by: Vec<Spanned<String>>,
     /// Spans of clauses given more than once, with the clause keyword.
     pub duplicates: Vec<(&'static str, Span)>,
     /// The whole rule.

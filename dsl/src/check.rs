@@ -288,23 +288,26 @@ impl Checker<'_> {
             (Some(e), _) => self.expr(e),
         };
         let kind = match (&r.when, &r.sequence) {
-            (None, None) => {
-                if let Some(s) = &r.suppress {
-                    self.err(
-                        s.span,
-                        "`suppress` applies to `when` aggregations and sequences only",
-                    );
-                }
-                RuleKind::Single
+            (None, None) => RuleKind::Single(r.suppress.as_ref().map(|s| Suppression {
+                ms: self.suppression(Some(s), 0),
+                by: self.group_by(&r.suppress_by, s.span, "suppress by"),
+            })),
+            (Some(w), None) => {
+                let kind = self.when(w, r.suppress.as_ref());
+                self.suppress_by_group(&r.suppress_by, &kind);
+                kind
             }
-            (Some(w), None) => self.when(w, r.suppress.as_ref()),
-            (None, Some(q)) => self.sequence(q, r.suppress.as_ref()),
+            (None, Some(q)) => {
+                let kind = self.sequence(q, r.suppress.as_ref());
+                self.suppress_by_group(&r.suppress_by, &kind);
+                kind
+            }
             (Some(_), Some(q)) => {
                 self.err(
                     q.keyword,
                     "a rule is either an aggregation (`when`) or a sequence, not both",
                 );
-                RuleKind::Single
+                RuleKind::Single(None)
             }
         };
         let description = match &r.description {
@@ -551,7 +554,7 @@ impl Checker<'_> {
         };
         let counting = !matches!(w.aggregate, Aggregate::Numeric(..));
         let threshold = self.threshold(&w.threshold, counting);
-        let group_by = self.group_by(&w.group_by, w.span);
+        let group_by = self.group_by(&w.group_by, w.span, "group by");
         if w.window.value == 0 {
             self.err(w.window.span, "the window must be longer than zero");
         } else if w.window.value > MAX_WINDOW_MS {
@@ -579,24 +582,58 @@ impl Checker<'_> {
         })
     }
 
-    /// Group-by fields, checked and sorted by path.
-    fn group_by(&mut self, fields: &[Spanned<String>], span: Span) -> Vec<FieldId> {
+    /// The key fields of `by` (`what` names the clause in messages), sorted by path.
+    fn group_by(&mut self, fields: &[Spanned<String>], span: Span, what: &str) -> Vec<FieldId> {
         let mut group_by: Vec<(String, FieldId)> = Vec::new();
         for g in fields {
             if group_by.iter().any(|(p, _)| p == &g.value) {
-                self.err(g.span, format!("`{}` is grouped by twice", g.value));
-            } else if let Some(id) = self.scalar_field(g, "group by") {
+                self.err(g.span, format!("cannot {what} `{}` twice", g.value));
+            } else if let Some(id) = self.scalar_field(g, what) {
                 group_by.push((g.value.clone(), id));
             }
         }
         if fields.len() > MAX_GROUP_FIELDS {
             self.err(
                 span,
-                format!("at most {MAX_GROUP_FIELDS} group-by fields are allowed"),
+                format!("at most {MAX_GROUP_FIELDS} fields are allowed in `by`"),
             );
         }
         group_by.sort();
         group_by.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// An aggregation or sequence is suppressed per group: `suppress … by` may only restate
+    /// its group-by fields.
+    fn suppress_by_group(&mut self, by: &[Spanned<String>], kind: &RuleKind) {
+        let Some(first) = by.first() else { return };
+        let paths = &self.fields.paths;
+        let group: Vec<&str> = kind
+            .group_by()
+            .unwrap_or_default()
+            .iter()
+            .map(|f| paths[usize::from(f.0)].as_str())
+            .collect();
+        let mut named: Vec<&str> = by.iter().map(|f| f.value.as_str()).collect();
+        named.sort_unstable();
+        if named != group {
+            let span = Span::new(
+                first.span.start,
+                by.last().map_or(first.span.end, |l| l.span.end),
+            );
+            let hint = if group.is_empty() {
+                "this rule has no group-by fields: drop `by`".to_owned()
+            } else {
+                format!("write `by {}` or drop `by`", group.join(", "))
+            };
+            self.diags.push(
+                Diagnostic::error(
+                    span,
+                    "an aggregation or sequence is suppressed per group: `suppress … by` must \
+                     name exactly its group-by fields",
+                )
+                .with_hint(hint),
+            );
+        }
     }
 
     fn suppression(&mut self, suppress: Option<&Spanned<u64>>, default: u64) -> u64 {
@@ -611,7 +648,7 @@ impl Checker<'_> {
     }
 
     fn sequence(&mut self, q: &Sequence, suppress: Option<&Spanned<u64>>) -> RuleKind {
-        let group_by = self.group_by(&q.group_by, q.keyword);
+        let group_by = self.group_by(&q.group_by, q.keyword, "group by");
         let span_ms = match &q.within {
             None => {
                 self.diags.push(

@@ -430,6 +430,9 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
             Rule::suppress_clause => {
                 let Some(d) = first() else { continue };
                 let v = build_duration(&d, base, diags);
+                if let Some(by) = first() {
+                    r.suppress_by = build_group_by(by, base);
+                }
                 set_once(&mut r.suppress, v, "suppress", span, &mut r.duplicates);
             }
             _ => {}

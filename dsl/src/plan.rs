@@ -105,19 +105,30 @@ impl ExceptionPlan {
 /// What a rule does with the events that match its filter.
 #[derive(Clone, Debug)]
 pub enum RuleKind {
-    /// Every matching event raises an alert.
-    Single,
+    /// Every matching event raises an alert, unless the rule declares a suppression.
+    Single(Option<Suppression>),
     /// Matching events are aggregated per group over a window.
     Aggregate(AggregatePlan),
     /// Ordered steps per group within a span.
     Sequence(SequencePlan),
 }
 
+/// `suppress for DUR [by FIELDS]` on a single-event rule: after an alert for a key (the tenant
+/// and the values of the fields), further matches of the key are dropped until event time
+/// reaches alert time + `ms`.
+#[derive(Clone, Debug)]
+pub struct Suppression {
+    /// The quiet period, ms.
+    pub ms: u64,
+    /// The key fields, sorted by path (none: one key per tenant).
+    pub by: Vec<FieldId>,
+}
+
 impl RuleKind {
     /// The group-by fields, for stateful rules.
     pub fn group_by(&self) -> Option<&[FieldId]> {
         match self {
-            RuleKind::Single => None,
+            RuleKind::Single(_) => None,
             RuleKind::Aggregate(a) => Some(&a.group_by),
             RuleKind::Sequence(q) => Some(&q.group_by),
         }
@@ -587,7 +598,7 @@ impl RulePlan {
         };
         let pipeline = "source (decode the referenced fields once, evaluate the filter)";
         match &self.kind {
-            RuleKind::Single => {
+            RuleKind::Single(None) => {
                 let _ = writeln!(out, "  kind      single event: every on-time match alerts");
                 let _ = writeln!(out, "  key       tenant_id, event.id (the alert id)");
                 let _ = writeln!(
@@ -595,6 +606,24 @@ impl RulePlan {
                     "  operators {pipeline} -> lateness check -> alert (no state)"
                 );
                 let _ = writeln!(out, "  state     none");
+            }
+            RuleKind::Single(Some(s)) => {
+                let _ = writeln!(
+                    out,
+                    "  kind      single event, suppressed: the first match per key alerts"
+                );
+                let _ = writeln!(out, "  suppress  {}", quiet(s.ms));
+                let _ = writeln!(out, "  key       {}", key(&s.by));
+                let _ = writeln!(
+                    out,
+                    "  operators {pipeline} -> exchange by key -> lateness check -> event-time \
+                     order (waits for the watermark) -> suppression -> alert"
+                );
+                let _ = writeln!(
+                    out,
+                    "  state     per key: the end of its quiet period, dropped when the \
+                     watermark passes it"
+                );
             }
             RuleKind::Aggregate(a) => {
                 let agg = match a.agg.field() {
@@ -720,6 +749,13 @@ impl RulePlan {
         );
         for (sev, p) in &self.severity_if {
             let _ = writeln!(canon, "severity {sev} if {}", p.display(fields));
+        }
+        if let RuleKind::Single(Some(s)) = &self.kind {
+            let by: Vec<&str> =
+                s.by.iter()
+                    .map(|&f| fields[usize::from(f.0)].as_str())
+                    .collect();
+            let _ = writeln!(canon, "single suppress={} by={by:?}", s.ms);
         }
         if let RuleKind::Aggregate(a) = &self.kind {
             let path = |f: FieldId| fields[usize::from(f.0)].as_str();

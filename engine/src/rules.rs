@@ -78,10 +78,12 @@ impl Compiled {
         for plan in &set.rules {
             identities.push(identity(plan));
             let spec = rule_spec(&plan.kind);
-            let group = plan
-                .kind
-                .group_by()
-                .map_or_else(Vec::new, |g| g.iter().map(|&f| slot(f)).collect());
+            let group = match &plan.kind {
+                RuleKind::Single(Some(s)) => s.by.iter().map(|&f| slot(f)).collect(),
+                kind => kind
+                    .group_by()
+                    .map_or_else(Vec::new, |g| g.iter().map(|&f| slot(f)).collect()),
+            };
             let agg_field = match &plan.kind {
                 RuleKind::Aggregate(a) => a.agg.field().map(slot),
                 _ => None,
@@ -152,6 +154,15 @@ impl Compiled {
         &self.rules[i as usize].plan.id
     }
 
+    /// A rule's group fields by path, with the values of a firing.
+    fn group_map(&self, rule: &SourceRule, values: &[String]) -> BTreeMap<String, String> {
+        rule.group
+            .iter()
+            .map(|&s| self.paths[usize::from(s)].clone())
+            .zip(values.iter().cloned())
+            .collect()
+    }
+
     /// Builds the alert for a firing.
     pub(crate) fn alert(&self, f: Firing, detected_at: i64) -> Alert {
         let rule = &self.rules[f.rule as usize];
@@ -159,8 +170,9 @@ impl Compiled {
         // The fields the alert renders (title, description, severity conditions): a
         // single-event rule's from its event, a stateful rule's from its group.
         let (group, view) = if rule.specs_single() {
-            let group: BTreeMap<String, String> =
-                [("event.id".to_owned(), f.event_id.clone())].into();
+            // Its event, and the suppression key of a suppressed rule.
+            let mut group: BTreeMap<String, String> = self.group_map(rule, &f.group);
+            group.insert("event.id".to_owned(), f.event_id.clone());
             let view = AlertView(
                 plan.alert_fields
                     .iter()
@@ -170,12 +182,7 @@ impl Compiled {
             );
             (group, view)
         } else {
-            let group: BTreeMap<String, String> = rule
-                .group
-                .iter()
-                .map(|&s| self.paths[usize::from(s)].clone())
-                .zip(f.group.iter().cloned())
-                .collect();
+            let group = self.group_map(rule, &f.group);
             let ids = plan.kind.group_by().unwrap_or_default();
             let view = AlertView(
                 ids.iter()
@@ -251,7 +258,18 @@ impl EventView for AlertView<'_> {
 fn rule_spec(kind: &RuleKind) -> RuleSpec {
     let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     match kind {
-        RuleKind::Single => RuleSpec::Window(WindowSpec {
+        // A suppressed single-event rule is a count of at least one over a 1 ms sliding window
+        // per key, quiet for the suppression after each alert: the first match of a key
+        // alerts, the next one after the quiet period alerts again.
+        RuleKind::Single(Some(s)) => RuleSpec::Window(WindowSpec {
+            kind: WindowKind::Sliding,
+            agg: AggFn::Count,
+            window_ms: 1,
+            threshold: Threshold::at_least(1.0),
+            suppress_ms: ms(s.ms),
+            max_refs: MAX_EVENT_REFS,
+        }),
+        RuleKind::Single(None) => RuleSpec::Window(WindowSpec {
             kind: WindowKind::Single,
             agg: AggFn::Count,
             window_ms: 0,
@@ -336,7 +354,7 @@ fn unreachable_tenant(t: &str) -> TenantId {
 
 impl SourceRule {
     fn specs_single(&self) -> bool {
-        matches!(self.plan.kind, RuleKind::Single)
+        matches!(self.plan.kind, RuleKind::Single(_))
     }
 }
 

@@ -344,13 +344,16 @@ impl Parser {
                     excepted.push((ri as u32, ti));
                     continue;
                 }
-                let Some(group) = rule
-                    .group
-                    .iter()
-                    .map(|&s| d.first(s).and_then(canonical))
-                    .collect::<Option<Vec<String>>>()
-                else {
-                    continue;
+                // A stateful rule skips an event without its group: it belongs to no group. A
+                // suppressed single-event rule alerts on it anyway, keyed by an empty value.
+                let group = rule.group.iter().map(|&s| d.first(s).and_then(canonical));
+                let group = if matches!(rule.plan.kind, RuleKind::Single(_)) {
+                    group.map(Option::unwrap_or_default).collect()
+                } else {
+                    match group.collect::<Option<Vec<String>>>() {
+                        Some(g) => g,
+                        None => continue,
+                    }
                 };
                 let distinct = match rule.distinct {
                     Some(s) => match d.first(s).and_then(canonical) {

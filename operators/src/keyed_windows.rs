@@ -544,7 +544,7 @@ impl Keys {
                                 tenant: h.tenant,
                                 group: h.group,
                                 event_id: h.event_id.to_string(),
-                                title_values: Vec::new(),
+                                title_values: h.title_values,
                                 value: f.value,
                                 start: f.start,
                                 end: h.ts,
