@@ -9,6 +9,7 @@
 //!   "description": "ten failures within five minutes fire once",
 //!   "lateness": "10s",
 //!   "tenant": "acme",
+//!   "with_rules": [],
 //!   "input": [
 //!     {"@timestamp": "2026-11-30T10:00:00Z", "tenant_id": "acme", "event": {"id": "a"}},
 //!     "not json: a raw line",
@@ -52,6 +53,10 @@ pub struct Case {
     /// Default tenant, as `--tenant`.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// More rule files the case runs with, relative to the rule's file: the rules a rule over
+    /// alerts reads. Their alerts are expected like the rule's own.
+    #[serde(default)]
+    pub with_rules: Vec<String>,
     /// Input lines.
     pub input: Vec<Value>,
     /// Expected alerts (partial objects).
@@ -114,12 +119,25 @@ fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Runs one case against the rules of `rule_file`.
-pub fn run_case(rules: &RuleSet, case_path: &Path) -> Result<Outcome> {
+/// The rule files a case runs with: `rule_file` and the case's `with_rules`.
+pub fn rule_files(rule_file: &Path, case_path: &Path) -> Result<Vec<PathBuf>> {
+    let case = read_case(case_path)?;
+    let dir = rule_file.parent().unwrap_or(Path::new("."));
+    Ok(std::iter::once(rule_file.to_path_buf())
+        .chain(case.with_rules.iter().map(|r| dir.join(r)))
+        .collect())
+}
+
+fn read_case(case_path: &Path) -> Result<Case> {
     let text = std::fs::read_to_string(case_path)
         .with_context(|| format!("failed to read {}", case_path.display()))?;
-    let case: Case = serde_json::from_str(&text)
-        .with_context(|| format!("invalid test case {}", case_path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("invalid test case {}", case_path.display()))
+}
+
+/// Runs one case against the rules of `rule_file`.
+pub fn run_case(rules: &RuleSet, case_path: &Path) -> Result<Outcome> {
+    let case = read_case(case_path)?;
     let lines =
         expand(&case.input).with_context(|| format!("invalid input in {}", case_path.display()))?;
     let lateness_ms = match &case.lateness {

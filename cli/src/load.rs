@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use vigil_dsl::{RuleSet, SourceFile};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil_dsl::{ListHandle, Lists, RuleSet, SourceFile};
 
 /// The outcome of loading rules.
 pub enum Loaded {
@@ -14,7 +17,7 @@ pub enum Loaded {
 }
 
 /// Loads every rule file under `paths` (files, or directories searched recursively for
-/// `*.rule` and `*.exceptions`), in sorted order.
+/// `*.rule`, `*.exceptions` and `*.list`), in sorted order.
 pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     let mut files = Vec::new();
     for p in paths {
@@ -22,7 +25,7 @@ pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     }
     if files.is_empty() {
         anyhow::bail!(
-            "no rule files found in {}: rule files end in `.rule` (exceptions in `.exceptions`)",
+            "no rule files found in {}: rule files end in `.rule` (exceptions in `.exceptions`, lists in `.list`)",
             paths
                 .iter()
                 .map(|p| p.display().to_string())
@@ -65,12 +68,88 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             collect(&e, out)?;
         } else if e
             .extension()
-            .is_some_and(|x| x == "rule" || x == "exceptions")
+            .is_some_and(|x| x == "rule" || x == "exceptions" || x == "list")
         {
             out.push(e);
         }
     }
     Ok(())
+}
+
+/// Every `*.list` file under `paths`, sorted: the lists a test case loads with its rules.
+pub fn list_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files)?;
+    }
+    files.retain(|f| f.extension().is_some_and(|x| x == "list"));
+    Ok(files)
+}
+
+/// Reloads each list when its file changes (size or modification time, checked every
+/// `every`), for as long as the process runs. A file that fails to parse leaves the list as
+/// it was; both outcomes are logged.
+pub fn watch_lists(lists: &Lists, every: Duration) {
+    if lists.iter().next().is_none() {
+        return;
+    }
+    let stamp = |path: &str| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let mut watched: Vec<_> = lists
+        .iter()
+        .map(|l| (Arc::clone(l), stamp(l.path())))
+        .collect();
+    let spawned = std::thread::Builder::new()
+        .name("vigil-lists".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                for (list, seen) in &mut watched {
+                    let now = stamp(list.path());
+                    if now == *seen {
+                        continue;
+                    }
+                    *seen = now;
+                    reload(list);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("vigil: lists will not reload: {e}");
+    }
+}
+
+fn reload(list: &ListHandle) {
+    let path = list.path();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "vigil: list {} not reloaded: failed to read {path}: {e}",
+                list.name()
+            );
+            return;
+        }
+    };
+    match list.reload(&text) {
+        Ok(n) => eprintln!(
+            "vigil: list {} reloaded from {path}: {n} entries",
+            list.name()
+        ),
+        Err(diags) => {
+            for d in diags {
+                eprint!("{}", d.render(path, &text));
+            }
+            eprintln!(
+                "vigil: list {} not reloaded: it keeps its {} entries",
+                list.name(),
+                list.len()
+            );
+        }
+    }
 }
 
 /// The entries of a directory, sorted, so that rule sets and test runs load in a stable order.

@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -229,10 +230,21 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         load::Loaded::Ok { rules, warnings } => {
             eprint!("{warnings}");
             let exceptions: usize = rules.rules.iter().map(|r| r.exceptions.len()).sum();
-            let counted = match exceptions {
-                0 => format!("{} rules", rules.rules.len()),
-                1 => format!("{} rules and 1 exception", rules.rules.len()),
-                n => format!("{} rules and {n} exceptions", rules.rules.len()),
+            let lists = rules.lists.iter().count();
+            let plural =
+                |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+            let mut counted = vec![plural(rules.rules.len(), "rule")];
+            if lists > 0 {
+                counted.push(plural(lists, "list"));
+            }
+            if exceptions > 0 {
+                counted.push(plural(exceptions, "exception"));
+            }
+            let last = counted.pop().unwrap_or_default();
+            let counted = if counted.is_empty() {
+                last
+            } else {
+                format!("{} and {last}", counted.join(", "))
             };
             eprintln!("{counted} in {} files: ok", rules.files);
             Ok(ExitCode::SUCCESS)
@@ -316,7 +328,7 @@ fn normalize(args: NormalizeArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let stats = runtime()?.block_on(async {
-        let js = vigil_bus::connect(&args.nats, std::time::Duration::from_secs(5)).await?;
+        let js = vigil_bus::connect(&args.nats, Duration::from_secs(5)).await?;
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -371,7 +383,7 @@ fn index_events(args: IndexEventsArgs) -> Result<ExitCode> {
     config.tenants = args.tenants;
     config.batch = args.batch.max(1);
     let stats = runtime()?.block_on(async {
-        let js = vigil_bus::connect(&args.nats, std::time::Duration::from_secs(5)).await?;
+        let js = vigil_bus::connect(&args.nats, Duration::from_secs(5)).await?;
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -405,11 +417,15 @@ fn test(args: CheckArgs) -> Result<ExitCode> {
         anyhow::bail!("no test cases found: cases live in `NAME.tests/*.json` beside `NAME.rule`");
     }
     let (mut passed, mut failed) = (0, 0);
-    let mut current: Option<(PathBuf, vigil_dsl::RuleSet)> = None;
+    let mut current: Option<(Vec<PathBuf>, vigil_dsl::RuleSet)> = None;
+    // Every list under the paths is loaded with each case's rules.
+    let lists = load::list_files(&args.paths)?;
     for (rule_file, case) in cases {
-        if current.as_ref().is_none_or(|(p, _)| p != &rule_file) {
-            match load::rules(std::slice::from_ref(&rule_file))? {
-                load::Loaded::Ok { rules, .. } => current = Some((rule_file.clone(), rules)),
+        let mut files = cases::rule_files(&rule_file, &case)?;
+        files.extend(lists.iter().cloned());
+        if current.as_ref().is_none_or(|(p, _)| p != &files) {
+            match load::rules(&files)? {
+                load::Loaded::Ok { rules, .. } => current = Some((files, rules)),
                 load::Loaded::Failed(text) => {
                     eprint!("{text}");
                     failed += 1;
@@ -444,10 +460,14 @@ fn test(args: CheckArgs) -> Result<ExitCode> {
 }
 
 /// Loads rules, printing warnings, or prints the errors and returns `None`.
+/// How often a running engine checks its list files for changes.
+const LIST_RELOAD_EVERY: Duration = Duration::from_secs(2);
+
 fn load_rules(paths: &[PathBuf]) -> Result<Option<Arc<vigil_engine::Compiled>>> {
     Ok(match load::rules(paths)? {
         load::Loaded::Ok { rules, warnings } => {
             eprint!("{warnings}");
+            load::watch_lists(&rules.lists, LIST_RELOAD_EVERY);
             Some(Arc::new(vigil_engine::Compiled::new(&rules)))
         }
         load::Loaded::Failed(text) => {

@@ -80,6 +80,7 @@ fn output_and_rejects_files_and_deterministic_ids() {
                 "-r",
                 "rules/auth",
                 "rules/windows",
+                "rules/lists",
                 "-i",
                 "examples/auth.jsonl",
                 "-w",
@@ -209,7 +210,7 @@ fn check_summarizes_valid_rules() {
     let out = vigil().args(["check", "rules"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert_eq!(err.trim(), "19 rules in 19 files: ok");
+    assert_eq!(err.trim(), "23 rules and 3 lists in 26 files: ok");
 }
 
 #[test]
@@ -235,7 +236,10 @@ fn exceptions_load_beside_the_rules_and_explain_shows_the_plan() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim(), "19 rules and 1 exception in 20 files: ok");
+    assert_eq!(
+        err.trim(),
+        "23 rules, 3 lists and 1 exception in 27 files: ok"
+    );
     // The quickstart's brute force against mjohnson is allowed; the rest still fires, and the
     // summary counts what the exception took.
     let out = vigil()
@@ -343,4 +347,78 @@ fn usage_errors_are_clear() {
     for cmd in ["run", "check", "test"] {
         assert!(help.contains(cmd), "{help}");
     }
+}
+
+#[test]
+fn a_running_engine_reloads_a_changed_list_and_keeps_it_when_the_new_file_is_bad() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let dir = temp("lists");
+    std::fs::write(
+        dir.join("watched.rule"),
+        "rule watched_user { title \"{user.name}\" severity low match user.name in list(watched) }\n",
+    )
+    .unwrap();
+    let list = dir.join("watched.list");
+    std::fs::write(&list, "kind strings\nalice\n").unwrap();
+    let mut child = vigil()
+        .args(["run", "--rules"])
+        .arg(&dir)
+        .args(["--input", "-", "--tenant", "acme"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = |r: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        rx
+    };
+    let alerts = lines(Box::new(child.stdout.take().unwrap()));
+    let logs = lines(Box::new(child.stderr.take().unwrap()));
+    let wait = |rx: &mpsc::Receiver<String>, want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(want) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {want:?}: {e}"),
+            }
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let mut send = |i: u32, user: &str| {
+        writeln!(
+            stdin,
+            r#"{{"@timestamp":"2026-11-30T10:00:{i:02}Z","user":{{"name":"{user}"}},"event":{{"id":"e{i}"}}}}"#
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+    };
+    send(1, "alice");
+    wait(&alerts, r#""event.id":"e1""#);
+    std::fs::write(&list, "# alice left\nkind strings\nbob\n").unwrap();
+    wait(&logs, "vigil: list watched reloaded from");
+    send(2, "alice");
+    send(3, "bob");
+    wait(&alerts, r#""event.id":"e3""#);
+    std::fs::write(&list, "kind cidrs\n10.0.0.0/8\n").unwrap();
+    wait(
+        &logs,
+        "vigil: list watched not reloaded: it keeps its 1 entries",
+    );
+    send(4, "bob");
+    wait(&alerts, r#""event.id":"e4""#);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    // e2 (alice, after the reload) raised nothing.
+    assert!(alerts.try_iter().all(|l| !l.contains(r#""event.id":"e2""#)));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

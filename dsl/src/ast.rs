@@ -93,6 +93,8 @@ pub struct RuleAst {
     pub suppress: Option<Spanned<u64>>,
     /// The `by` fields of `suppress`.
     pub suppress_by: Vec<Spanned<String>>,
+    /// `from alerts [of RULE, …]`.
+    pub from_alerts: Option<FromAlerts>,
     /// Spans of clauses given more than once, with the clause keyword.
     pub duplicates: Vec<(&'static str, Span)>,
     /// The whole rule.
@@ -224,6 +226,8 @@ pub enum Operand {
     Literal(Spanned<Literal>),
     /// `[a, b, …]`.
     List(Vec<Spanned<Literal>>),
+    /// `list(NAME)`: a named list.
+    ListRef(Spanned<String>),
     /// `/re/` or `/re/i`.
     Regex {
         /// The pattern between the slashes, with `\/` unescaped.
@@ -364,5 +368,14 @@ pub struct Step {
     /// `not NAME: …`: the step must not happen.
     pub absent: bool,
     /// The whole step.
+    pub span: Span,
+}
+
+/// `from alerts [of RULE, …]`: the rule reads alerts instead of events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FromAlerts {
+    /// The rules whose alerts it reads (none named: every rule over events).
+    pub rules: Vec<Spanned<String>>,
+    /// The clause.
     pub span: Span,
 }

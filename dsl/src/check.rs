@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use vigil_model::{Bound, Severity, Threshold};
 
 use crate::ast::*;
 use crate::diag::{Diagnostic, did_you_mean};
+use crate::lists::{ListKind, Lists};
 use crate::plan::*;
 use crate::schema::{FieldInfo, FieldType, Schema};
 use crate::template::Template;
@@ -111,6 +113,7 @@ impl Fields {
 
 pub(crate) struct Checker<'a> {
     pub(crate) schema: &'a Schema,
+    pub(crate) lists: &'a Lists,
     pub(crate) fields: &'a mut Fields,
     pub(crate) diags: Vec<Diagnostic>,
 }
@@ -356,6 +359,11 @@ impl Checker<'_> {
             filter,
             kind,
             alert_fields,
+            input: match &r.from_alerts {
+                None => RuleInput::Events,
+                Some(f) => RuleInput::Alerts(f.rules.iter().map(|r| r.value.clone()).collect()),
+            },
+            level: 0,
             origin,
             exceptions: Vec::new(),
             plan_hash: String::new(),
@@ -431,6 +439,61 @@ impl Checker<'_> {
             }
             self.diags.push(d);
         }
+    }
+
+    /// `FIELD in list(NAME)`: the list must exist and hold what the field's values are.
+    fn list_test(
+        &mut self,
+        c: &Comparison,
+        ty: FieldType,
+        name: &Spanned<String>,
+        ci: bool,
+    ) -> Option<Test> {
+        let Some(list) = self.lists.get(&name.value) else {
+            let mut d = Diagnostic::error(name.span, format!("no list `{}`", name.value));
+            d = match did_you_mean(&name.value, self.lists.iter().map(|l| l.name())) {
+                Some(m) => d.with_hint(format!("did you mean `{m}`?")),
+                None => d.with_hint("lists are `NAME.list` files loaded with the rules"),
+            };
+            self.diags.push(d);
+            return None;
+        };
+        let fits = match list.kind() {
+            ListKind::Strings => ty.is_textual(),
+            ListKind::Cidrs => ty == FieldType::Ip,
+            ListKind::Regexes => ty == FieldType::Keyword,
+        };
+        if !fits {
+            self.type_err(
+                c,
+                ty,
+                match list.kind() {
+                    ListKind::Strings => "strings (a `kind strings` list)",
+                    ListKind::Cidrs => "IP addresses (a `kind cidrs` list)",
+                    ListKind::Regexes => "strings (a `kind regexes` list)",
+                },
+            );
+            return None;
+        }
+        if ci && list.kind() != ListKind::Strings {
+            self.diags.push(
+                Diagnostic::error(
+                    c.span,
+                    format!(
+                        "`in~` ignores case in string lists; `{}` is a `kind {}` list",
+                        list.name(),
+                        list.kind().as_str()
+                    ),
+                )
+                .with_hint(if list.kind() == ListKind::Regexes {
+                    "write `in` and start the patterns with `(?i)`"
+                } else {
+                    "write `in`"
+                }),
+            );
+            return None;
+        }
+        Some(Test::InList(Arc::clone(list), ci))
     }
 
     fn field_info(&mut self, path: &str, span: Span) -> Option<FieldInfo> {
@@ -934,6 +997,10 @@ impl Checker<'_> {
                 };
                 test(Test::Cmp(nop, n))
             }
+            (CmpOp::In { ci, negated }, Operand::ListRef(name)) => {
+                let t = self.list_test(c, ty, name, ci)?;
+                if negated { not(test(t)) } else { test(t) }
+            }
             (CmpOp::In { ci, negated }, Operand::List(items)) => {
                 if items.is_empty() {
                     self.err(c.span, "`in` needs at least one value");
@@ -1149,6 +1216,7 @@ impl Checker<'_> {
 fn lits_len(o: &Operand) -> usize {
     match o {
         Operand::List(l) => l.len(),
+        Operand::ListRef(_) => 1,
         _ => 1,
     }
 }

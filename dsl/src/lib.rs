@@ -21,6 +21,7 @@
 pub mod ast;
 mod check;
 pub mod diag;
+pub mod lists;
 mod parse;
 pub mod plan;
 pub mod schema;
@@ -30,6 +31,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use diag::{Diagnostic, Level};
+pub use lists::{ListHandle, ListKind, Lists};
 pub use parse::parse;
 pub use plan::*;
 pub use schema::{FieldInfo, FieldType, Schema};
@@ -117,6 +119,14 @@ pub fn compile(files: &[SourceFile]) -> Result<(RuleSet, Vec<FileDiagnostics>), 
     compile_with(files, Schema::canonical())
 }
 
+/// A list's name: its file's stem, a plain identifier.
+fn valid_list_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Records where `id` is defined, or, when it was defined before, the error that says where.
 fn first_definition(
     seen: &mut HashMap<String, String>,
@@ -132,6 +142,109 @@ fn first_definition(
     }
     seen.insert(id.value.clone(), origin.to_owned());
     None
+}
+
+/// Checks the rules each `from alerts of …` names, rejects cycles, and sets every rule's level:
+/// 0 over events, one above the highest rule read over alerts.
+fn resolve_inputs(
+    parsed: &[(ast::RuleFile, Vec<Diagnostic>)],
+    ids: &[&str],
+    rules: &mut [RulePlan],
+    diags: &mut [Vec<Diagnostic>],
+) {
+    // Where each rule's `from` clause is: (file, span).
+    let mut from: HashMap<&str, (usize, ast::Span)> = HashMap::new();
+    for (fi, (ast, _)) in parsed.iter().enumerate() {
+        for r in &ast.rules {
+            let Some(f) = &r.from_alerts else { continue };
+            from.insert(&r.id.value, (fi, f.span));
+            for named in &f.rules {
+                let d = if named.value == r.id.value {
+                    Diagnostic::error(named.span, "a rule cannot read its own alerts")
+                } else if !ids.contains(&named.value.as_str()) {
+                    let d = Diagnostic::error(named.span, format!("no rule `{}`", named.value));
+                    match diag::did_you_mean(&named.value, ids.iter().copied()) {
+                        Some(m) => d.with_hint(format!("did you mean `{m}`?")),
+                        None => d,
+                    }
+                } else {
+                    continue;
+                };
+                diags[fi].push(d);
+            }
+        }
+    }
+    let index: HashMap<String, usize> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.clone(), i))
+        .collect();
+    let reads: Vec<Vec<usize>> = rules
+        .iter()
+        .map(|r| match &r.input {
+            RuleInput::Events => Vec::new(),
+            RuleInput::Alerts(of) => of.iter().filter_map(|n| index.get(n).copied()).collect(),
+        })
+        .collect();
+    // Depth-first, with the path kept to name a cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done(u32),
+    }
+    fn visit(
+        i: usize,
+        reads: &[Vec<usize>],
+        rules: &[RulePlan],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Result<u32, Vec<usize>> {
+        match marks[i] {
+            Mark::Done(l) => return Ok(l),
+            Mark::Open => {
+                let at = path.iter().position(|&p| p == i).unwrap_or(0);
+                return Err(path[at..].to_vec());
+            }
+            Mark::New => {}
+        }
+        marks[i] = Mark::Open;
+        path.push(i);
+        let mut level = u32::from(rules[i].input != RuleInput::Events);
+        for &j in &reads[i] {
+            level = level.max(visit(j, reads, rules, marks, path)? + 1);
+        }
+        path.pop();
+        marks[i] = Mark::Done(level);
+        Ok(level)
+    }
+    let mut marks = vec![Mark::New; rules.len()];
+    for i in 0..rules.len() {
+        let mut path = Vec::new();
+        match visit(i, &reads, rules, &mut marks, &mut path) {
+            Ok(level) => rules[i].level = level,
+            Err(cycle) => {
+                let names: Vec<&str> = cycle.iter().map(|&c| rules[c].id.as_str()).collect();
+                let first = names[0];
+                if let Some(&(fi, span)) = from.get(first) {
+                    diags[fi].push(
+                        Diagnostic::error(
+                            span,
+                            format!("`{first}` reads its own alerts through a cycle"),
+                        )
+                        .with_hint(format!(
+                            "{} -> {first}: rules over alerts must form no cycle",
+                            names.join(" -> ")
+                        )),
+                    );
+                }
+                // Every rule on the path stays unresolved (the compile fails).
+                for c in path {
+                    marks[c] = Mark::Done(0);
+                }
+            }
+        }
+    }
 }
 
 /// [`compile`] against a given schema.
@@ -151,8 +264,45 @@ pub fn compile_at(
     let mut fields = check::Fields::default();
     let mut rules: Vec<RulePlan> = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
-    let parsed: Vec<(ast::RuleFile, Vec<Diagnostic>)> =
-        files.iter().map(|f| parse(&f.text)).collect();
+    // Lists first (`*.list`), which rules of any file may name.
+    let mut lists = Lists::default();
+    let mut list_diags: Vec<Vec<Diagnostic>> = vec![Vec::new(); files.len()];
+    for (f, diags) in files.iter().zip(&mut list_diags) {
+        if !f.path.ends_with(".list") {
+            continue;
+        }
+        match ListHandle::parse(&f.path, &f.text) {
+            Ok(l) if !valid_list_name(l.name()) => diags.push(Diagnostic::error(
+                ast::Span::new(0, 0),
+                format!(
+                    "invalid list name `{}`: name the file with lowercase letters, digits and `_`",
+                    l.name()
+                ),
+            )),
+            Ok(l) => match lists.get(l.name()) {
+                Some(first) => diags.push(
+                    Diagnostic::error(
+                        ast::Span::new(0, 0),
+                        format!("duplicate list `{}`", l.name()),
+                    )
+                    .with_hint(format!("first loaded from {}", first.path())),
+                ),
+                None => lists.0.push(std::sync::Arc::new(l)),
+            },
+            Err(mut e) => diags.append(&mut e),
+        }
+    }
+    let parsed: Vec<(ast::RuleFile, Vec<Diagnostic>)> = files
+        .iter()
+        .zip(list_diags)
+        .map(|(f, d)| {
+            if f.path.ends_with(".list") {
+                (ast::RuleFile::default(), d)
+            } else {
+                parse(&f.text)
+            }
+        })
+        .collect();
     let mut diags: Vec<Vec<Diagnostic>> = Vec::new();
     let origin = |file: &SourceFile, span: ast::Span| {
         let (line, _) = Diagnostic::error(span, "").line_col(&file.text);
@@ -162,6 +312,7 @@ pub fn compile_at(
     for (file, (ast, parse_diags)) in files.iter().zip(&parsed) {
         let mut checker = check::Checker {
             schema,
+            lists: &lists,
             fields: &mut fields,
             diags: parse_diags.clone(),
         };
@@ -183,6 +334,7 @@ pub fn compile_at(
     for ((file, (ast, _)), file_diags) in files.iter().zip(&parsed).zip(&mut diags) {
         let mut checker = check::Checker {
             schema,
+            lists: &lists,
             fields: &mut fields,
             diags: Vec::new(),
         };
@@ -200,6 +352,7 @@ pub fn compile_at(
         }
         file_diags.append(&mut checker.diags);
     }
+    resolve_inputs(&parsed, &ids, &mut rules, &mut diags);
     let mut reports = Vec::new();
     for (file, mut diags) in files.iter().zip(diags) {
         diags.sort_by_key(|d| (d.span.start, d.span.end));
@@ -218,6 +371,7 @@ pub fn compile_at(
     Ok((
         RuleSet {
             rules,
+            lists,
             fields: fields.paths,
             files: files.len(),
         },

@@ -171,11 +171,12 @@ fn describe(r: Rule) -> &'static str {
         | Rule::k_when
         | Rule::k_sequence
         | Rule::k_suppress
+        | Rule::k_from
         | Rule::k_author
         | Rule::k_references
         | Rule::k_false_positives
         | Rule::k_risk_score => {
-            "a clause (`title`, `severity`, `tags`, `description`, `version`, `author`, `references`, `false_positives`, `risk_score`, `match`, `when`, `sequence`, `suppress`) or `}`"
+            "a clause (`title`, `severity`, `tags`, `description`, `version`, `author`, `references`, `false_positives`, `risk_score`, `match`, `when`, `sequence`, `suppress`, `from`) or `}`"
         }
         Rule::k_if => "`if`",
         Rule::string_list => "a list of strings `[\"…\", …]`",
@@ -208,6 +209,7 @@ fn describe(r: Rule) -> &'static str {
         Rule::number | Rule::integer => "a number",
         Rule::boolean => "a boolean",
         Rule::list => "a list `[…]`",
+        Rule::list_ref | Rule::k_list => "a named list `list(NAME)`",
         Rule::regex => "a regex `/…/`",
         Rule::duration => "a duration such as `5m`",
         Rule::ident => "a name",
@@ -240,6 +242,7 @@ fn describe(r: Rule) -> &'static str {
         Rule::k_every => "`every`",
         Rule::k_max => "`max`",
         Rule::k_for => "`for`",
+        Rule::k_alerts => "`alerts`",
         Rule::k_not => "`not`",
         _ => "more input",
     }
@@ -427,6 +430,17 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
                 let q = build_sequence(inner.collect(), span, base, diags);
                 set_once(&mut r.sequence, q, "sequence", span, &mut r.duplicates);
             }
+            Rule::from_clause => {
+                let rules = inner
+                    .filter(|q| q.as_rule() == Rule::rule_id)
+                    .map(|q| Spanned {
+                        value: q.as_str().to_owned(),
+                        span: span_of(&q, base),
+                    })
+                    .collect();
+                let f = FromAlerts { rules, span };
+                set_once(&mut r.from_alerts, f, "from", span, &mut r.duplicates);
+            }
             Rule::suppress_clause => {
                 let Some(d) = first() else { continue };
                 let v = build_duration(&d, base, diags);
@@ -480,6 +494,8 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::k_until
             | Rule::k_runs
             | Rule::k_suppress
+            | Rule::k_from
+            | Rule::k_alerts
             | Rule::k_for
             | Rule::k_within
             | Rule::k_by
@@ -703,12 +719,28 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
             let ci = parts
                 .iter()
                 .any(|q| q.as_rule() == Rule::in_op && q.as_str().ends_with('~'));
-            let list = parts
+            let named = parts
                 .iter()
-                .find(|q| q.as_rule() == Rule::list)
-                .map(|l| build_list(l, base, diags))
-                .unwrap_or_default();
-            (CmpOp::In { ci, negated }, Operand::List(list))
+                .find(|q| q.as_rule() == Rule::list_ref)
+                .and_then(|q| {
+                    q.clone()
+                        .into_inner()
+                        .find(|n| n.as_rule() == Rule::rule_id)
+                });
+            let operand = match named {
+                Some(n) => Operand::ListRef(Spanned {
+                    value: n.as_str().to_owned(),
+                    span: span_of(&n, base),
+                }),
+                None => Operand::List(
+                    parts
+                        .iter()
+                        .find(|q| q.as_rule() == Rule::list)
+                        .map(|l| build_list(l, base, diags))
+                        .unwrap_or_default(),
+                ),
+            };
+            (CmpOp::In { ci, negated }, operand)
         }
         Rule::cidr_pred => {
             let operand = match parts.iter().find(|q| q.as_rule() != Rule::k_cidr) {

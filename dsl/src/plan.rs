@@ -3,10 +3,12 @@
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use vigil_model::{Severity, Threshold};
 
+use crate::lists::ListHandle;
 use crate::template::Template;
 
 /// Index into [`RuleSet::fields`].
@@ -20,6 +22,8 @@ pub struct RuleSet {
     pub rules: Vec<RulePlan>,
     /// Dotted paths of every field any rule reads, indexed by [`FieldId`].
     pub fields: Vec<String>,
+    /// The named lists the rules were checked against (`*.list` files); reload them in place.
+    pub lists: crate::lists::Lists,
     /// Number of files the rules came from.
     pub files: usize,
 }
@@ -64,6 +68,10 @@ pub struct RulePlan {
     /// Fields the alert renders (title, description, severity conditions), for single-event
     /// rules; stateful rules render from their group.
     pub alert_fields: Vec<FieldId>,
+    /// What the rule reads: events, or alerts of other rules.
+    pub input: RuleInput,
+    /// 0 for a rule over events; a rule over alerts is one above the highest rule it reads.
+    pub level: u32,
     /// Where the rule was defined, as `path:line`.
     pub origin: String,
     /// Allow-list entries for this rule (not part of the plan hash: adding or removing one
@@ -71,6 +79,27 @@ pub struct RulePlan {
     pub exceptions: Vec<ExceptionPlan>,
     /// Hash of the compiled plan (hex): a rule is unchanged when id, version and this are equal.
     pub plan_hash: String,
+}
+
+/// What a rule reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleInput {
+    /// Events (the default).
+    Events,
+    /// `from alerts [of RULE, …]`: the alerts of the named rules, or of every rule over events
+    /// when none is named, each as an event (`docs/rules.md`, Rules over alerts).
+    Alerts(Vec<String>),
+}
+
+impl RuleInput {
+    /// Whether a rule with this input reads the alerts of `rule` at `level`.
+    pub fn reads(&self, rule: &str, level: u32) -> bool {
+        match self {
+            RuleInput::Events => false,
+            RuleInput::Alerts(of) if of.is_empty() => level == 0,
+            RuleInput::Alerts(of) => of.iter().any(|r| r == rule),
+        }
+    }
 }
 
 /// An exception, compiled: events of `tenant` matching `predicate` with an event time before
@@ -298,6 +327,8 @@ pub enum Test {
     Matches(regex::Regex, bool),
     /// The value is an IP address inside one of these networks.
     Cidr(Vec<Cidr>),
+    /// In a named list (`in~`: ignoring case, for string lists).
+    InList(Arc<ListHandle>, bool),
 }
 
 /// Numeric comparison operators.
@@ -454,6 +485,7 @@ impl Test {
             (Test::Cidr(nets), ValueRef::Str(v)) => v
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| nets.iter().any(|n| n.contains(ip))),
+            (Test::InList(list, ci), ValueRef::Str(v)) => list.contains(v, *ci),
             _ => false,
         }
     }
@@ -551,6 +583,11 @@ impl fmt::Display for PredDisplay<'_> {
                         let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
                         write!(f, "cidr {nets:?}")
                     }
+                    // The name only: the plan hash renders filters, and a list's contents
+                    // are data, not part of a rule's identity.
+                    Test::InList(list, ci) => {
+                        write!(f, "in{} list({})", if *ci { "~" } else { "" }, list.name())
+                    }
                 }
             }
         }
@@ -589,6 +626,18 @@ impl RulePlan {
         }
         for fp in &self.false_positives {
             let _ = writeln!(out, "  benign    {fp}");
+        }
+        if let RuleInput::Alerts(of) = &self.input {
+            let of = if of.is_empty() {
+                "every rule over events".to_owned()
+            } else {
+                of.join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "  input     alerts of {of}, as events (stage {} of the dataflow)",
+                self.level
+            );
         }
         let _ = writeln!(out, "  filter    {}", self.filter.display(fields));
         let key = |by: &[FieldId]| {
@@ -749,6 +798,9 @@ impl RulePlan {
         );
         for (sev, p) in &self.severity_if {
             let _ = writeln!(canon, "severity {sev} if {}", p.display(fields));
+        }
+        if let RuleInput::Alerts(of) = &self.input {
+            let _ = writeln!(canon, "from alerts of {of:?}");
         }
         if let RuleKind::Single(Some(s)) = &self.kind {
             let by: Vec<&str> =

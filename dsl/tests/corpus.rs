@@ -1,6 +1,7 @@
 //! The parser and checker corpus: every `valid/*.rule` must compile without diagnostics, and
 //! every `invalid/*.rule` must produce exactly the rendered diagnostics in the `.expected` file
-//! beside it (positions, messages, carets and hints). `VIGIL_BLESS=1 cargo test -p vigil-dsl`
+//! beside it (positions, messages, carets and hints). Every file compiles with the lists in
+//! `lists/`. `VIGIL_BLESS=1 cargo test -p vigil-dsl`
 //! rewrites the expectations; review the diff before committing.
 
 use std::fs;
@@ -25,10 +26,24 @@ fn source(path: &Path) -> vigil_dsl::SourceFile {
     vigil_dsl::SourceFile::new(name, fs::read_to_string(path).unwrap())
 }
 
+/// One corpus file with the corpus lists (`tests/corpus/lists/*.list`), which every file may
+/// name.
+fn with_lists(path: &Path) -> Vec<vigil_dsl::SourceFile> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/lists");
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut out: Vec<_> = files.iter().map(|p| source(p)).collect();
+    out.push(source(path));
+    out
+}
+
 #[test]
 fn valid_corpus_compiles_cleanly() {
     for path in rule_files("valid") {
-        match vigil_dsl::compile(&[source(&path)]) {
+        match vigil_dsl::compile(&with_lists(&path)) {
             Ok((rules, warnings)) => {
                 assert!(!rules.rules.is_empty(), "{}", path.display());
                 assert!(warnings.is_empty(), "{}: {:?}", path.display(), warnings);
@@ -43,7 +58,7 @@ fn invalid_corpus_matches_expected_diagnostics() {
     let bless = std::env::var_os("VIGIL_BLESS").is_some();
     let mut failures = Vec::new();
     for path in rule_files("invalid") {
-        let rendered = match vigil_dsl::compile(&[source(&path)]) {
+        let rendered = match vigil_dsl::compile(&with_lists(&path)) {
             Ok(_) => format!("{} unexpectedly compiled", path.display()),
             Err(e) => e.to_string(),
         };

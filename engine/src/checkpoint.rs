@@ -64,7 +64,8 @@ pub(crate) struct Checkpoint {
     pub(crate) created_ms: i64,
     /// Rules in index order when the checkpoint was taken.
     pub(crate) rules: Vec<RuleRef>,
-    /// Each worker's encoded `keyed_windows` state.
+    /// The encoded state of each worker's `keyed_windows` operators, one per stage (their
+    /// union is the state: restore merges them all and splits it anew).
     pub(crate) windows: Vec<Vec<u8>>,
     /// The encoded `lateness` tracker (the same on every worker at a barrier).
     pub(crate) lateness: Vec<u8>,
@@ -274,7 +275,8 @@ pub(crate) enum ToCoordinator {
     Part {
         epoch: u64,
         worker: usize,
-        windows: Vec<u8>,
+        /// One encoded `keyed_windows` state per stage.
+        windows: Vec<Vec<u8>>,
         lateness: Vec<u8>,
     },
 }
@@ -307,7 +309,7 @@ impl ProgressHandle {
 #[derive(Default)]
 struct Pending {
     position: Option<u64>,
-    windows: Vec<Option<Vec<u8>>>,
+    windows: Vec<Option<Vec<Vec<u8>>>>,
     lateness: Option<Vec<u8>>,
     parts: usize,
 }
@@ -389,11 +391,7 @@ impl Coordinator {
             position,
             created_ms: now_millis(),
             rules: self.rules.clone(),
-            windows: p
-                .windows
-                .into_iter()
-                .map(Option::unwrap_or_default)
-                .collect(),
+            windows: p.windows.into_iter().flatten().flatten().collect(),
             lateness: p.lateness.unwrap_or_default(),
         };
         let bytes = write(&self.dir, &c).map_err(|e| e.to_string())?;

@@ -33,15 +33,19 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Concatenate;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::vec::{Broadcast, Filter};
 use timely::scheduling::SyncActivator;
 use vigil_model::TenantId;
 use vigil_model::time::{format_rfc3339_millis, now_millis};
 use vigil_operators::keyed_windows::{WindowStats, WindowStatsHandle};
 use vigil_operators::watermark::WatermarkTracker;
-use vigil_operators::{KeyedWindows, Lateness, WindowsConfig, WindowsSnapshot};
+use vigil_operators::{
+    EventId, Firing, Hit, KeyedWindows, Lateness, WindowsConfig, WindowsSnapshot,
+};
 
 use crate::checkpoint::{Coordinator, ProgressHandle, RuleRef, ToCoordinator};
 pub use checkpoint::{CheckpointConfig, CheckpointError};
@@ -54,6 +58,9 @@ pub use io::{
 pub use rules::{Compiled, MAX_EVENT_REFS};
 pub use stats::RunStats;
 
+use crate::decode::Decoded;
+use crate::filter::Memo;
+use crate::rules::{ALERT_SOURCE, HitBase, Matched};
 use crate::source::{Chunk, SourceCtx};
 use crate::stats::WorkerStats;
 
@@ -128,20 +135,56 @@ fn snapshot(st: &WorkerStats, win: &WindowStats) -> metrics::WorkerSnapshot {
 
 /// Sends every snapshot part of this worker whose alerts are all in the sink to the
 /// coordinator, in barrier order.
-fn hand_over(parts: &RefCell<Parts>, alerts_done: u64, worker: usize, tx: &Sender<ToCoordinator>) {
+fn hand_over(
+    parts: &RefCell<Parts>,
+    alerts_done: u64,
+    stages: usize,
+    worker: usize,
+    tx: &Sender<ToCoordinator>,
+) {
     let mut parts = parts.borrow_mut();
     while let Some(entry) = parts.first_entry() {
         let epoch = *entry.key();
-        if epoch >= alerts_done || entry.get().0.is_none() || entry.get().1.is_none() {
+        let (windows, lateness) = entry.get();
+        let complete = windows.len() == stages && windows.iter().all(Option::is_some);
+        if epoch >= alerts_done || !complete || lateness.is_none() {
             return;
         }
         let (windows, lateness) = entry.remove();
         let _ = tx.send(ToCoordinator::Part {
             epoch,
             worker,
-            windows: windows.unwrap_or_default(),
+            windows: windows.into_iter().flatten().collect(),
             lateness: lateness.unwrap_or_default(),
         });
+    }
+}
+
+/// A worker's window counters over all its stages.
+fn merged(stats: &[WindowStatsHandle]) -> WindowStats {
+    let mut all = WindowStats::default();
+    for s in stats {
+        all.absorb(&s.borrow());
+    }
+    all
+}
+
+/// The part of a worker's restored state that the stage of `level` holds.
+fn stage_part(all: &WindowsSnapshot, rules: &Compiled, level: u32) -> WindowsSnapshot {
+    WindowsSnapshot {
+        tracker: all.tracker.clone(),
+        keys: all
+            .keys
+            .iter()
+            .filter(|k| rules.level(k.rule) == level)
+            .cloned()
+            .collect(),
+        pending: all
+            .pending
+            .iter()
+            .filter(|h| rules.level(h.rule) == level)
+            .cloned()
+            .collect(),
     }
 }
 
@@ -253,8 +296,8 @@ impl ChunkSink for Dispatch {
     }
 }
 
-/// A worker's snapshot parts at one barrier: window state, then the lateness tracker.
-type Parts = BTreeMap<u64, (Option<Vec<u8>>, Option<Vec<u8>>)>;
+/// A worker's snapshot parts at one barrier: window state by stage, then the lateness tracker.
+type Parts = BTreeMap<u64, (Vec<Option<Vec<u8>>>, Option<Vec<u8>>)>;
 
 /// Runs `rules` over `source` until the input ends, then flushes every window — or, when the
 /// source stops the engine ([`ChunkSink::stop`]), until then, without flushing.
@@ -389,6 +432,7 @@ pub fn run(
     let lateness = config.lateness_ms;
     let default_tenant = config.default_tenant.clone();
     let worker_rules = Arc::clone(&rules);
+    let rules_stages = rules.stages() as usize;
     let worker_sinks = sinks.clone();
     let worker_coordinator = Mutex::new(coordinator_tx);
     if let Some(m) = &config.metrics {
@@ -414,9 +458,11 @@ pub fn run(
             .and_then(|c| c.clone());
         let restore = restored_windows[index].lock().ok().and_then(|mut r| r.take());
         let stats = Rc::new(RefCell::new(WorkerStats::default()));
-        let window_stats: WindowStatsHandle = Rc::new(RefCell::new(WindowStats::default()));
+        let stages = rules_stages;
+        let window_stats: Vec<WindowStatsHandle> = (0..stages).map(|_| Rc::default()).collect();
         let parts: Rc<RefCell<Parts>> = Rc::default();
-        let alerts_done: Rc<Cell<u64>> = Rc::new(Cell::new(0));
+        let alerts_done: Vec<Rc<Cell<u64>>> =
+            (0..stages).map(|_| Rc::new(Cell::new(0))).collect();
         let rules = Arc::clone(&worker_rules);
         let sinks = worker_sinks.clone();
         let abort = Arc::clone(&abort);
@@ -470,43 +516,45 @@ pub fn run(
                     late_parts.borrow_mut().entry(e).or_default().1 = Some(bytes);
                 }),
             );
-            let alert_rules = Arc::clone(&rules);
-            let alert_stats = Rc::clone(&stats);
-            let alert_sink = Arc::clone(&sinks.alerts);
-            let windows_parts = Rc::clone(&parts);
-            let done = Rc::clone(&alerts_done);
-            let windows = WindowsConfig {
-                specs: rules.specs.clone(),
-                default_lateness_ms: lateness,
-                lateness_ms: vec![lateness],
-                stats: Rc::clone(&window_stats),
-                restore,
-                on_checkpoint: Box::new(move |e, bytes| {
-                    windows_parts.borrow_mut().entry(e).or_default().0 = Some(bytes);
-                }),
-            };
-            hits.keyed_windows(summaries, windows)
-                .sink(Pipeline, "Alerts", move |(input, frontier)| {
-                    let mut batch = Vec::new();
-                    input.for_each(|_, data| {
-                        let now = now_millis();
-                        for f in data.drain(..) {
-                            *alert_stats
-                                .borrow_mut()
-                                .alerts
-                                .entry((f.rule, f.tenant.clone()))
-                                .or_default() += 1;
-                            batch.push(alert_rules.alert(f, now));
-                        }
-                    });
-                    if !batch.is_empty()
-                        && let Err(e) = alert_sink.write(&batch)
-                    {
-                        alert_stats.borrow_mut().sink_error(e);
+            // Stage 0 runs the rules over events; stage k the rules over alerts of level k,
+            // fed by the alerts of every earlier stage.
+            let mut alert_hits = Vec::new();
+            let mut event_hits = Some(hits);
+            for level in 0..stages {
+                let stage_hits = match event_hits.take() {
+                    Some(h) => h,
+                    None => {
+                        let level_rules = Arc::clone(&rules);
+                        scope
+                            .concatenate(alert_hits.clone())
+                            .filter(move |h: &Hit| level_rules.level(h.rule) as usize == level)
                     }
-                    // Every alert of the epochs before this frontier is in the sink.
-                    done.set(frontier.frontier().iter().min().copied().unwrap_or(u64::MAX));
-                });
+                };
+                let windows_parts = Rc::clone(&parts);
+                let windows = WindowsConfig {
+                    specs: rules.specs.clone(),
+                    default_lateness_ms: lateness,
+                    lateness_ms: vec![lateness],
+                    stats: Rc::clone(&window_stats[level]),
+                    restore: restore
+                        .as_ref()
+                        .map(|r| stage_part(r, &rules, level as u32)),
+                    on_checkpoint: Box::new(move |e, bytes| {
+                        let mut parts = windows_parts.borrow_mut();
+                        let windows = &mut parts.entry(e).or_default().0;
+                        windows.resize(stages, None);
+                        windows[level] = Some(bytes);
+                    }),
+                };
+                let firings = stage_hits.keyed_windows(summaries.clone(), windows);
+                alert_hits.push(alerts(
+                    firings,
+                    Arc::clone(&rules),
+                    Rc::clone(&stats),
+                    Arc::clone(&sinks.alerts),
+                    Rc::clone(&alerts_done[level]),
+                ));
+            }
             address
         });
         if let Ok(tx) = act_tx.lock() {
@@ -517,17 +565,18 @@ pub fn run(
         let mut published = Instant::now();
         while !abort.load(Ordering::SeqCst) && worker.step_or_park(park) {
             if let Some(tx) = &coordinator {
-                hand_over(&parts, alerts_done.get(), index, tx);
+                let done = alerts_done.iter().map(|d| d.get()).min().unwrap_or(0);
+                hand_over(&parts, done, stages, index, tx);
             }
             if let Some(m) = &metrics
                 && published.elapsed() >= Duration::from_secs(1)
             {
-                m.publish(index, snapshot(&stats.borrow(), &window_stats.borrow()));
+                m.publish(index, snapshot(&stats.borrow(), &merged(&window_stats)));
                 published = Instant::now();
             }
         }
         if let Some(m) = &metrics {
-            m.publish(index, snapshot(&stats.borrow(), &window_stats.borrow()));
+            m.publish(index, snapshot(&stats.borrow(), &merged(&window_stats)));
         }
         if abort.load(Ordering::SeqCst) {
             // Stopped, not ended: drop the dataflow instead of letting timely drain it.
@@ -536,7 +585,7 @@ pub fn run(
             }
         }
         let stats = stats.take();
-        let windows = window_stats.take();
+        let windows = merged(&window_stats);
         (stats, windows)
     })
     .map_err(EngineError::Worker)?;
@@ -616,4 +665,78 @@ pub fn run(
     }
     total.elapsed = started.elapsed();
     Ok(total)
+}
+
+/// The alerts operator of one stage: turns firings into alerts, writes them to the alert sink,
+/// records in `done` the epoch before which every alert of the stage is in the sink, and emits,
+/// for the rules over alerts that read them, the hits the alerts make — at the epoch that raised
+/// them, so that the next stage applies them under the same watermark.
+fn alerts<'s>(
+    firings: StreamVec<'s, u64, Firing>,
+    rules: Arc<Compiled>,
+    stats: Rc<RefCell<WorkerStats>>,
+    sink: Arc<dyn AlertSink>,
+    done: Rc<Cell<u64>>,
+) -> StreamVec<'s, u64, Hit> {
+    firings.unary_frontier(Pipeline, "Alerts", move |_cap, _info| {
+        let mut memo = Memo::default();
+        let mut hits = Vec::new();
+        move |(input, frontier), output| {
+            let mut batch = Vec::new();
+            input.for_each(|cap, data| {
+                let now = now_millis();
+                // Firings travel at the epoch that raised them (`keyed_windows`).
+                let epoch = cap.least().copied().unwrap_or_default();
+                let mut st = stats.borrow_mut();
+                for f in data.drain(..) {
+                    *st.alerts.entry((f.rule, f.tenant.clone())).or_default() += 1;
+                    let rule = f.rule;
+                    let readers = rules.readers(rule);
+                    if readers.is_empty() {
+                        batch.push(rules.alert(f, now));
+                        continue;
+                    }
+                    let title_values = f.title_values.clone();
+                    let alert = rules.alert(f, now);
+                    let line = rules.alert_event(rule, &alert, &title_values);
+                    let mut d = Decoded::default();
+                    if d.decode(&rules.trie, &line).is_ok() {
+                        memo.reset(&rules.filters);
+                        let at = HitBase {
+                            epoch,
+                            source: ALERT_SOURCE,
+                            ts: alert.timestamp,
+                            prior_max: i64::MIN,
+                            tenant: alert.tenant_id.as_str(),
+                        };
+                        let mut id = || EventId::new(&alert.id);
+                        for &r in readers {
+                            let m = rules.matches(r, &d, &mut memo, &at, &mut id, &mut hits);
+                            if let Matched::Excepted = m {
+                                *st.excepted.entry((r, at.tenant.to_owned())).or_default() += 1;
+                            }
+                        }
+                    }
+                    batch.push(alert);
+                }
+                if !hits.is_empty() {
+                    output.session(&cap).give_iterator(hits.drain(..));
+                }
+            });
+            if !batch.is_empty()
+                && let Err(e) = sink.write(&batch)
+            {
+                stats.borrow_mut().sink_error(e);
+            }
+            // Every alert of the epochs before this frontier is in the sink.
+            done.set(
+                frontier
+                    .frontier()
+                    .iter()
+                    .min()
+                    .copied()
+                    .unwrap_or(u64::MAX),
+            );
+        }
+    })
 }

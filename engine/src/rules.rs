@@ -8,10 +8,11 @@ use vigil_dsl::{
 };
 use vigil_model::{Alert, AlertWindow, TenantId, Threshold, alert_id};
 use vigil_operators::window::{AggFn, WindowKind};
-use vigil_operators::{Firing, RuleSpec, SequenceSpec, WindowSpec};
+use vigil_operators::{EventId, Firing, Hit, RuleSpec, SequenceSpec, WindowSpec};
 
-use crate::decode::{FieldTrie, Val};
+use crate::decode::{Decoded, FieldTrie, Val};
 use crate::filter::{Filters, Memo, Node};
+use crate::source::window_key;
 
 /// Most contributing event ids an alert lists.
 pub const MAX_EVENT_REFS: usize = 10;
@@ -51,6 +52,31 @@ pub struct Compiled {
     identities: Vec<u64>,
     /// Dotted paths by slot.
     pub(crate) paths: Vec<String>,
+    /// Per rule: the rules over alerts that read its alerts.
+    readers: Vec<Vec<u32>>,
+}
+
+/// The source of the hits a rule over alerts makes from alerts: never late (see
+/// `docs/ARCHITECTURE.md`, Rules over alerts), so no source clock governs them.
+pub(crate) const ALERT_SOURCE: u16 = u16::MAX;
+
+/// What one rule makes of one decoded event.
+pub(crate) enum Matched {
+    /// The filter does not hold, or the event lacks what the rule keys or aggregates on.
+    No,
+    /// One of the rule's exceptions takes the event.
+    Excepted,
+    /// A hit for the rule's window state, pushed to the output.
+    Hit,
+}
+
+/// Where a hit comes from: its epoch, source and time; the event id is computed on first use.
+pub(crate) struct HitBase<'a> {
+    pub(crate) epoch: u64,
+    pub(crate) source: u16,
+    pub(crate) ts: i64,
+    pub(crate) prior_max: i64,
+    pub(crate) tenant: &'a str,
 }
 
 impl Compiled {
@@ -116,7 +142,20 @@ impl Compiled {
             });
             specs.push(spec);
         }
+        let readers = set
+            .rules
+            .iter()
+            .map(|read| {
+                (0..set.rules.len() as u32)
+                    .filter(|&r| {
+                        let reader = &set.rules[r as usize];
+                        reader.input.reads(&read.id, read.level)
+                    })
+                    .collect()
+            })
+            .collect();
         Compiled {
+            readers,
             trie: FieldTrie::new(&paths),
             ts_slot,
             tenant_slot,
@@ -152,6 +191,173 @@ impl Compiled {
     /// The id of rule `i`.
     pub fn rule_id(&self, i: u32) -> &str {
         &self.rules[i as usize].plan.id
+    }
+
+    /// Stages of the dataflow: 1 over events, one more per level of rules over alerts.
+    pub fn stages(&self) -> u32 {
+        self.rules
+            .iter()
+            .map(|r| r.plan.level)
+            .max()
+            .map_or(1, |l| l + 1)
+    }
+
+    /// The level of rule `i`: 0 over events (`RulePlan::level`).
+    pub(crate) fn level(&self, i: u32) -> u32 {
+        self.rules[i as usize].plan.level
+    }
+
+    /// The rules over alerts that read rule `i`'s alerts.
+    pub(crate) fn readers(&self, i: u32) -> &[u32] {
+        &self.readers[i as usize]
+    }
+
+    /// What rule `ri` makes of the decoded event `d` (`memo` reset for `d`); a hit goes to
+    /// `out`.
+    pub(crate) fn matches(
+        &self,
+        ri: u32,
+        d: &Decoded<'_>,
+        memo: &mut Memo,
+        at: &HitBase<'_>,
+        event_id: &mut dyn FnMut() -> EventId,
+        out: &mut Vec<Hit>,
+    ) -> Matched {
+        let rule = &self.rules[ri as usize];
+        if rule.gate.is_some_and(|g| !self.filters.atom(g, d, memo))
+            || !self.filters.eval(&rule.filter, d, memo)
+        {
+            return Matched::No;
+        }
+        if rule
+            .plan
+            .exceptions
+            .iter()
+            .any(|x| x.applies(at.tenant, at.ts, d))
+        {
+            return Matched::Excepted;
+        }
+        // A stateful rule skips an event without its group: it belongs to no group. A
+        // suppressed single-event rule alerts on it anyway, keyed by an empty value.
+        let group = rule.group.iter().map(|&s| d.first(s).and_then(canonical));
+        let group = if matches!(rule.plan.kind, RuleKind::Single(_)) {
+            group.map(Option::unwrap_or_default).collect()
+        } else {
+            match group.collect::<Option<Vec<String>>>() {
+                Some(g) => g,
+                None => return Matched::No,
+            }
+        };
+        let distinct = match rule.distinct {
+            Some(s) => match d.first(s).and_then(canonical) {
+                Some(v) => Some(v),
+                None => return Matched::No,
+            },
+            None => None,
+        };
+        let steps = match &rule.plan.kind {
+            RuleKind::Sequence(_) => match rule.step_mask(&self.filters, d, memo) {
+                0 => return Matched::No,
+                m => m,
+            },
+            _ => 0,
+        };
+        // Sums, minima, maxima and averages read numbers only: an event whose field is
+        // absent, null or not a number does not contribute.
+        let number = match rule.number {
+            Some(s) => match d.first(s) {
+                Some(&Val::Num(n)) if n.is_finite() => Some(n),
+                _ => return Matched::No,
+            },
+            None => None,
+        };
+        let title_values = rule
+            .title
+            .iter()
+            .map(|&s| d.first(s).and_then(canonical))
+            .collect();
+        out.push(Hit {
+            epoch: at.epoch,
+            key: window_key(at.tenant, self.identity(ri), &group),
+            rule: ri,
+            source: at.source,
+            ts: at.ts,
+            prior_max: at.prior_max,
+            tenant: at.tenant.to_owned(),
+            event_id: event_id(),
+            group,
+            distinct,
+            number,
+            steps,
+            title_values,
+        });
+        Matched::Hit
+    }
+
+    /// An alert as the event a rule over alerts reads, one JSON line: `@timestamp`,
+    /// `tenant_id`, `event.id` (the alert id), `event.kind` (`alert`), `event.risk_score`,
+    /// `rule.id`, `rule.version`, `rule.severity`, `message` (the title), `tags`, and the
+    /// fields the alert names — its group, and for a single-event rule the fields its title,
+    /// description and severity conditions render — typed as the schema types them.
+    pub(crate) fn alert_event(
+        &self,
+        rule: u32,
+        alert: &Alert,
+        title_values: &[Option<String>],
+    ) -> Vec<u8> {
+        use serde_json::{Map, Value, json};
+        let mut root = Map::new();
+        let mut put = |path: &str, v: Value| {
+            let mut node = &mut root;
+            let mut parts = path.split('.').peekable();
+            while let Some(p) = parts.next() {
+                if parts.peek().is_none() {
+                    node.insert(p.to_owned(), v);
+                    return;
+                }
+                let child = node
+                    .entry(p.to_owned())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                let Value::Object(m) = child else { return };
+                node = m;
+            }
+        };
+        let typed = |path: &str, v: &str| {
+            let ty = vigil_dsl::Schema::canonical().field(path).map(|f| f.ty);
+            let parsed = match ty {
+                Some(t) if t.is_numeric() => v.parse::<f64>().ok().map(Value::from),
+                Some(vigil_dsl::FieldType::Boolean) => v.parse::<bool>().ok().map(Value::from),
+                _ => None,
+            };
+            parsed.unwrap_or_else(|| Value::from(v))
+        };
+        let plan = &self.rules[rule as usize].plan;
+        let rendered = plan
+            .alert_fields
+            .iter()
+            .zip(title_values)
+            .filter_map(|(f, v)| Some((self.paths[usize::from(f.0)].as_str(), v.as_deref()?)));
+        for (path, v) in alert
+            .group
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(rendered)
+        {
+            if path != "event.id" {
+                put(path, typed(path, v));
+            }
+        }
+        put("@timestamp", json!(alert.timestamp));
+        put("tenant_id", json!(alert.tenant_id.as_str()));
+        put("event.id", json!(alert.id));
+        put("event.kind", json!("alert"));
+        put("event.risk_score", json!(alert.risk_score));
+        put("rule.id", json!(alert.rule_id));
+        put("rule.version", json!(alert.rule_version));
+        put("rule.severity", json!(alert.severity.as_str()));
+        put("message", json!(alert.title));
+        put("tags", json!(alert.tags));
+        serde_json::to_vec(&Value::Object(root)).unwrap_or_default()
     }
 
     /// A rule's group fields by path, with the values of a firing.

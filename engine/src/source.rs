@@ -13,7 +13,6 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::{Scope, StreamVec};
-use vigil_dsl::RuleKind;
 use vigil_model::time::{epoch_millis, parse_rfc3339};
 use vigil_model::{TenantId, is_valid_tenant};
 use vigil_operators::lateness::EventTimes;
@@ -23,7 +22,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 use crate::decode::{Decoded, Val};
 use crate::filter::Memo;
 use crate::io::{Normalizer, Record, Reject, RejectReason, RejectSink};
-use crate::rules::{Compiled, canonical};
+use crate::rules::{Compiled, HitBase, Matched};
 use crate::stats::WorkerStats;
 
 /// A chunk of whole lines from a source, numbered in read order.
@@ -326,85 +325,30 @@ impl Parser {
             });
             let mut event_id: Option<EventId> = None;
             memo.reset(&rules.filters);
-            for (ri, rule) in rules.rules.iter().enumerate() {
-                if rule
-                    .gate
-                    .is_some_and(|g| !rules.filters.atom(g, &d, &mut memo))
-                    || !rules.filters.eval(&rule.filter, &d, &mut memo)
-                {
-                    continue;
-                }
-                if !rule.plan.exceptions.is_empty()
-                    && rule
-                        .plan
-                        .exceptions
-                        .iter()
-                        .any(|x| x.applies(tenant, ts, &d))
-                {
-                    excepted.push((ri as u32, ti));
-                    continue;
-                }
-                // A stateful rule skips an event without its group: it belongs to no group. A
-                // suppressed single-event rule alerts on it anyway, keyed by an empty value.
-                let group = rule.group.iter().map(|&s| d.first(s).and_then(canonical));
-                let group = if matches!(rule.plan.kind, RuleKind::Single(_)) {
-                    group.map(Option::unwrap_or_default).collect()
-                } else {
-                    match group.collect::<Option<Vec<String>>>() {
-                        Some(g) => g,
-                        None => continue,
-                    }
-                };
-                let distinct = match rule.distinct {
-                    Some(s) => match d.first(s).and_then(canonical) {
-                        Some(v) => Some(v),
-                        None => continue,
-                    },
-                    None => None,
-                };
-                let steps = match &rule.plan.kind {
-                    RuleKind::Sequence(_) => match rule.step_mask(&rules.filters, &d, &mut memo) {
-                        0 => continue,
-                        m => m,
-                    },
-                    _ => 0,
-                };
-                // Sums, minima, maxima and averages read numbers only: an event whose field
-                // is absent, null or not a number does not contribute.
-                let number = match rule.number {
-                    Some(s) => match d.first(s) {
-                        Some(&Val::Num(n)) if n.is_finite() => Some(n),
-                        _ => continue,
-                    },
-                    None => None,
-                };
-                let id = event_id
+            let at = HitBase {
+                epoch: chunk.seq,
+                source: chunk.source,
+                ts,
+                prior_max,
+                tenant: tenants.name(ti as u32),
+            };
+            let mut id = || {
+                event_id
                     .get_or_insert_with(|| match d.first(rules.id_slot).and_then(Val::as_str) {
                         Some(id) => EventId::new(id),
                         None => EventId::new(&derived_id(offset, line)),
                     })
-                    .clone();
-                let title_values = rule
-                    .title
-                    .iter()
-                    .map(|&s| d.first(s).and_then(canonical))
-                    .collect();
-                let rule_idx = ri as u32;
-                hits.push(Hit {
-                    epoch: chunk.seq,
-                    key: window_key(tenants.name(ti as u32), rules.identity(rule_idx), &group),
-                    rule: rule_idx,
-                    source: chunk.source,
-                    ts,
-                    prior_max,
-                    tenant: tenants.name(ti as u32).to_owned(),
-                    event_id: id,
-                    group,
-                    distinct,
-                    number,
-                    steps,
-                    title_values,
-                });
+                    .clone()
+            };
+            for ri in 0..rules.len() as u32 {
+                // Rules over alerts read alerts, not events.
+                if rules.level(ri) > 0 {
+                    continue;
+                }
+                if let Matched::Excepted = rules.matches(ri, &d, &mut memo, &at, &mut id, &mut hits)
+                {
+                    excepted.push((ri, ti));
+                }
             }
             scratch = d.recycle();
         }

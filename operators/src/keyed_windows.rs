@@ -83,6 +83,32 @@ pub struct WindowStats {
     pub watermarks: Vec<(String, i64)>,
 }
 
+impl WindowStats {
+    /// Adds the counters of another `keyed_windows` operator of the same worker (a later
+    /// stage): its keys and state count on top, its watermarks are the same.
+    pub fn absorb(&mut self, other: &WindowStats) {
+        for (k, v) in &other.late {
+            *self.late.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.live {
+            *self.live.entry(k.clone()).or_default() += v;
+        }
+        self.keys += other.keys;
+        self.peak_keys += other.peak_keys;
+        self.peak_bytes += other.peak_bytes;
+        if self.peak_by_rule.len() < other.peak_by_rule.len() {
+            self.peak_by_rule.resize(other.peak_by_rule.len(), (0, 0));
+        }
+        for (mine, theirs) in self.peak_by_rule.iter_mut().zip(&other.peak_by_rule) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+        if self.watermarks.is_empty() {
+            self.watermarks.clone_from(&other.watermarks);
+        }
+    }
+}
+
 /// Shared handle to a worker's [`WindowStats`].
 pub type WindowStatsHandle = Rc<RefCell<WindowStats>>;
 
@@ -233,13 +259,16 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                     });
                     let Some(c) = cap.as_mut() else { return };
                     let done = |e: u64, f: &MutableAntichain<u64>| !f.less_equal(&e);
-                    let mut session = output.session(&*c);
-                    let mut fired = |f: Firing| session.give(f);
                     while let Some(entry) = stash.first_entry() {
                         let e = *entry.key();
                         if !(done(e, hits_frontier) && done(e, sum_frontier)) {
                             break;
                         }
+                        // Firings of epoch `e` carry time `e`, so that a downstream stage (rules
+                        // over alerts) sees them with the epoch whose watermark raised them.
+                        let at = c.delayed(&e);
+                        let mut session = output.session(&at);
+                        let mut fired = |f: Firing| session.give(f);
                         let mut epoch = entry.remove();
                         let mut st = stats.borrow_mut();
                         // Tenants whose watermark may have moved in this epoch.
@@ -308,6 +337,8 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         }
                     }
                     if hits_frontier.is_empty() && sum_frontier.is_empty() {
+                        let mut session = output.session(&*c);
+                        let mut fired = |f: Firing| session.give(f);
                         tracker.finish();
                         let ts: BTreeSet<String> =
                             state.waiting_tenants().map(str::to_owned).collect();
@@ -322,7 +353,6 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         cap = None;
                         return;
                     }
-                    drop(session);
                     // Downgrade to the least epoch not yet processed.
                     let next = hits_frontier
                         .frontier()

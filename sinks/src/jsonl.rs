@@ -109,7 +109,9 @@ impl AlertSink for JsonlAlerts {
                 serde_json::to_writer(&mut *out, a)?;
                 out.write_all(b"\n")?;
             }
-            Ok(())
+            // Each batch goes out whole and at once, so that whoever tails a live run sees
+            // its alerts as they are raised (one write per batch; alerts are rare).
+            out.flush()
         })
     }
 
