@@ -23,12 +23,9 @@ fn keys_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys")
 }
 
+/// A name no other test uses (see `vigil_bus::dev::unique_tenant`).
 fn unique(name: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}_{}_{n}", std::process::id())
+    vigil_bus::dev::unique_tenant(name).to_string()
 }
 
 struct Fixture {

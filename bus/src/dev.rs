@@ -60,16 +60,19 @@ pub fn services_up() -> Result<(), String> {
     }
 }
 
-/// A tenant id no other test (or earlier run) uses: `prefix`, the process id and the clock.
+/// A tenant id no other test (or earlier run) uses: `prefix`, the process id, the clock and a
+/// per-process counter (tests of one binary start in parallel, within the clock's resolution).
 /// Tests share the long-lived dev services, so each works in tenants of its own.
 pub fn unique_tenant(prefix: &str) -> vigil_model::TenantId {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let id = format!(
-        "{prefix}_{}_{}",
+        "{prefix}_{}_{}_{}",
         std::process::id(),
-        nanos % 1_000_000_000_000
+        nanos % 1_000_000_000_000,
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     vigil_model::TenantId::parse(&id)
         .unwrap_or_else(|e| panic!("`{prefix}` makes an invalid tenant id `{id}`: {e}"))

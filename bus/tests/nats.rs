@@ -19,11 +19,7 @@ async fn js() -> jetstream::Context {
 
 /// A tenant id unique to this test run, so runs against a long-lived server do not interfere.
 fn tenant(name: &str) -> TenantId {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    TenantId::parse(&format!("{name}_{}_{nanos}", std::process::id())).unwrap()
+    vigil_bus::dev::unique_tenant(name)
 }
 
 fn test_config() -> StreamsConfig {

@@ -120,24 +120,23 @@ fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The rule files a case runs with: `rule_file` and the case's `with_rules`.
-pub fn rule_files(rule_file: &Path, case_path: &Path) -> Result<Vec<PathBuf>> {
-    let case = read_case(case_path)?;
+pub fn rule_files(rule_file: &Path, case: &Case) -> Vec<PathBuf> {
     let dir = rule_file.parent().unwrap_or(Path::new("."));
-    Ok(std::iter::once(rule_file.to_path_buf())
+    std::iter::once(rule_file.to_path_buf())
         .chain(case.with_rules.iter().map(|r| dir.join(r)))
-        .collect())
+        .collect()
 }
 
-fn read_case(case_path: &Path) -> Result<Case> {
+/// Reads one test case file.
+pub fn read_case(case_path: &Path) -> Result<Case> {
     let text = std::fs::read_to_string(case_path)
         .with_context(|| format!("failed to read {}", case_path.display()))?;
     serde_json::from_str(&text)
         .with_context(|| format!("invalid test case {}", case_path.display()))
 }
 
-/// Runs one case against the rules of `rule_file`.
-pub fn run_case(rules: &RuleSet, case_path: &Path) -> Result<Outcome> {
-    let case = read_case(case_path)?;
+/// Runs one case (read from `case_path`) against `rules`.
+pub fn run_case(rules: &RuleSet, case_path: &Path, case: Case) -> Result<Outcome> {
     let lines =
         expand(&case.input).with_context(|| format!("invalid input in {}", case_path.display()))?;
     let lateness_ms = match &case.lateness {

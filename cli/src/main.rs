@@ -421,7 +421,8 @@ fn test(args: CheckArgs) -> Result<ExitCode> {
     // Every list under the paths is loaded with each case's rules.
     let lists = load::list_files(&args.paths)?;
     for (rule_file, case) in cases {
-        let mut files = cases::rule_files(&rule_file, &case)?;
+        let case_file = cases::read_case(&case)?;
+        let mut files = cases::rule_files(&rule_file, &case_file);
         files.extend(lists.iter().cloned());
         if current.as_ref().is_none_or(|(p, _)| p != &files) {
             match load::rules(&files)? {
@@ -435,7 +436,7 @@ fn test(args: CheckArgs) -> Result<ExitCode> {
             }
         }
         let Some((_, rules)) = &current else { continue };
-        let outcome = cases::run_case(rules, &case)?;
+        let outcome = cases::run_case(rules, &case, case_file)?;
         if outcome.failures.is_empty() {
             passed += 1;
             eprintln!("ok      {}", outcome.path.display());

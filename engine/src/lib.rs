@@ -432,7 +432,7 @@ pub fn run(
     let lateness = config.lateness_ms;
     let default_tenant = config.default_tenant.clone();
     let worker_rules = Arc::clone(&rules);
-    let rules_stages = rules.stages() as usize;
+    let stages = rules.stages() as usize;
     let worker_sinks = sinks.clone();
     let worker_coordinator = Mutex::new(coordinator_tx);
     if let Some(m) = &config.metrics {
@@ -458,7 +458,6 @@ pub fn run(
             .and_then(|c| c.clone());
         let restore = restored_windows[index].lock().ok().and_then(|mut r| r.take());
         let stats = Rc::new(RefCell::new(WorkerStats::default()));
-        let stages = rules_stages;
         let window_stats: Vec<WindowStatsHandle> = (0..stages).map(|_| Rc::default()).collect();
         let parts: Rc<RefCell<Parts>> = Rc::default();
         let alerts_done: Vec<Rc<Cell<u64>>> =

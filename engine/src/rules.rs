@@ -54,6 +54,8 @@ pub struct Compiled {
     pub(crate) paths: Vec<String>,
     /// Per rule: the rules over alerts that read its alerts.
     readers: Vec<Vec<u32>>,
+    /// The rules over events (level 0), the ones the source offers each event to.
+    event_rules: Vec<u32>,
 }
 
 /// The source of the hits a rule over alerts makes from alerts: never late (see
@@ -154,8 +156,12 @@ impl Compiled {
                     .collect()
             })
             .collect();
+        let event_rules = (0..set.rules.len() as u32)
+            .filter(|&r| set.rules[r as usize].level == 0)
+            .collect();
         Compiled {
             readers,
+            event_rules,
             trie: FieldTrie::new(&paths),
             ts_slot,
             tenant_slot,
@@ -200,6 +206,11 @@ impl Compiled {
             .map(|r| r.plan.level)
             .max()
             .map_or(1, |l| l + 1)
+    }
+
+    /// The rules over events, in rule-index order.
+    pub(crate) fn event_rules(&self) -> &[u32] {
+        &self.event_rules
     }
 
     /// The level of rule `i`: 0 over events (`RulePlan::level`).

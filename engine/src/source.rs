@@ -340,11 +340,7 @@ impl Parser {
                     })
                     .clone()
             };
-            for ri in 0..rules.len() as u32 {
-                // Rules over alerts read alerts, not events.
-                if rules.level(ri) > 0 {
-                    continue;
-                }
+            for &ri in rules.event_rules() {
                 if let Matched::Excepted = rules.matches(ri, &d, &mut memo, &at, &mut id, &mut hits)
                 {
                     excepted.push((ri, ti));

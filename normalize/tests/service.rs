@@ -12,12 +12,9 @@ use vigil_model::TenantId;
 use vigil_model::time::{format_rfc3339_millis, now_millis};
 use vigil_normalize::service::{ServiceConfig, run};
 
+/// A tenant id unique to this test run, so runs against a long-lived server do not interfere.
 fn unique(name: &str) -> TenantId {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    TenantId::parse(&format!("{name}_{}_{n}", std::process::id())).unwrap()
+    vigil_bus::dev::unique_tenant(name)
 }
 
 async fn js() -> jetstream::Context {
