@@ -210,7 +210,7 @@ fn check_summarizes_valid_rules() {
     let out = vigil().args(["check", "rules"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert_eq!(err.trim(), "23 rules and 3 lists in 26 files: ok");
+    assert_eq!(err.trim(), "25 rules and 3 lists in 28 files: ok");
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn exceptions_load_beside_the_rules_and_explain_shows_the_plan() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         err.trim(),
-        "23 rules, 3 lists and 1 exception in 27 files: ok"
+        "25 rules, 3 lists and 1 exception in 29 files: ok"
     );
     // The quickstart's brute force against mjohnson is allowed; the rest still fires, and the
     // summary counts what the exception took.
@@ -281,18 +281,22 @@ fn exceptions_load_beside_the_rules_and_explain_shows_the_plan() {
     ] {
         assert!(plan.contains(line), "{line:?} not in\n{plan}");
     }
-    let out = vigil()
-        .args(["explain", "root_account_use", "--rules", "rules"])
-        .output()
-        .unwrap();
-    let plan = String::from_utf8_lossy(&out.stdout);
-    for line in [
-        "  kind      single event, suppressed: the first match per key alerts",
-        "  suppress  1h after each alert",
-        "  key       tenant_id, cloud.account.id, event.action",
-    ] {
-        assert!(plan.contains(line), "{line:?} not in\n{plan}");
-    }
+    assert_explains(
+        "root_account_use",
+        &[
+            "  kind      single event, suppressed: the first match per key alerts",
+            "  suppress  1h after each alert",
+            "  key       tenant_id, cloud.account.id, event.action",
+        ],
+    );
+    assert_explains(
+        "logon_from_new_country",
+        &[
+            "  kind      first seen: a key's first event alerts, and its first after 30d unseen",
+            "  key       tenant_id, source.geo.country_iso_code, user.name",
+            "  state     per key the time it was last seen; dropped 30d after it (the TTL)",
+        ],
+    );
     let out = vigil()
         .args(["explain", "no_such_rule", "--rules", "rules"])
         .output()
@@ -300,6 +304,19 @@ fn exceptions_load_beside_the_rules_and_explain_shows_the_plan() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no rule `no_such_rule`"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `vigil explain RULE --rules rules` prints each of `lines`.
+fn assert_explains(rule: &str, lines: &[&str]) {
+    let out = vigil()
+        .args(["explain", rule, "--rules", "rules"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{plan}");
+    for line in lines {
+        assert!(plan.contains(line), "{line:?} not in\n{plan}");
+    }
 }
 
 #[test]

@@ -684,42 +684,59 @@ rule first_sudo {
     Arc::new(Compiled::new(&set))
 }
 
+/// `n` events for the tenants acme and globex at random gaps below `max_gap_ms` from T0: `line`
+/// writes event `i` at time `t` for `tenant` (drawing what else it needs from the generator).
+fn two_tenants(
+    seed: u64,
+    n: usize,
+    max_gap_ms: u64,
+    mut line: impl FnMut(&mut Rng, usize, i64, &str) -> String,
+) -> Vec<(i64, String)> {
+    let mut rng = Rng(seed);
+    let mut t = T0;
+    (0..n)
+        .map(|i| {
+            t += rng.below(max_gap_ms) as i64;
+            let tenant = ["acme", "globex"][rng.below(2) as usize];
+            (t, line(&mut rng, i, t, tenant))
+        })
+        .collect()
+}
+
+/// The events parsed, in (time, `event.id`) order: the order a reference model replays them in.
+fn in_time_and_id_order(events: &[(i64, String)]) -> Vec<(i64, String, serde_json::Value)> {
+    let mut ordered: Vec<(i64, String, serde_json::Value)> = events
+        .iter()
+        .map(|(t, l)| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (*t, v["event"]["id"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    ordered.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    ordered
+}
+
 #[test]
 fn suppressed_single_event_rules_alert_once_per_key_and_quiet_period_for_any_arrival_order() {
     // Two tenants share user and host names; `sudo` every ~40 s on average for four hours,
     // spread over 3 users × 3 hosts (or no host), with other processes in between.
-    let mut rng = Rng(0x5d0);
-    let mut events = Vec::new();
-    let mut t = T0;
-    for i in 0..20_000 {
-        t += rng.below(1_500) as i64;
-        let tenant = ["acme", "globex"][rng.below(2) as usize];
+    let events = two_tenants(0x5d0, 20_000, 1_500, |rng, i, t, tenant| {
         let user = format!("u{}", rng.below(3));
         let host = match rng.below(4) {
             3 => String::new(),
             h => format!(r#","host":{{"name":"h{h}"}}"#),
         };
         let process = if rng.below(20) == 0 { "sudo" } else { "bash" };
-        let line = format!(
+        format!(
             r#"{{"@timestamp":{t},"tenant_id":"{tenant}","user":{{"name":"{user}"}}{host},"process":{{"name":"{process}"}},"event":{{"id":"e{i}"}}}}"#
-        );
-        events.push((t, line));
-    }
+        )
+    });
     // The reference, computed directly: in (time, id) order, a key alerts when its quiet
     // period (alert time + 1 h) has passed.
     let sudo = events.iter().filter(|(_, l)| l.contains("sudo")).count();
     let mut quiet: std::collections::HashMap<(String, String, String), i64> = Default::default();
     let mut want = BTreeSet::new();
-    let mut ordered: Vec<(i64, String, &String)> = events
-        .iter()
-        .map(|(t, l)| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (*t, v["event"]["id"].as_str().unwrap().to_owned(), l)
-        })
-        .collect();
-    ordered.sort();
-    for (t, id, l) in ordered {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+    for (t, id, v) in in_time_and_id_order(&events) {
         if v["process"]["name"] != "sudo" {
             continue;
         }
@@ -761,6 +778,85 @@ fn suppressed_single_event_rules_alert_once_per_key_and_quiet_period_for_any_arr
         &comparable(&reference),
         "suppressed",
         suppressed_sudo_rules,
+    );
+}
+
+/// The shipped new-country rule with a 20-minute TTL instead of 30 days.
+fn new_country_rules() -> Arc<Compiled> {
+    rules(&["auth/logon_from_new_country.rule"], |t| {
+        t.replace("within 30d", "within 20m")
+    })
+}
+
+#[test]
+fn first_seen_state_alerts_on_keys_unseen_for_the_ttl_for_any_arrival_order_and_restarts() {
+    // Two tenants with the same four users, logging on from five countries of very different
+    // frequency over eight hours, so that keys come and go around the TTL; some logons fail or
+    // have no geo field.
+    let events = two_tenants(0xf125, 20_000, 3_000, |rng, i, t, tenant| {
+        let user = format!("u{}", rng.below(4));
+        let country = match rng.below(1_000) {
+            0..700 => r#","geo":{"country_iso_code":"US"}"#,
+            700..900 => r#","geo":{"country_iso_code":"DE"}"#,
+            900..960 => r#","geo":{"country_iso_code":"FR"}"#,
+            960..990 => r#","geo":{"country_iso_code":"BR"}"#,
+            990..995 => r#","geo":{"country_iso_code":"RU"}"#,
+            _ => "",
+        };
+        let outcome = if rng.below(10) == 0 {
+            "failure"
+        } else {
+            "success"
+        };
+        format!(
+            r#"{{"@timestamp":{t},"tenant_id":"{tenant}","user":{{"name":"{user}"}},"source":{{"ip":"203.0.113.9"{country}}},"event":{{"id":"e{i}","category":["authentication"],"outcome":"{outcome}"}}}}"#
+        )
+    });
+    // The reference, from the definition: in (time, id) order a key (tenant, user, country)
+    // alerts when it was never seen or last seen at least 20 minutes before.
+    let mut last: std::collections::HashMap<(String, String, String), i64> = Default::default();
+    let mut want = BTreeSet::new();
+    for (t, id, v) in &in_time_and_id_order(&events) {
+        let Some(country) = v["source"]["geo"]["country_iso_code"].as_str() else {
+            continue;
+        };
+        if v["event"]["outcome"] != "success" {
+            continue;
+        }
+        let key = (
+            v["tenant_id"].as_str().unwrap().to_owned(),
+            v["user"]["name"].as_str().unwrap().to_owned(),
+            country.to_owned(),
+        );
+        if last.get(&key).is_none_or(|&seen| t - seen >= 20 * 60_000) {
+            want.insert((key.0.clone(), key.1.clone(), key.2.clone(), id.clone()));
+        }
+        last.insert(key, *t);
+    }
+    // Common countries are seen once per key; rare ones again and again.
+    let renewed = want.iter().filter(|w| w.2 == "BR" || w.2 == "RU").count();
+    assert!(want.len() > 40 && renewed > 16, "{}, {renewed}", want.len());
+    let fired = |alerts: &[Alert]| -> BTreeSet<(String, String, String, String)> {
+        alerts
+            .iter()
+            .map(|a| {
+                assert_eq!(a.events.len(), 1);
+                (
+                    a.tenant_id.to_string(),
+                    a.group["user.name"].clone(),
+                    a.group["source.geo.country_iso_code"].clone(),
+                    a.events[0].clone(),
+                )
+            })
+            .collect()
+    };
+    let (reference, _) = in_order_run(&events, new_country_rules());
+    assert_eq!(fired(&reference), want);
+    assert_same_shuffled_rescaled_and_restarted(
+        &events,
+        &comparable(&reference),
+        "first-seen",
+        new_country_rules,
     );
 }
 

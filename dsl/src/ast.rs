@@ -259,7 +259,8 @@ impl Literal {
     }
 }
 
-/// `when AGG CONDITION [by FIELDS] within WINDOW`.
+/// `when AGG CONDITION [by FIELDS] within WINDOW`, or `when first seen FIELDS [by FIELDS]
+/// within TTL` (no condition written).
 #[derive(Clone, Debug, PartialEq)]
 pub struct When {
     /// What is aggregated.
@@ -285,6 +286,8 @@ pub enum Aggregate {
     DistinctCount(Spanned<String>),
     /// `sum of FIELD`, `min of FIELD`, `max of FIELD`, `avg of FIELD`.
     Numeric(NumericAgg, Spanned<String>),
+    /// `first seen FIELD, …`: the values not seen (with the group) within the TTL.
+    FirstSeen(Vec<Spanned<String>>),
 }
 
 /// Aggregates over a numeric field.
@@ -337,6 +340,11 @@ pub enum WindowDecl {
     Session {
         /// The longest span, when written.
         max: Option<Spanned<u64>>,
+    },
+    /// The TTL of `when first seen …`: how long a value stays known after it was last seen.
+    FirstSeen {
+        /// Whether `within TTL` was written (the window is the TTL).
+        written: bool,
     },
 }
 

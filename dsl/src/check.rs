@@ -24,6 +24,8 @@ pub const MAX_HOPS: u64 = 100;
 pub const MAX_STAGES: u64 = 100;
 /// Most steps a sequence may name.
 pub const MAX_STEPS: usize = 32;
+/// Longest first-seen TTL: the state of a key is one timestamp.
+pub const MAX_FIRST_SEEN_MS: u64 = 90 * 86_400_000;
 /// Longest session when a rule does not say (`session GAP max SPAN`).
 pub const DEFAULT_SESSION_MAX_MS: u64 = 86_400_000;
 
@@ -602,6 +604,7 @@ impl Checker<'_> {
 
     fn when(&mut self, w: &When, suppress: Option<&Spanned<u64>>) -> RuleKind {
         let agg = match &w.aggregate {
+            Aggregate::FirstSeen(seen) => return self.first_seen(w, seen, suppress),
             Aggregate::Count => AggKind::Count,
             Aggregate::DistinctCount(f) => match self.scalar_field(f, "count distinct values of") {
                 Some(id) => AggKind::DistinctCount(id),
@@ -642,6 +645,39 @@ impl Checker<'_> {
             window,
             window_ms: w.window.value,
             suppress_ms,
+        })
+    }
+
+    /// `when first seen FIELDS [by KEYS] within TTL`: a count of at least one per tenant, keys
+    /// and values, whose state is the time the combination was last seen, dropped after the TTL.
+    fn first_seen(
+        &mut self,
+        w: &When,
+        seen: &[Spanned<String>],
+        suppress: Option<&Spanned<u64>>,
+    ) -> RuleKind {
+        let key: Vec<Spanned<String>> = w.group_by.iter().chain(seen).cloned().collect();
+        let group_by = self.group_by(&key, w.span, "group by");
+        if w.window_kind == (WindowDecl::FirstSeen { written: false }) {
+            self.diags.push(
+                Diagnostic::error(w.span, "first-seen state needs a TTL: add `within DURATION`")
+                    .with_hint("e.g. `within 30d`: a value not seen for that long is new again, and its state is dropped"),
+            );
+        } else if w.window.value == 0 {
+            self.err(w.window.span, "the TTL must be longer than zero");
+        } else if w.window.value > MAX_FIRST_SEEN_MS {
+            self.err(
+                w.window.span,
+                "first-seen TTLs longer than 90d are not supported: state must stay bounded",
+            );
+        }
+        RuleKind::Aggregate(AggregatePlan {
+            agg: AggKind::Count,
+            threshold: Threshold::at_least(1.0),
+            group_by,
+            window: WindowKind::FirstSeen,
+            window_ms: w.window.value,
+            suppress_ms: self.suppression(suppress, 0),
         })
     }
 
@@ -924,6 +960,7 @@ impl Checker<'_> {
                     slide_ms: slide.value.max(1),
                 }
             }
+            WindowDecl::FirstSeen { .. } => WindowKind::FirstSeen,
             WindowDecl::Session { max } => {
                 let max_ms = max.as_ref().map_or(DEFAULT_SESSION_MAX_MS, |m| m.value);
                 if let Some(m) = max {

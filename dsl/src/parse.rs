@@ -224,6 +224,7 @@ fn describe(r: Rule) -> &'static str {
             "an aggregate (`count`, `distinct count of F`, `sum of F`, `min of F`, `max of F`, `avg of F`)"
         }
         Rule::k_of => "`of`",
+        Rule::first_seen | Rule::k_first | Rule::k_seen => "`first seen FIELD`",
         Rule::threshold | Rule::between | Rule::k_between => {
             "a threshold such as `>= 10` or `between 10 and 100`"
         }
@@ -890,6 +891,22 @@ fn build_when(
                     value: Condition::Between(lo, number(it.next())),
                     span: tspan,
                 };
+            }
+            Rule::first_seen => {
+                let fields = p
+                    .into_inner()
+                    .filter(|q| q.as_rule() == Rule::field)
+                    .map(|q| Spanned {
+                        value: q.as_str().to_owned(),
+                        span: span_of(&q, base),
+                    })
+                    .collect();
+                w.aggregate = Aggregate::FirstSeen(fields);
+                w.window_kind = WindowDecl::FirstSeen { written: false };
+            }
+            Rule::duration => {
+                w.window = build_duration(&p, base, diags);
+                w.window_kind = WindowDecl::FirstSeen { written: true };
             }
             Rule::group_by => w.group_by = build_group_by(p, base),
             Rule::window => {

@@ -272,6 +272,9 @@ pub enum WindowKind {
         /// Longest session, ms.
         max_ms: u64,
     },
+    /// `first seen`: fires on a group's first event, and again on the first after a gap of at
+    /// least W (the TTL) since its previous one.
+    FirstSeen,
 }
 
 /// A compiled boolean expression.
@@ -691,8 +694,20 @@ impl RulePlan {
                     WindowKind::Session { max_ms } => {
                         format!("session, gap {}, at most {}", dur(a.window_ms), dur(max_ms))
                     }
+                    WindowKind::FirstSeen => format!(
+                        "TTL {}: a key stays known that long after its last event",
+                        dur(a.window_ms)
+                    ),
                 };
-                let _ = writeln!(out, "  kind      aggregation: {agg} {}", a.threshold);
+                if a.window == WindowKind::FirstSeen {
+                    let _ = writeln!(
+                        out,
+                        "  kind      first seen: a key's first event alerts, and its first after {} unseen",
+                        dur(a.window_ms)
+                    );
+                } else {
+                    let _ = writeln!(out, "  kind      aggregation: {agg} {}", a.threshold);
+                }
                 let _ = writeln!(out, "  window    {window}");
                 let _ = writeln!(out, "  suppress  {}", quiet(a.suppress_ms));
                 let _ = writeln!(out, "  key       {}", key(&a.group_by));
@@ -718,6 +733,10 @@ impl RulePlan {
                         "one session's aggregate per key; dropped {} after its last event, sessions at most {}",
                         dur(a.window_ms),
                         dur(max_ms)
+                    ),
+                    WindowKind::FirstSeen => format!(
+                        "per key the time it was last seen; dropped {} after it (the TTL)",
+                        dur(a.window_ms)
                     ),
                 };
                 let _ = writeln!(out, "  state     {bound}");

@@ -502,6 +502,7 @@ fn rule_spec(kind: &RuleKind) -> RuleSpec {
                     slide_ms: ms(slide_ms),
                 },
                 DslWindow::Session { max_ms } => WindowKind::Session { max_ms: ms(max_ms) },
+                DslWindow::FirstSeen => WindowKind::FirstSeen,
             },
             agg: match a.agg {
                 AggKind::Count => AggFn::Count,

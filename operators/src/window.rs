@@ -20,6 +20,8 @@
 //!   than G after the session's previous event and less than M after its first; otherwise it
 //!   starts a new one. Fires as soon as the threshold is met within the session, at most once
 //!   per session;
+//! - first seen (TTL T): fires on the key's first event and on every event at least T after the
+//!   key's previous one; the state is the previous event alone;
 //! - after firing at `t` the key is suppressed for events before `t + suppression`; then it
 //!   re-arms and fires as soon as the condition holds again over the normal window;
 //! - `value` is the aggregate at the moment of firing, `start` the earliest event in the window,
@@ -52,6 +54,9 @@ pub enum WindowKind {
         /// Longest session, ms.
         max_ms: i64,
     },
+    /// Fires on a key's first event and on its first after a gap of at least
+    /// [`WindowSpec::window_ms`] (the TTL); keeps only the latest event.
+    FirstSeen,
 }
 
 /// Most hopping windows one event may lie in (window size over slide).
@@ -332,6 +337,7 @@ impl WindowState {
             WindowKind::Hopping { slide_ms } => {
                 return self.add_hopping(spec, slide_ms.max(1), ts, id, distinct, number);
             }
+            WindowKind::FirstSeen => return self.add_first_seen(spec, ts, id),
             WindowKind::Sliding => self.evict_before(ts.saturating_sub(spec.window_ms)),
             WindowKind::Tumbling => {
                 let start = ts - ts.rem_euclid(spec.window_ms.max(1));
@@ -379,6 +385,26 @@ impl WindowState {
             start,
             events: self.recent.iter().map(|(_, id)| id.to_string()).collect(),
             event_count: self.event_count(),
+        })
+    }
+
+    /// A first-seen key: new when it was never seen or not within the TTL before `ts`.
+    fn add_first_seen(&mut self, spec: &WindowSpec, ts: i64, id: EventId) -> Option<Fired> {
+        let new = self
+            .recent
+            .back()
+            .is_none_or(|&(last, _)| ts >= last.saturating_add(spec.window_ms));
+        self.recent.clear();
+        self.recent.push_back((ts, id));
+        if !new || ts < self.suppressed_until {
+            return None;
+        }
+        self.suppressed_until = ts.saturating_add(spec.suppress_ms);
+        Some(Fired {
+            value: 1.0,
+            start: ts,
+            events: self.recent.iter().map(|(_, id)| id.to_string()).collect(),
+            event_count: 1,
         })
     }
 
@@ -576,7 +602,7 @@ impl WindowState {
             WindowKind::Single => true,
             WindowKind::Sliding => last.is_none_or(|t| t <= wm.saturating_sub(spec.window_ms)),
             WindowKind::Tumbling => self.bucket_start.saturating_add(spec.window_ms) <= wm,
-            WindowKind::Session { .. } => {
+            WindowKind::Session { .. } | WindowKind::FirstSeen => {
                 last.is_none_or(|t| t.saturating_add(spec.window_ms) <= wm)
             }
             WindowKind::Hopping { slide_ms } => self
@@ -963,6 +989,56 @@ mod tests {
         let times: Vec<i64> = (0..150).map(|i| i * MIN).collect();
         let starts: Vec<i64> = run(&s, &times).iter().map(|(_, f)| f.start).collect();
         assert_eq!(starts, [0, 60 * MIN, 120 * MIN]);
+    }
+
+    #[test]
+    fn first_seen_fires_on_a_key_unseen_for_the_ttl_and_keeps_one_event() {
+        let s = WindowSpec {
+            suppress_ms: 0,
+            ..spec(WindowKind::FirstSeen, 1, 10 * MIN)
+        };
+        // Seen every 9 minutes the key stays known; a gap of exactly the TTL makes it new.
+        let fired = run(&s, &[0, 0, 9 * MIN, 18 * MIN, 28 * MIN, 29 * MIN, 60 * MIN]);
+        let at: Vec<(i64, i64, u64)> = fired
+            .iter()
+            .map(|(t, f)| (*t, f.start, f.event_count))
+            .collect();
+        assert_eq!(
+            at,
+            [(0, 0, 1), (28 * MIN, 28 * MIN, 1), (60 * MIN, 60 * MIN, 1)]
+        );
+        // Against the definition (new when the gap to the previous event is at least the TTL),
+        // over random times.
+        let mut r = Lcg(7);
+        let mut times: Vec<i64> = (0..2_000)
+            .map(|_| r.next(2_000 * MIN as u64) as i64)
+            .collect();
+        times.sort_unstable();
+        let want: Vec<i64> = times
+            .iter()
+            .enumerate()
+            .filter(|&(i, &t)| i == 0 || t - times[i - 1] >= 10 * MIN)
+            .map(|(_, &t)| t)
+            .collect();
+        let got: Vec<i64> = run(&s, &times).iter().map(|(t, _)| *t).collect();
+        assert_eq!(got, want);
+        // A suppression after an alert holds back new sightings until it ends (20m, 90m).
+        let quiet = WindowSpec {
+            suppress_ms: 60 * MIN,
+            ..s
+        };
+        let fired = run(&quiet, &[0, 20 * MIN, 61 * MIN, 90 * MIN]);
+        let at: Vec<i64> = fired.iter().map(|(t, _)| *t).collect();
+        assert_eq!(at, [0, 61 * MIN]);
+        // The state is the latest event alone, dropped a TTL after it.
+        let mut st = WindowState::default();
+        for t in 0..100 {
+            st.add(&s, t * MIN, EventId::new("e"), None, None);
+        }
+        assert_eq!(st.recent.len(), 1);
+        assert!(st.extra.is_none());
+        assert!(!st.expired(&s, 109 * MIN - 1));
+        assert!(st.expired(&s, 109 * MIN));
     }
 
     #[test]
