@@ -17,7 +17,8 @@ pub enum Loaded {
 }
 
 /// Loads every rule file under `paths` (files, or directories searched recursively for
-/// `*.rule`, `*.exceptions` and `*.list`), in sorted order.
+/// `*.rule`, `*.exceptions`, `*.params` and `*.list`, but not in `*.tests` folders), in sorted
+/// order.
 pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     let mut files = Vec::new();
     for p in paths {
@@ -25,7 +26,7 @@ pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     }
     if files.is_empty() {
         anyhow::bail!(
-            "no rule files found in {}: rule files end in `.rule` (exceptions in `.exceptions`, lists in `.list`)",
+            "no rule files found in {}: rule files end in `.rule` (exceptions in `.exceptions`, tenants' parameters in `.params`, lists in `.list`)",
             paths
                 .iter()
                 .map(|p| p.display().to_string())
@@ -64,12 +65,16 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         return Ok(());
     }
     for e in sorted_dir(p)? {
+        // A rule's `NAME.tests/` folder holds its cases and their fixtures (say, a parameter
+        // set a case loads with `with_rules`): never content of its own.
+        if e.is_dir() && e.extension().is_some_and(|x| x == "tests") {
+            continue;
+        }
         if e.is_dir() {
             collect(&e, out)?;
-        } else if e
-            .extension()
-            .is_some_and(|x| x == "rule" || x == "exceptions" || x == "list")
-        {
+        } else if e.extension().is_some_and(|x| {
+            ["rule", "exceptions", "params", "list"].contains(&x.to_str().unwrap_or_default())
+        }) {
             out.push(e);
         }
     }

@@ -229,16 +229,25 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     match load::rules(&args.paths)? {
         load::Loaded::Ok { rules, warnings } => {
             eprint!("{warnings}");
-            let exceptions: usize = rules.rules.iter().map(|r| r.exceptions.len()).sum();
+            // A tenant's parameters make one more plan of the rule: count rules by their
+            // defaults' plan.
+            let (variants, defaults): (Vec<_>, Vec<_>) = rules
+                .rules
+                .iter()
+                .partition(|r| matches!(r.tenants, vigil_dsl::TenantScope::Only(_)));
+            let exceptions: usize = defaults.iter().map(|r| r.exceptions.len()).sum();
             let lists = rules.lists.iter().count();
             let plural =
                 |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-            let mut counted = vec![plural(rules.rules.len(), "rule")];
+            let mut counted = vec![plural(defaults.len(), "rule")];
             if lists > 0 {
                 counted.push(plural(lists, "list"));
             }
             if exceptions > 0 {
                 counted.push(plural(exceptions, "exception"));
+            }
+            if !variants.is_empty() {
+                counted.push(plural(variants.len(), "parameter set"));
             }
             let last = counted.pop().unwrap_or_default();
             let counted = if counted.is_empty() {

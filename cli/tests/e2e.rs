@@ -189,7 +189,7 @@ fn check_reports_every_error_with_position_and_caret() {
     assert!(err.contains("4 |   match user.nmae == \"x\"\n  |         ^^^^^^^^^\n  = hint: did you mean `user.name`?"), "{err}");
     assert!(
         err.contains(&format!(
-            "{path}:11:1: error: expected a string, a number or a boolean, found `}}`"
+            "{path}:11:1: error: expected a string, a number, a boolean or a parameter `$NAME`, found `}}`"
         )),
         "{err}"
     );

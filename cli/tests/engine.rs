@@ -584,7 +584,7 @@ fn restored_state_follows_unchanged_rules_and_drops_changed_ones() {
     let _ = std::fs::remove_dir_all(&dir);
     run_checkpointed_with(&lines, &dir, 1, Some(20), brute());
     let changed = rules(&["auth/brute_force_login.rule"], |t| {
-        t.replace("count >= 10", "count >= 11")
+        t.replace("threshold = 10", "threshold = 11")
     });
     let (_, stats) = run_checkpointed_with(&lines, &dir, 1, None, changed);
     assert!(stats.restored_dropped > 0, "{stats:?}");
@@ -857,6 +857,67 @@ fn first_seen_state_alerts_on_keys_unseen_for_the_ttl_for_any_arrival_order_and_
         &comparable(&reference),
         "first-seen",
         new_country_rules,
+    );
+}
+
+/// The shipped brute force rule, with acme's parameter set (5 failures within 2 minutes)
+/// when `tuned`.
+fn brute_force_rules(tuned: bool) -> Arc<Compiled> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/auth/");
+    let mut files = vec![SourceFile::new(
+        "brute_force_login.rule",
+        std::fs::read_to_string(format!("{root}brute_force_login.rule")).unwrap(),
+    )];
+    if tuned {
+        files.push(SourceFile::new(
+            "acme.params",
+            "params acme.bf {\n rule brute_force_login\n tenant acme\n threshold = 5\n window = 2m\n}\n",
+        ));
+    }
+    let (set, _) = vigil_dsl::compile(&files).unwrap();
+    Arc::new(Compiled::new(&set))
+}
+
+#[test]
+fn a_tenants_parameters_change_its_alerts_only_for_any_arrival_order_and_restarts() {
+    let events = workload(0x9a7a, 20_000);
+    let (defaults, _) = in_order_run(&events, brute_force_rules(false));
+    let (tuned, _) = in_order_run(&events, brute_force_rules(true));
+    let of = |alerts: &[Alert], tenant: &str| -> BTreeSet<String> {
+        comparable(alerts)
+            .into_iter()
+            .filter(|a| a.contains(&format!(r#""tenant_id":"{tenant}""#)))
+            .collect()
+    };
+    // The other tenants' alerts are exactly those of the defaults.
+    for tenant in ["globex", "initech"] {
+        assert!(!of(&defaults, tenant).is_empty(), "{tenant}");
+        assert_eq!(of(&tuned, tenant), of(&defaults, tenant), "{tenant}");
+    }
+    // acme's follow its own bar: 5 failures within 2 minutes, so more of them.
+    let acme: Vec<&Alert> = tuned
+        .iter()
+        .filter(|a| a.tenant_id.as_str() == "acme")
+        .collect();
+    assert!(acme.len() > of(&defaults, "acme").len(), "{}", acme.len());
+    assert!(acme.iter().any(|a| a.value == 5.0));
+    for a in &acme {
+        // At least 5 (a sustained burst refires after the quiet period at whatever count).
+        assert!(a.value >= 5.0, "{a:?}");
+        assert!(a.window.end - a.window.start < 120_000, "{a:?}");
+        assert_eq!(
+            a.description.as_deref(),
+            Some(&*format!(
+                "At least 5 failed logins for {} within 2m.",
+                a.group["user.name"]
+            ))
+        );
+    }
+    assert_same_shuffled_rescaled_and_restarted(
+        &events,
+        &comparable(&tuned),
+        "tenant-params",
+        || brute_force_rules(true),
     );
 }
 

@@ -622,7 +622,9 @@ fn killing_the_ingest_server_loses_and_doubles_nothing() {
         "ingest client",
     );
     let retries = client.join().unwrap();
-    assert!(retries >= 5, "the client saw the kills ({retries} retries)");
+    // Each kill lands while the client runs (`kill_five_times` checks), but under load a
+    // restart may complete between two of its requests: it sees at least one, not every one.
+    assert!(retries >= 1, "the client saw the kills ({retries} retries)");
     assert_eq!(count(), n);
     let ids = stored_ids(Subject::RawEvents, &tenant);
     assert_eq!(ids.len(), n, "every event stored");

@@ -32,6 +32,78 @@ pub struct RuleFile {
     pub rules: Vec<RuleAst>,
     /// The exceptions in file order.
     pub exceptions: Vec<ExceptionAst>,
+    /// The parameter sets in file order.
+    pub params: Vec<ParamsAst>,
+    /// Where a `$NAME` could not be used (unknown, or of the wrong type): the checker's errors
+    /// at the same place are its consequences, not news.
+    pub failed_params: Vec<Span>,
+}
+
+/// A parameter's value, as declared or set.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamValue {
+    /// A duration, ms.
+    Duration(u64),
+    /// A number.
+    Number(f64),
+    /// A string.
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+    /// `list(NAME)`: a named list.
+    List(String),
+}
+
+impl ParamValue {
+    /// The value's type, as named in diagnostics.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ParamValue::Duration(_) => "a duration",
+            ParamValue::Number(_) => "a number",
+            ParamValue::Str(_) => "a string",
+            ParamValue::Bool(_) => "a boolean",
+            ParamValue::List(_) => "a list",
+        }
+    }
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Duration(ms) => f.write_str(&vigil_model::duration::format_duration(*ms)),
+            ParamValue::Number(n) => write!(f, "{n}"),
+            ParamValue::Str(s) => write!(f, "{s:?}"),
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::List(l) => write!(f, "list({l})"),
+        }
+    }
+}
+
+/// `NAME = VALUE`, in a rule (`param NAME = VALUE`: the default) or a parameter set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamAst {
+    /// The parameter's name.
+    pub name: Spanned<String>,
+    /// Its value.
+    pub value: Spanned<ParamValue>,
+}
+
+/// One `params ID { rule RULE tenant T NAME = VALUE … }` block: a tenant's values for a rule's
+/// parameters, kept apart from the rule.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ParamsAst {
+    /// The set's id.
+    pub id: Spanned<String>,
+    /// `rule RULE`: the rule whose parameters it sets.
+    pub rule: Option<Spanned<String>>,
+    /// `tenant T`: the tenant they apply to.
+    pub tenant: Option<Spanned<String>>,
+    /// The values, in order.
+    pub values: Vec<ParamAst>,
+    /// Spans of clauses given more than once, with the clause keyword.
+    pub duplicates: Vec<(&'static str, Span)>,
+    /// The whole block.
+    pub span: Span,
 }
 
 /// One `exception id { … }` block, as written.
@@ -95,6 +167,10 @@ pub struct RuleAst {
     pub suppress_by: Vec<Spanned<String>>,
     /// `from alerts [of RULE, …]`.
     pub from_alerts: Option<FromAlerts>,
+    /// `param NAME = VALUE`: the rule's parameters with their defaults.
+    pub params: Vec<ParamAst>,
+    /// The parameters `$NAME` used, as (name, the values used: a tenant's or the default).
+    pub param_values: Vec<(String, ParamValue)>,
     /// Spans of clauses given more than once, with the clause keyword.
     pub duplicates: Vec<(&'static str, Span)>,
     /// The whole rule.

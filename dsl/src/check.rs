@@ -125,6 +125,112 @@ impl Checker<'_> {
         self.diags.push(Diagnostic::error(span, msg));
     }
 
+    /// Reports that `what` (an exception, a parameter set) lacks its `clause` (`slot` empty),
+    /// with an example.
+    fn need(
+        &mut self,
+        head: Span,
+        what: &str,
+        slot: &Option<Spanned<String>>,
+        clause: &str,
+        example: &str,
+    ) {
+        if slot.is_none() {
+            self.diags.push(
+                Diagnostic::error(head, format!("{what} has no `{clause}`"))
+                    .with_hint(format!("add `{example}`")),
+            );
+        }
+    }
+
+    /// Checks a parameter set against the rule it names: the rule and tenant are given and
+    /// exist, and every value names one of the rule's parameters with the default's type.
+    /// Returns the rule and the tenant when it has no errors.
+    pub(crate) fn params(
+        &mut self,
+        x: &ParamsAst,
+        rules: &HashMap<&str, &RuleAst>,
+    ) -> Option<(String, String)> {
+        let before = self.diags.len();
+        self.header("parameter set", &x.id, &x.duplicates);
+        let head = Span::new(x.span.start, x.span.start + "params".len());
+        let what = format!("parameter set `{}`", x.id.value);
+        self.need(head, &what, &x.rule, "rule", "rule brute_force_login");
+        self.need(head, &what, &x.tenant, "tenant", "tenant acme");
+        if let Some(t) = &x.tenant
+            && !vigil_model::is_valid_tenant(&t.value)
+        {
+            self.err(t.span, format!("invalid tenant id `{}`", t.value));
+        }
+        let rule = x
+            .rule
+            .as_ref()
+            .and_then(|r| match rules.get(r.value.as_str()) {
+                Some(ast) => Some(*ast),
+                None => {
+                    let mut d = Diagnostic::error(
+                        r.span,
+                        format!("no rule `{}` to set parameters of", r.value),
+                    );
+                    if let Some(m) = did_you_mean(&r.value, rules.keys().copied()) {
+                        d = d.with_hint(format!("did you mean `{m}`?"));
+                    }
+                    self.diags.push(d);
+                    None
+                }
+            });
+        if let Some(rule) = rule {
+            if x.values.is_empty() {
+                self.diags.push(
+                    Diagnostic::warning(
+                        head,
+                        format!("parameter set `{}` sets nothing", x.id.value),
+                    )
+                    .with_hint("add `NAME = VALUE` lines, or remove it"),
+                );
+            }
+            for v in &x.values {
+                let Some(decl) = rule.params.iter().find(|d| d.name.value == v.name.value) else {
+                    let names = rule.params.iter().map(|d| d.name.value.as_str());
+                    let hint = match did_you_mean(&v.name.value, names.clone()) {
+                        Some(m) => format!("did you mean `{m}`?"),
+                        None if rule.params.is_empty() => {
+                            format!("`{}` declares no parameters", rule.id.value)
+                        }
+                        None => format!("it declares {}", names.collect::<Vec<_>>().join(", ")),
+                    };
+                    self.diags.push(
+                        Diagnostic::error(
+                            v.name.span,
+                            format!(
+                                "rule `{}` has no parameter `{}`",
+                                rule.id.value, v.name.value
+                            ),
+                        )
+                        .with_hint(hint),
+                    );
+                    continue;
+                };
+                let (want, got) = (decl.value.value.type_name(), v.value.value.type_name());
+                if want != got {
+                    self.diags.push(
+                        Diagnostic::error(
+                            v.value.span,
+                            format!("`{}` is {want}, not {got}", v.name.value),
+                        )
+                        .with_hint(format!("its default is {}", decl.value.value)),
+                    );
+                }
+            }
+        }
+        if self.errors_since(before) {
+            return None;
+        }
+        let text =
+            |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+        Some((text(&x.rule), text(&x.tenant)))
+    }
+
     /// Checks one exception against the rules by id; returns the rule's id and the compiled
     /// exception when it has no errors. An expired exception is a warning.
     pub(crate) fn exception(
@@ -137,16 +243,9 @@ impl Checker<'_> {
         let before = self.diags.len();
         self.header("exception", &x.id, &x.duplicates);
         let head = Span::new(x.span.start, x.span.start + "exception".len());
+        let what = format!("exception `{}`", x.id.value);
         let mut need = |slot: &Option<Spanned<String>>, clause: &str, example: &str| {
-            if slot.is_none() {
-                self.diags.push(
-                    Diagnostic::error(
-                        head,
-                        format!("exception `{}` has no `{clause}`", x.id.value),
-                    )
-                    .with_hint(format!("add `{example}`")),
-                );
-            }
+            self.need(head, &what, slot, clause, example);
         };
         need(&x.rule, "rule", "rule brute_force_login");
         need(&x.tenant, "tenant", "tenant acme");
@@ -368,6 +467,9 @@ impl Checker<'_> {
             level: 0,
             origin,
             exceptions: Vec::new(),
+            tenants: TenantScope::All,
+            params: r.param_values.clone(),
+            params_origin: None,
             plan_hash: String::new(),
         };
         plan.compute_hash(&self.fields.paths);

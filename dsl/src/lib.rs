@@ -247,6 +247,118 @@ fn resolve_inputs(
     }
 }
 
+/// Where a rule, exception or parameter set starts, as `path:line`.
+fn origin(file: &SourceFile, span: ast::Span) -> String {
+    let (line, _) = Diagnostic::error(span, "").line_col(&file.text);
+    format!("{}:{line}", file.path)
+}
+
+/// Checks every parameter set (`params ID { rule R tenant T … }`) and compiles its rule again
+/// with the tenant's values: one more [`RulePlan`] with the rule's id, for that tenant only,
+/// while the defaults' plan runs for every other tenant. Errors the values cause are reported
+/// in the rule's file, naming the set.
+fn tenant_variants(
+    files: &[SourceFile],
+    parsed: &[(ast::RuleFile, Vec<Diagnostic>)],
+    schema: &Schema,
+    lists: &Lists,
+    fields: &mut check::Fields,
+    rules: &mut Vec<RulePlan>,
+    diags: &mut [Vec<Diagnostic>],
+) {
+    // The first definition of each rule, with its file.
+    let mut asts: HashMap<&str, (usize, &ast::RuleAst)> = HashMap::new();
+    for (fi, (file, _)) in parsed.iter().enumerate() {
+        for r in &file.rules {
+            asts.entry(r.id.value.as_str()).or_insert((fi, r));
+        }
+    }
+    let by_id: HashMap<&str, &ast::RuleAst> = asts.iter().map(|(k, (_, r))| (*k, *r)).collect();
+    let mut set_ids: HashMap<String, String> = HashMap::new();
+    let mut scoped: HashMap<(String, String), String> = HashMap::new();
+    let mut variants = Vec::new();
+    for (pfi, (file, (ast, _))) in files.iter().zip(parsed).enumerate() {
+        for x in &ast.params {
+            let at = origin(file, x.span);
+            let mut checker = check::Checker {
+                schema,
+                lists,
+                fields,
+                diags: Vec::new(),
+            };
+            let valid = match first_definition(&mut set_ids, "parameter set", &x.id, &at) {
+                Some(d) => {
+                    checker.diags.push(d);
+                    None
+                }
+                None => checker.params(x, &by_id),
+            };
+            diags[pfi].append(&mut checker.diags);
+            let Some((rule, tenant)) = valid else {
+                continue;
+            };
+            if let Some(first) = scoped.get(&(rule.clone(), tenant.clone())) {
+                let span = x.tenant.as_ref().map_or(x.span, |t| t.span);
+                diags[pfi].push(
+                    Diagnostic::error(
+                        span,
+                        format!("tenant `{tenant}` already has parameters for `{rule}`"),
+                    )
+                    .with_hint(format!("first set at {first}")),
+                );
+                continue;
+            }
+            scoped.insert((rule.clone(), tenant.clone()), at.clone());
+            // A rule that did not compile with its defaults has its errors reported already.
+            let Some(base) = rules.iter_mut().find(|r| r.id == rule) else {
+                continue;
+            };
+            match &mut base.tenants {
+                TenantScope::AllBut(others) => others.push(tenant.clone()),
+                scope => *scope = TenantScope::AllBut(vec![tenant.clone()]),
+            }
+            let base_origin = base.origin.clone();
+            let (rfi, _) = asts[rule.as_str()];
+            let (file, mut found) = parse::parse_with(&files[rfi].text, Some((&rule, &x.values)));
+            let mut checker = check::Checker {
+                schema,
+                lists,
+                fields,
+                diags: Vec::new(),
+            };
+            let Some(r) = file.rules.iter().find(|r| r.id.value == rule) else {
+                continue;
+            };
+            let plan = checker.rule(r, base_origin);
+            found.append(&mut checker.diags);
+            // Only the rule's errors: the defaults' compile reported the rest.
+            let (start, end) = (r.span.start, r.span.end);
+            for mut d in found
+                .into_iter()
+                .filter(|d| d.level == Level::Error && d.span.start >= start && d.span.end <= end)
+            {
+                d.message = format!(
+                    "{} (with tenant {tenant}'s parameters, set `{}` at {at})",
+                    d.message, x.id.value
+                );
+                diags[rfi].push(d);
+            }
+            if let Some(mut plan) = plan {
+                plan.tenants = TenantScope::Only(tenant);
+                plan.params_origin = Some(format!("{} ({at})", x.id.value));
+                plan.compute_hash(&fields.paths);
+                variants.push(plan);
+            }
+        }
+    }
+    for r in rules.iter_mut() {
+        if let TenantScope::AllBut(others) = &mut r.tenants {
+            others.sort();
+        }
+    }
+    rules.extend(variants);
+}
+
 /// [`compile`] against a given schema.
 pub fn compile_with(
     files: &[SourceFile],
@@ -304,10 +416,6 @@ pub fn compile_at(
         })
         .collect();
     let mut diags: Vec<Vec<Diagnostic>> = Vec::new();
-    let origin = |file: &SourceFile, span: ast::Span| {
-        let (line, _) = Diagnostic::error(span, "").line_col(&file.text);
-        format!("{}:{line}", file.path)
-    };
     // Rules first, then exceptions, which may name a rule of any file.
     for (file, (ast, parse_diags)) in files.iter().zip(&parsed) {
         let mut checker = check::Checker {
@@ -328,6 +436,15 @@ pub fn compile_at(
         }
         diags.push(checker.diags);
     }
+    tenant_variants(
+        files,
+        &parsed,
+        schema,
+        &lists,
+        &mut fields,
+        &mut rules,
+        &mut diags,
+    );
     let ids: Vec<String> = seen.keys().cloned().collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let mut exception_ids: HashMap<String, String> = HashMap::new();
@@ -344,18 +461,30 @@ pub fn compile_at(
                 checker.diags.push(d);
                 continue;
             }
-            if let Some((rule, plan)) = checker.exception(x, &ids, origin, today_ms)
-                && let Some(r) = rules.iter_mut().find(|r| r.id == rule)
-            {
-                r.exceptions.push(plan);
+            if let Some((rule, plan)) = checker.exception(x, &ids, origin, today_ms) {
+                // The rule's defaults and every tenant's variant.
+                for r in rules.iter_mut().filter(|r| r.id == rule) {
+                    r.exceptions.push(plan.clone());
+                }
             }
         }
         file_diags.append(&mut checker.diags);
     }
     resolve_inputs(&parsed, &ids, &mut rules, &mut diags);
     let mut reports = Vec::new();
-    for (file, mut diags) in files.iter().zip(diags) {
+    for ((file, mut diags), (ast, _)) in files.iter().zip(diags).zip(&parsed) {
         diags.sort_by_key(|d| (d.span.start, d.span.end));
+        // Where a parameter could not be used, its error (the parser's, found first) stands
+        // for what the checker found there after it.
+        let mut reported: Vec<ast::Span> = Vec::new();
+        diags.retain(|d| {
+            if d.level != Level::Error || !ast.failed_params.contains(&d.span) {
+                return true;
+            }
+            let first = !reported.contains(&d.span);
+            reported.push(d.span);
+            first
+        });
         if !diags.is_empty() {
             reports.push(FileDiagnostics {
                 path: file.path.clone(),

@@ -18,47 +18,137 @@ struct RuleParser;
 
 /// Parses a rule file. Returns the rules that parsed and every syntax error.
 pub fn parse(source: &str) -> (RuleFile, Vec<Diagnostic>) {
-    let mut diags = Vec::new();
-    match RuleParser::parse(Rule::file, source) {
+    parse_with(source, None)
+}
+
+/// A tenant's values for one rule's parameters: the rule's id and the values.
+pub(crate) type Overrides<'a> = Option<(&'a str, &'a [ParamAst])>;
+
+/// [`parse`], with `overrides` in place of the named rule's defaults.
+pub(crate) fn parse_with(source: &str, overrides: Overrides<'_>) -> (RuleFile, Vec<Diagnostic>) {
+    let mut cx = Cx {
+        diags: Vec::new(),
+        overrides,
+        params: Vec::new(),
+        used: Vec::new(),
+        failed: Vec::new(),
+    };
+    let file = match RuleParser::parse(Rule::file, source) {
         Ok(mut pairs) => {
             let mut file = RuleFile::default();
             if let Some(top) = pairs.next() {
                 for pair in top.into_inner() {
-                    add_item(&mut file, pair, 0, &mut diags);
+                    add_item(&mut file, pair, 0, &mut cx);
                 }
             }
-            (file, diags)
+            file
         }
         Err(whole) => {
-            let file = parse_segments(source, &mut diags);
-            if diags.is_empty() {
+            let file = parse_segments(source, &mut cx);
+            if cx.diags.is_empty() {
                 // The pieces parsed on their own although the whole did not: report the
                 // whole-file error rather than pretending the file is fine.
-                diags.push(convert_error(&whole, source, 0));
+                cx.diags.push(convert_error(&whole, source, 0));
             }
-            (file, diags)
+            file
         }
+    };
+    let mut file = file;
+    file.failed_params = cx.failed;
+    (file, cx.diags)
+}
+
+/// What the builders share: the diagnostics so far and the parameters of the rule being built.
+struct Cx<'a> {
+    diags: Vec<Diagnostic>,
+    overrides: Overrides<'a>,
+    /// The rule's parameters with the values in force (a tenant's, or the defaults).
+    params: Vec<ParamAst>,
+    /// The parameters used so far, with their values.
+    used: Vec<(String, ParamValue)>,
+    /// Where a parameter could not be used.
+    failed: Vec<Span>,
+}
+
+impl Cx<'_> {
+    /// Replaces each `{$NAME}` of a declared parameter in a title or description with its
+    /// value.
+    fn expand(&mut self, text: &mut String) {
+        for p in &self.params {
+            let placeholder = format!("{{${}}}", p.name.value);
+            if text.contains(&placeholder) {
+                let value = match &p.value.value {
+                    ParamValue::Str(v) => v.clone(),
+                    other => other.to_string(),
+                };
+                *text = text.replace(&placeholder, &value);
+                if !self.used.iter().any(|(n, _)| n == &p.name.value) {
+                    self.used
+                        .push((p.name.value.clone(), p.value.value.clone()));
+                }
+            }
+        }
+    }
+
+    /// The value of the parameter `$NAME` at `p` (a `param_ref`), when it is declared and of
+    /// type `want` (a [`ParamValue::type_name`]); otherwise reports why and returns `None`.
+    fn param(&mut self, p: &Pair<'_, Rule>, base: usize, want: &[&str]) -> Option<ParamValue> {
+        let span = span_of(p, base);
+        let name = p.as_str().trim_start_matches('$');
+        let Some(decl) = self.params.iter().find(|d| d.name.value == name) else {
+            self.failed.push(span);
+            let d = Diagnostic::error(span, format!("unknown parameter `${name}`"));
+            let d = match crate::diag::did_you_mean(
+                name,
+                self.params.iter().map(|d| d.name.value.as_str()),
+            ) {
+                Some(m) => d.with_hint(format!("did you mean `${m}`?")),
+                None => d.with_hint(format!("declare it in the rule: `param {name} = …`")),
+            };
+            self.diags.push(d);
+            return None;
+        };
+        let value = decl.value.value.clone();
+        if !self.used.iter().any(|(n, _)| n == name) {
+            self.used.push((name.to_owned(), value.clone()));
+        }
+        if !want.contains(&value.type_name()) {
+            let wanted = match want.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+                _ => want.join(""),
+            };
+            self.failed.push(span);
+            self.diags.push(Diagnostic::error(
+                span,
+                format!(
+                    "`${name}` is {} ({value}); {wanted} is needed here",
+                    value.type_name()
+                ),
+            ));
+            return None;
+        }
+        Some(value)
     }
 }
 
-fn parse_segments(source: &str, diags: &mut Vec<Diagnostic>) -> RuleFile {
+fn parse_segments(source: &str, cx: &mut Cx<'_>) -> RuleFile {
     let mut starts = Vec::new();
     let mut offset = 0;
+    // Items start at the beginning of a line (an indented `rule R` is a clause of an exception
+    // or a parameter set).
     for line in source.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        let starts_item = ["rule", "exception"].iter().any(|k| {
-            trimmed
-                .strip_prefix(k)
+        let starts_item = ["rule", "exception", "params"].iter().any(|k| {
+            line.strip_prefix(k)
                 .is_some_and(|rest| rest.starts_with([' ', '\t']))
         });
         if starts_item {
-            starts.push(offset + (line.len() - trimmed.len()));
+            starts.push(offset);
         }
         offset += line.len();
     }
     let first = starts.first().copied().unwrap_or(source.len());
     if let Some(d) = junk_before_first_rule(&source[..first]) {
-        diags.push(d);
+        cx.diags.push(d);
     }
     let mut file = RuleFile::default();
     for (i, &start) in starts.iter().enumerate() {
@@ -67,10 +157,10 @@ fn parse_segments(source: &str, diags: &mut Vec<Diagnostic>) -> RuleFile {
         match RuleParser::parse(Rule::segment, piece) {
             Ok(mut pairs) => {
                 if let Some(item) = pairs.next().and_then(|p| p.into_inner().next()) {
-                    add_item(&mut file, item, start, diags);
+                    add_item(&mut file, item, start, cx);
                 }
             }
-            Err(e) => diags.push(convert_error(&e, piece, start)),
+            Err(e) => cx.diags.push(convert_error(&e, piece, start)),
         }
     }
     file
@@ -87,7 +177,7 @@ fn junk_before_first_rule(prefix: &str) -> Option<Diagnostic> {
             return Some(Diagnostic::error(
                 Span::new(at, at + word_len),
                 format!(
-                    "expected `rule` or `exception`, found `{}`",
+                    "expected `rule`, `exception` or `params`, found `{}`",
                     &content[..word_len]
                 ),
             ));
@@ -111,6 +201,12 @@ fn convert_error(e: &pest::error::Error<Rule>, piece: &str, base: usize) -> Diag
                 if !wanted.contains(&d) {
                     wanted.push(d);
                 }
+            }
+            // A parameter may stand for most values: name it last, after what is usually meant.
+            let param = describe(Rule::param_ref);
+            if let Some(i) = wanted.iter().position(|w| *w == param) {
+                let p = wanted.remove(i);
+                wanted.push(p);
             }
             match wanted.len() {
                 0 => format!("unexpected {found}"),
@@ -175,8 +271,10 @@ fn describe(r: Rule) -> &'static str {
         | Rule::k_author
         | Rule::k_references
         | Rule::k_false_positives
-        | Rule::k_risk_score => {
-            "a clause (`title`, `severity`, `tags`, `description`, `version`, `author`, `references`, `false_positives`, `risk_score`, `match`, `when`, `sequence`, `suppress`, `from`) or `}`"
+        | Rule::k_risk_score
+        | Rule::param_clause
+        | Rule::k_param => {
+            "a clause (`title`, `severity`, `tags`, `description`, `version`, `author`, `references`, `false_positives`, `risk_score`, `match`, `when`, `sequence`, `suppress`, `from`, `param`) or `}`"
         }
         Rule::k_if => "`if`",
         Rule::string_list => "a list of strings `[\"…\", …]`",
@@ -212,6 +310,11 @@ fn describe(r: Rule) -> &'static str {
         Rule::list_ref | Rule::k_list => "a named list `list(NAME)`",
         Rule::regex => "a regex `/…/`",
         Rule::duration => "a duration such as `5m`",
+        Rule::param_ref => "a parameter `$NAME`",
+        Rule::param_name => "a parameter name",
+        Rule::param_value => "a value (a duration, number, string, boolean or `list(NAME)`)",
+        Rule::params | Rule::k_params => "`params`",
+        Rule::param_set => "`NAME = VALUE`",
         Rule::ident => "a name",
         Rule::tag | Rule::tag_list => "a tag or a list of tags",
         Rule::aggregate
@@ -249,20 +352,29 @@ fn describe(r: Rule) -> &'static str {
     }
 }
 
+/// A pair's text with its span.
+fn text_of(p: &Pair<'_, Rule>, base: usize) -> Spanned<String> {
+    Spanned {
+        value: p.as_str().to_owned(),
+        span: span_of(p, base),
+    }
+}
+
 fn span_of(p: &Pair<'_, Rule>, base: usize) -> Span {
     let s = p.as_span();
     Span::new(base + s.start(), base + s.end())
 }
 
-fn add_item(file: &mut RuleFile, pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) {
+fn add_item(file: &mut RuleFile, pair: Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) {
     match pair.as_rule() {
-        Rule::rule => file.rules.push(build_rule(pair, base, diags)),
-        Rule::exception => file.exceptions.push(build_exception(pair, base, diags)),
+        Rule::rule => file.rules.push(build_rule(pair, base, cx)),
+        Rule::exception => file.exceptions.push(build_exception(pair, base, cx)),
+        Rule::params => file.params.push(build_params(pair, base, cx)),
         _ => {}
     }
 }
 
-fn build_exception(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> ExceptionAst {
+fn build_exception(pair: Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> ExceptionAst {
     let mut x = ExceptionAst {
         span: span_of(&pair, base),
         ..ExceptionAst::default()
@@ -280,8 +392,8 @@ fn build_exception(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic
         let Some(v) = p.into_inner().find(|q| !is_keyword(q.as_rule())) else {
             continue;
         };
-        let text = |v: &Pair<'_, Rule>, diags: &mut Vec<Diagnostic>| match v.as_rule() {
-            Rule::string => build_string(v, base, diags),
+        let text = |v: &Pair<'_, Rule>, cx: &mut Cx<'_>| match v.as_rule() {
+            Rule::string => build_string(v, base, cx),
             _ => Spanned {
                 value: v.as_str().to_owned(),
                 span: span_of(v, base),
@@ -289,15 +401,15 @@ fn build_exception(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic
         };
         let dups = &mut x.duplicates;
         match kind {
-            Rule::for_rule_clause => set_once(&mut x.rule, text(&v, diags), "rule", span, dups),
-            Rule::tenant_clause => set_once(&mut x.tenant, text(&v, diags), "tenant", span, dups),
-            Rule::owner_clause => set_once(&mut x.owner, text(&v, diags), "owner", span, dups),
+            Rule::for_rule_clause => set_once(&mut x.rule, text(&v, cx), "rule", span, dups),
+            Rule::tenant_clause => set_once(&mut x.tenant, text(&v, cx), "tenant", span, dups),
+            Rule::owner_clause => set_once(&mut x.owner, text(&v, cx), "owner", span, dups),
             Rule::expires_clause => {
-                set_once(&mut x.expires, text(&v, diags), "expires", span, dups);
+                set_once(&mut x.expires, text(&v, cx), "expires", span, dups);
             }
-            Rule::reason_clause => set_once(&mut x.reason, text(&v, diags), "reason", span, dups),
+            Rule::reason_clause => set_once(&mut x.reason, text(&v, cx), "reason", span, dups),
             Rule::match_clause => {
-                let e = build_expr(v, base, diags);
+                let e = build_expr(v, base, cx);
                 set_once(&mut x.match_expr, e, "match", span, dups);
             }
             _ => {}
@@ -306,11 +418,36 @@ fn build_exception(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic
     x
 }
 
-fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> RuleAst {
+fn build_rule(pair: Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> RuleAst {
     let mut r = RuleAst {
         span: span_of(&pair, base),
         ..RuleAst::default()
     };
+    // Parameters first, so that every clause sees them, whatever the order; a tenant's values
+    // replace the defaults.
+    r.params = pair
+        .clone()
+        .into_inner()
+        .filter(|p| p.as_rule() == Rule::param_clause)
+        .map(|p| build_param(p, base, cx))
+        .collect();
+    check_unique_params(&r.params, "declared", cx);
+    let id = pair
+        .clone()
+        .into_inner()
+        .find(|p| p.as_rule() == Rule::rule_id)
+        .map(|p| p.as_str());
+    cx.params = r.params.clone();
+    if let Some((rule, values)) = cx.overrides
+        && Some(rule) == id
+    {
+        for v in values {
+            if let Some(d) = cx.params.iter_mut().find(|d| d.name.value == v.name.value) {
+                d.value = v.value.clone();
+            }
+        }
+    }
+    cx.used.clear();
     for p in pair.into_inner() {
         let span = span_of(&p, base);
         let kind = p.as_rule();
@@ -328,7 +465,8 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
                 let Some(n) = first() else { continue };
                 let nspan = span_of(&n, base);
                 let value = n.as_str().parse::<u64>().unwrap_or_else(|_| {
-                    diags.push(Diagnostic::error(nspan, "version is too large"));
+                    cx.diags
+                        .push(Diagnostic::error(nspan, "version is too large"));
                     1
                 });
                 set_once(
@@ -341,12 +479,14 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
             }
             Rule::title_clause => {
                 let Some(s) = first() else { continue };
-                let v = build_string(&s, base, diags);
+                let mut v = build_string(&s, base, cx);
+                cx.expand(&mut v.value);
                 set_once(&mut r.title, v, "title", span, &mut r.duplicates);
             }
             Rule::description_clause => {
                 let Some(s) = first() else { continue };
-                let v = build_string(&s, base, diags);
+                let mut v = build_string(&s, base, cx);
+                cx.expand(&mut v.value);
                 set_once(
                     &mut r.description,
                     v,
@@ -357,13 +497,10 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
             }
             Rule::severity_clause => {
                 let Some(s) = first() else { continue };
-                let v = Spanned {
-                    value: s.as_str().to_owned(),
-                    span: span_of(&s, base),
-                };
+                let v = text_of(&s, base);
                 match first() {
                     Some(e) => {
-                        let e = build_expr(e, base, diags);
+                        let e = build_expr(e, base, cx);
                         r.severity_if.push((v, e));
                     }
                     None => set_once(&mut r.severity, v, "severity", span, &mut r.duplicates),
@@ -371,14 +508,14 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
             }
             Rule::author_clause => {
                 let Some(s) = first() else { continue };
-                let v = build_string(&s, base, diags);
+                let v = build_string(&s, base, cx);
                 set_once(&mut r.author, v, "author", span, &mut r.duplicates);
             }
             Rule::references_clause | Rule::false_positives_clause => {
                 let Some(list) = first() else { continue };
                 let items: Vec<Spanned<String>> = list
                     .into_inner()
-                    .map(|q| build_string(&q, base, diags))
+                    .map(|q| build_string(&q, base, cx))
                     .collect();
                 let (slot, name) = if kind == Rule::references_clause {
                     (&mut r.references, "references")
@@ -393,8 +530,15 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
             }
             Rule::risk_clause => {
                 let Some(n) = first() else { continue };
+                let value = match n.as_rule() {
+                    Rule::param_ref => match cx.param(&n, base, &["a number"]) {
+                        Some(ParamValue::Number(v)) if v >= 0.0 && v.fract() == 0.0 => v as u64,
+                        _ => u64::MAX,
+                    },
+                    _ => n.as_str().parse().unwrap_or(u64::MAX),
+                };
                 let v = Spanned {
-                    value: n.as_str().parse().unwrap_or(u64::MAX),
+                    value,
                     span: span_of(&n, base),
                 };
                 set_once(&mut r.risk_score, v, "risk_score", span, &mut r.duplicates);
@@ -410,41 +554,32 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
                 } else {
                     vec![t]
                 };
-                r.tags = tags
-                    .into_iter()
-                    .map(|t| Spanned {
-                        value: t.as_str().to_owned(),
-                        span: span_of(&t, base),
-                    })
-                    .collect();
+                r.tags = tags.into_iter().map(|t| text_of(&t, base)).collect();
             }
             Rule::match_clause => {
                 let Some(e) = first() else { continue };
-                let e = build_expr(e, base, diags);
+                let e = build_expr(e, base, cx);
                 set_once(&mut r.match_expr, e, "match", span, &mut r.duplicates);
             }
             Rule::when_clause => {
-                let w = build_when(inner.collect(), span, base, diags);
+                let w = build_when(inner.collect(), span, base, cx);
                 set_once(&mut r.when, w, "when", span, &mut r.duplicates);
             }
             Rule::sequence_clause => {
-                let q = build_sequence(inner.collect(), span, base, diags);
+                let q = build_sequence(inner.collect(), span, base, cx);
                 set_once(&mut r.sequence, q, "sequence", span, &mut r.duplicates);
             }
             Rule::from_clause => {
                 let rules = inner
                     .filter(|q| q.as_rule() == Rule::rule_id)
-                    .map(|q| Spanned {
-                        value: q.as_str().to_owned(),
-                        span: span_of(&q, base),
-                    })
+                    .map(|q| text_of(&q, base))
                     .collect();
                 let f = FromAlerts { rules, span };
                 set_once(&mut r.from_alerts, f, "from", span, &mut r.duplicates);
             }
             Rule::suppress_clause => {
                 let Some(d) = first() else { continue };
-                let v = build_duration(&d, base, diags);
+                let v = build_duration(&d, base, cx);
                 if let Some(by) = first() {
                     r.suppress_by = build_group_by(by, base);
                 }
@@ -453,6 +588,20 @@ fn build_rule(pair: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
             _ => {}
         }
     }
+    for (i, p) in r.params.iter().enumerate() {
+        let first = !r.params[..i].iter().any(|q| q.name.value == p.name.value);
+        if first && !cx.used.iter().any(|(n, _)| n == &p.name.value) {
+            cx.diags.push(
+                Diagnostic::warning(
+                    p.name.span,
+                    format!("parameter `{}` is never used", p.name.value),
+                )
+                .with_hint(format!("use it as `${}`, or drop it", p.name.value)),
+            );
+        }
+    }
+    r.param_values = std::mem::take(&mut cx.used);
+    cx.params.clear();
     r
 }
 
@@ -507,7 +656,7 @@ fn is_keyword(r: Rule) -> bool {
     )
 }
 
-fn build_string(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Spanned<String> {
+fn build_string(p: &Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> Spanned<String> {
     let span = span_of(p, base);
     let raw = p.as_str();
     let value = if let Some(body) = raw.strip_prefix('\'') {
@@ -517,12 +666,12 @@ fn build_string(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) ->
             .strip_prefix('"')
             .and_then(|b| b.strip_suffix('"'))
             .unwrap_or(raw);
-        unescape(body, span.start + 1, diags)
+        unescape(body, span.start + 1, cx)
     };
     Spanned { value, span }
 }
 
-fn unescape(body: &str, at: usize, diags: &mut Vec<Diagnostic>) -> String {
+fn unescape(body: &str, at: usize, cx: &mut Cx<'_>) -> String {
     let mut out = String::with_capacity(body.len());
     let mut chars = body.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -542,13 +691,13 @@ fn unescape(body: &str, at: usize, diags: &mut Vec<Diagnostic>) -> String {
                 let hex: String = chars.by_ref().take(4).map(|(_, h)| h).collect();
                 match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
                     Some(ch) if hex.len() == 4 => out.push(ch),
-                    _ => diags.push(Diagnostic::error(
+                    _ => cx.diags.push(Diagnostic::error(
                         Span::new(at + i, at + j + 1 + hex.len()),
                         "invalid unicode escape: expected `\\u` and four hex digits",
                     )),
                 }
             }
-            other => diags.push(
+            other => cx.diags.push(
                 Diagnostic::error(
                     Span::new(at + i, at + j + other.len_utf8()),
                     format!("unknown escape `\\{other}`"),
@@ -563,10 +712,7 @@ fn unescape(body: &str, at: usize, diags: &mut Vec<Diagnostic>) -> String {
 fn build_group_by(p: Pair<'_, Rule>, base: usize) -> Vec<Spanned<String>> {
     p.into_inner()
         .filter(|q| q.as_rule() == Rule::field)
-        .map(|f| Spanned {
-            value: f.as_str().to_owned(),
-            span: span_of(&f, base),
-        })
+        .map(|f| text_of(&f, base))
         .collect()
 }
 
@@ -574,7 +720,7 @@ fn build_sequence(
     parts: Vec<Pair<'_, Rule>>,
     span: Span,
     base: usize,
-    diags: &mut Vec<Diagnostic>,
+    cx: &mut Cx<'_>,
 ) -> Sequence {
     let mut q = Sequence {
         group_by: Vec::new(),
@@ -587,10 +733,10 @@ fn build_sequence(
         let span = span_of(&p, base);
         match p.as_rule() {
             Rule::group_by => q.group_by = build_group_by(p, base),
-            Rule::duration => q.within = Some(build_duration(&p, base, diags)),
+            Rule::duration | Rule::param_ref => q.within = Some(build_duration(&p, base, cx)),
             Rule::until_step => {
                 if let Some(e) = p.into_inner().find(|x| x.as_rule() == Rule::expr) {
-                    q.until.push((build_expr(e, base, diags), span));
+                    q.until.push((build_expr(e, base, cx), span));
                 }
             }
             Rule::step | Rule::absent_step => {
@@ -601,12 +747,9 @@ fn build_sequence(
                 for x in p.into_inner() {
                     match x.as_rule() {
                         Rule::step_name => {
-                            name = Spanned {
-                                value: x.as_str().to_owned(),
-                                span: span_of(&x, base),
-                            };
+                            name = text_of(&x, base);
                         }
-                        Rule::expr => expr = build_expr(x, base, diags),
+                        Rule::expr => expr = build_expr(x, base, cx),
                         Rule::runs => {
                             if let Some(n) = x.into_inner().find(|y| y.as_rule() == Rule::integer) {
                                 runs = Some(Spanned {
@@ -632,33 +775,155 @@ fn build_sequence(
     q
 }
 
-fn build_duration(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Spanned<u64> {
+fn build_duration(p: &Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> Spanned<u64> {
     let span = span_of(p, base);
+    if p.as_rule() == Rule::param_ref {
+        let value = match cx.param(p, base, &["a duration"]) {
+            Some(ParamValue::Duration(ms)) => ms,
+            _ => 0,
+        };
+        return Spanned { value, span };
+    }
     let value = vigil_model::parse_duration(p.as_str()).unwrap_or_else(|e| {
-        diags.push(Diagnostic::error(span, e.to_string()));
+        cx.diags.push(Diagnostic::error(span, e.to_string()));
         0
     });
     Spanned { value, span }
 }
 
-fn build_literal(p: &Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Spanned<Literal> {
+fn build_literal(p: &Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> Spanned<Literal> {
     let span = span_of(p, base);
     let value = match p.as_rule() {
-        Rule::string => Literal::Str(build_string(p, base, diags).value),
+        Rule::string => Literal::Str(build_string(p, base, cx).value),
         Rule::boolean => Literal::Bool(p.as_str() == "true"),
+        Rule::param_ref => match cx.param(p, base, &["a string", "a number", "a boolean"]) {
+            Some(ParamValue::Str(v)) => Literal::Str(v),
+            Some(ParamValue::Bool(v)) => Literal::Bool(v),
+            Some(ParamValue::Number(v)) => Literal::Num(v),
+            _ => Literal::Num(f64::NAN),
+        },
         _ => Literal::Num(p.as_str().parse().unwrap_or(f64::NAN)),
     };
     Spanned { value, span }
 }
 
-fn build_expr(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Expr {
+/// A number, or a parameter `$NAME` holding one (NaN when missing: the checker reports it).
+fn build_number(p: Option<Pair<'_, Rule>>, base: usize, cx: &mut Cx<'_>) -> f64 {
+    match p {
+        Some(q) if q.as_rule() == Rule::param_ref => match cx.param(&q, base, &["a number"]) {
+            Some(ParamValue::Number(v)) => v,
+            _ => f64::NAN,
+        },
+        Some(q) => q.as_str().parse().unwrap_or(f64::NAN),
+        None => f64::NAN,
+    }
+}
+
+/// A `param_value`: a duration, number, string, boolean or `list(NAME)`.
+fn build_param_value(p: Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> Spanned<ParamValue> {
+    let span = span_of(&p, base);
+    let value = match p.into_inner().next() {
+        Some(v) if v.as_rule() == Rule::duration => {
+            ParamValue::Duration(build_duration(&v, base, cx).value)
+        }
+        Some(v) if v.as_rule() == Rule::string => ParamValue::Str(build_string(&v, base, cx).value),
+        Some(v) if v.as_rule() == Rule::boolean => ParamValue::Bool(v.as_str() == "true"),
+        Some(v) if v.as_rule() == Rule::list_ref => {
+            match v.into_inner().find(|n| n.as_rule() != Rule::k_list) {
+                Some(n) if n.as_rule() == Rule::rule_id => ParamValue::List(n.as_str().to_owned()),
+                other => {
+                    let at = other.map_or(span, |n| span_of(&n, base));
+                    cx.diags.push(Diagnostic::error(
+                        at,
+                        "a parameter's value is written out: it cannot name another parameter",
+                    ));
+                    ParamValue::List(String::new())
+                }
+            }
+        }
+        Some(v) => ParamValue::Number(v.as_str().parse().unwrap_or(f64::NAN)),
+        None => ParamValue::Number(f64::NAN),
+    };
+    Spanned { value, span }
+}
+
+/// `NAME = VALUE`, a declaration's or a set's.
+fn build_param(p: Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> ParamAst {
+    let mut name = Spanned::default();
+    let mut value = Spanned {
+        value: ParamValue::Number(f64::NAN),
+        span: span_of(&p, base),
+    };
+    for q in p.into_inner() {
+        match q.as_rule() {
+            Rule::param_name => {
+                name = text_of(&q, base);
+            }
+            Rule::param_value => value = build_param_value(q, base, cx),
+            _ => {}
+        }
+    }
+    ParamAst { name, value }
+}
+
+/// Reports a parameter named twice in `params`, after the first.
+fn check_unique_params(params: &[ParamAst], what: &str, cx: &mut Cx<'_>) {
+    for (i, p) in params.iter().enumerate() {
+        if params[..i].iter().any(|q| q.name.value == p.name.value) {
+            cx.diags.push(Diagnostic::error(
+                p.name.span,
+                format!("parameter `{}` is {what} twice", p.name.value),
+            ));
+        }
+    }
+}
+
+fn build_params(pair: Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> ParamsAst {
+    let mut x = ParamsAst {
+        span: span_of(&pair, base),
+        ..ParamsAst::default()
+    };
+    for p in pair.into_inner() {
+        let span = span_of(&p, base);
+        let kind = p.as_rule();
+        let named = |p: &Pair<'_, Rule>| {
+            p.clone()
+                .into_inner()
+                .find(|q| q.as_rule() == Rule::rule_id)
+                .map(|q| text_of(&q, base))
+        };
+        match kind {
+            Rule::rule_id => {
+                x.id = Spanned {
+                    value: p.as_str().to_owned(),
+                    span,
+                };
+            }
+            Rule::for_rule_clause | Rule::tenant_clause => {
+                let Some(v) = named(&p) else { continue };
+                let (slot, name) = if kind == Rule::for_rule_clause {
+                    (&mut x.rule, "rule")
+                } else {
+                    (&mut x.tenant, "tenant")
+                };
+                set_once(slot, v, name, span, &mut x.duplicates);
+            }
+            Rule::param_set => x.values.push(build_param(p, base, cx)),
+            _ => {}
+        }
+    }
+    check_unique_params(&x.values, "set", cx);
+    x
+}
+
+fn build_expr(p: Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> Expr {
     match p.as_rule() {
         Rule::expr | Rule::and_expr => {
             let is_or = p.as_rule() == Rule::expr;
             let mut parts: Vec<Expr> = p
                 .into_inner()
                 .filter(|q| !is_keyword(q.as_rule()))
-                .map(|q| build_expr(q, base, diags))
+                .map(|q| build_expr(q, base, cx))
                 .collect();
             if parts.len() == 1 {
                 parts.pop().unwrap_or(Expr::And(Vec::new()))
@@ -669,31 +934,28 @@ fn build_expr(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Ex
             }
         }
         Rule::not_expr => match p.into_inner().next() {
-            Some(q) => build_expr(q, base, diags),
+            Some(q) => build_expr(q, base, cx),
             None => Expr::And(Vec::new()),
         },
         Rule::negation => {
             let inner = p
                 .into_inner()
                 .find(|q| q.as_rule() != Rule::k_not)
-                .map(|q| build_expr(q, base, diags))
+                .map(|q| build_expr(q, base, cx))
                 .unwrap_or(Expr::And(Vec::new()));
             Expr::Not(Box::new(inner))
         }
-        Rule::comparison => Expr::Cmp(build_comparison(p, base, diags)),
+        Rule::comparison => Expr::Cmp(build_comparison(p, base, cx)),
         _ => Expr::And(Vec::new()),
     }
 }
 
-fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>) -> Comparison {
+fn build_comparison(p: Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> Comparison {
     let span = span_of(&p, base);
     let mut inner = p.into_inner();
     let field = inner
         .next()
-        .map(|f| Spanned {
-            value: f.as_str().to_owned(),
-            span: span_of(&f, base),
-        })
+        .map(|f| text_of(&f, base))
         .unwrap_or_else(|| Spanned {
             value: String::new(),
             span,
@@ -726,18 +988,25 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
                 .and_then(|q| {
                     q.clone()
                         .into_inner()
-                        .find(|n| n.as_rule() == Rule::rule_id)
+                        .find(|n| matches!(n.as_rule(), Rule::rule_id | Rule::param_ref))
                 });
             let operand = match named {
-                Some(n) => Operand::ListRef(Spanned {
-                    value: n.as_str().to_owned(),
-                    span: span_of(&n, base),
-                }),
+                Some(n) if n.as_rule() == Rule::param_ref => {
+                    let value = match cx.param(&n, base, &["a list"]) {
+                        Some(ParamValue::List(l)) => l,
+                        _ => String::new(),
+                    };
+                    Operand::ListRef(Spanned {
+                        value,
+                        span: span_of(&n, base),
+                    })
+                }
+                Some(n) => Operand::ListRef(text_of(&n, base)),
                 None => Operand::List(
                     parts
                         .iter()
                         .find(|q| q.as_rule() == Rule::list)
-                        .map(|l| build_list(l, base, diags))
+                        .map(|l| build_list(l, base, cx))
                         .unwrap_or_default(),
                 ),
             };
@@ -745,8 +1014,8 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
         }
         Rule::cidr_pred => {
             let operand = match parts.iter().find(|q| q.as_rule() != Rule::k_cidr) {
-                Some(q) if q.as_rule() == Rule::list => Operand::List(build_list(q, base, diags)),
-                Some(q) => Operand::Literal(build_literal(q, base, diags)),
+                Some(q) if q.as_rule() == Rule::list => Operand::List(build_list(q, base, cx)),
+                Some(q) => Operand::Literal(build_literal(q, base, cx)),
                 None => Operand::None,
             };
             (CmpOp::Cidr, operand)
@@ -784,7 +1053,7 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
                 CmpOp::EndsWith { ci }
             };
             let operand = parts.get(1).map_or(Operand::None, |q| {
-                Operand::Literal(build_literal(q, base, diags))
+                Operand::Literal(build_literal(q, base, cx))
             });
             (op, operand)
         }
@@ -800,7 +1069,7 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
                 _ => CmpOp::Ge,
             };
             let operand = parts.get(1).map_or(Operand::None, |q| {
-                Operand::Literal(build_literal(q, base, diags))
+                Operand::Literal(build_literal(q, base, cx))
             });
             (op, operand)
         }
@@ -816,23 +1085,14 @@ fn build_comparison(p: Pair<'_, Rule>, base: usize, diags: &mut Vec<Diagnostic>)
     }
 }
 
-fn build_list(
-    p: &Pair<'_, Rule>,
-    base: usize,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<Spanned<Literal>> {
+fn build_list(p: &Pair<'_, Rule>, base: usize, cx: &mut Cx<'_>) -> Vec<Spanned<Literal>> {
     p.clone()
         .into_inner()
-        .map(|q| build_literal(&q, base, diags))
+        .map(|q| build_literal(&q, base, cx))
         .collect()
 }
 
-fn build_when(
-    parts: Vec<Pair<'_, Rule>>,
-    span: Span,
-    base: usize,
-    diags: &mut Vec<Diagnostic>,
-) -> When {
+fn build_when(parts: Vec<Pair<'_, Rule>>, span: Span, base: usize, cx: &mut Cx<'_>) -> When {
     let mut w = When {
         aggregate: Aggregate::Count,
         threshold: Spanned {
@@ -844,8 +1104,6 @@ fn build_when(
         window: Spanned { value: 0, span },
         span,
     };
-    let number =
-        |q: Option<Pair<'_, Rule>>| q.and_then(|q| q.as_str().parse().ok()).unwrap_or(f64::NAN);
     for p in parts {
         match p.as_rule() {
             Rule::aggregate => {
@@ -858,10 +1116,7 @@ fn build_when(
                     match q.as_rule() {
                         Rule::agg_fn => fn_name = q.as_str(),
                         Rule::field => {
-                            let f = Spanned {
-                                value: q.as_str().to_owned(),
-                                span: span_of(&q, base),
-                            };
+                            let f = text_of(&q, base);
                             w.aggregate = match (kind, fn_name) {
                                 (Rule::distinct_count, _) => Aggregate::DistinctCount(f),
                                 (_, "sum") => Aggregate::Numeric(NumericAgg::Sum, f),
@@ -879,16 +1134,18 @@ fn build_when(
                 let mut it = p.into_inner();
                 let op = it.next().map_or(">=", |q| q.as_str()).to_owned();
                 w.threshold = Spanned {
-                    value: Condition::Cmp(op, number(it.next())),
+                    value: Condition::Cmp(op, build_number(it.next(), base, cx)),
                     span: tspan,
                 };
             }
             Rule::between => {
                 let tspan = span_of(&p, base);
-                let mut it = p.into_inner().filter(|q| q.as_rule() == Rule::number);
-                let lo = number(it.next());
+                let mut it = p
+                    .into_inner()
+                    .filter(|q| matches!(q.as_rule(), Rule::number | Rule::param_ref));
+                let lo = build_number(it.next(), base, cx);
                 w.threshold = Spanned {
-                    value: Condition::Between(lo, number(it.next())),
+                    value: Condition::Between(lo, build_number(it.next(), base, cx)),
                     span: tspan,
                 };
             }
@@ -896,16 +1153,13 @@ fn build_when(
                 let fields = p
                     .into_inner()
                     .filter(|q| q.as_rule() == Rule::field)
-                    .map(|q| Spanned {
-                        value: q.as_str().to_owned(),
-                        span: span_of(&q, base),
-                    })
+                    .map(|q| text_of(&q, base))
                     .collect();
                 w.aggregate = Aggregate::FirstSeen(fields);
                 w.window_kind = WindowDecl::FirstSeen { written: false };
             }
-            Rule::duration => {
-                w.window = build_duration(&p, base, diags);
+            Rule::duration | Rule::param_ref => {
+                w.window = build_duration(&p, base, cx);
                 w.window_kind = WindowDecl::FirstSeen { written: true };
             }
             Rule::group_by => w.group_by = build_group_by(p, base),
@@ -915,13 +1169,13 @@ fn build_when(
                         Rule::window_kind if q.as_str() == "tumbling" => {
                             w.window_kind = WindowDecl::Tumbling;
                         }
-                        Rule::duration => w.window = build_duration(&q, base, diags),
+                        Rule::duration | Rule::param_ref => w.window = build_duration(&q, base, cx),
                         Rule::hopping | Rule::session => {
                             let hopping = q.as_rule() == Rule::hopping;
                             let mut ds = q
                                 .into_inner()
-                                .filter(|d| d.as_rule() == Rule::duration)
-                                .map(|d| build_duration(&d, base, diags));
+                                .filter(|d| matches!(d.as_rule(), Rule::duration | Rule::param_ref))
+                                .map(|d| build_duration(&d, base, cx));
                             if let Some(d) = ds.next() {
                                 w.window = d;
                             }

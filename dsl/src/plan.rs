@@ -77,8 +77,42 @@ pub struct RulePlan {
     /// Allow-list entries for this rule (not part of the plan hash: adding or removing one
     /// keeps the rule's identity and its window state).
     pub exceptions: Vec<ExceptionPlan>,
+    /// The tenants the rule runs for: all of them, all but those with their own parameters,
+    /// or one tenant with its parameters.
+    pub tenants: TenantScope,
+    /// The parameters the rule uses with the values in force (the defaults, or one tenant's).
+    pub params: Vec<(String, crate::ast::ParamValue)>,
+    /// For a tenant's variant, the parameter set it comes from, as `ID (path:line)`.
+    pub params_origin: Option<String>,
     /// Hash of the compiled plan (hex): a rule is unchanged when id, version and this are equal.
     pub plan_hash: String,
+}
+
+/// The tenants a rule runs for. A rule with parameter sets compiles once per set (for that
+/// tenant) and once with its defaults (for every other tenant); each is a [`RulePlan`] with
+/// the rule's id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every tenant.
+    #[default]
+    All,
+    /// Every tenant but these (sorted), which have their own parameters.
+    AllBut(Vec<String>),
+    /// This tenant only, with its parameters.
+    Only(String),
+}
+
+impl TenantScope {
+    /// Whether the rule runs for `tenant`.
+    pub fn admits(&self, tenant: &str) -> bool {
+        match self {
+            TenantScope::All => true,
+            TenantScope::AllBut(others) => {
+                others.binary_search_by(|t| t.as_str().cmp(tenant)).is_err()
+            }
+            TenantScope::Only(t) => t == tenant,
+        }
+    }
 }
 
 /// What a rule reads.
@@ -630,6 +664,31 @@ impl RulePlan {
         for fp in &self.false_positives {
             let _ = writeln!(out, "  benign    {fp}");
         }
+        match &self.tenants {
+            TenantScope::All => {}
+            TenantScope::AllBut(others) => {
+                let _ = writeln!(
+                    out,
+                    "  tenants   every tenant but {} (their own parameters)",
+                    others.join(", ")
+                );
+            }
+            TenantScope::Only(t) => {
+                let _ = writeln!(
+                    out,
+                    "  tenants   {t} only, with parameter set {}",
+                    self.params_origin.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        if !self.params.is_empty() {
+            let values: Vec<String> = self
+                .params
+                .iter()
+                .map(|(n, v)| format!("{n} = {v}"))
+                .collect();
+            let _ = writeln!(out, "  params    {}", values.join(", "));
+        }
         if let RuleInput::Alerts(of) = &self.input {
             let of = if of.is_empty() {
                 "every rule over events".to_owned()
@@ -820,6 +879,12 @@ impl RulePlan {
         }
         if let RuleInput::Alerts(of) = &self.input {
             let _ = writeln!(canon, "from alerts of {of:?}");
+        }
+        // A tenant's variant is its own rule (its own state) even when its values equal the
+        // defaults. The defaults' plan leaves the scope out: giving one tenant parameters
+        // keeps every other tenant's state.
+        if let TenantScope::Only(t) = &self.tenants {
+            let _ = writeln!(canon, "tenant={t}");
         }
         if let RuleKind::Single(Some(s)) = &self.kind {
             let by: Vec<&str> =

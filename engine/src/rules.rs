@@ -235,7 +235,8 @@ impl Compiled {
         out: &mut Vec<Hit>,
     ) -> Matched {
         let rule = &self.rules[ri as usize];
-        if rule.gate.is_some_and(|g| !self.filters.atom(g, d, memo))
+        if !rule.plan.tenants.admits(at.tenant)
+            || rule.gate.is_some_and(|g| !self.filters.atom(g, d, memo))
             || !self.filters.eval(&rule.filter, d, memo)
         {
             return Matched::No;
