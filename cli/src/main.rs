@@ -149,7 +149,7 @@ struct IngestArgs {
 struct RunArgs {
     /// A pipeline file (source, rules, engine, sinks; see examples/pipeline.toml) instead of
     /// the flags below.
-    #[arg(long, short = 'c', value_name = "FILE", conflicts_with_all = ["rules", "input", "output", "workers", "lateness", "tenant", "rejects"])]
+    #[arg(long, short = 'c', value_name = "FILE", conflicts_with_all = ["rules", "input", "output", "workers", "lateness", "tenant", "rejects", "max_keys_per_tenant", "max_alerts_per_minute"])]
     config: Option<PathBuf>,
     /// Rule files, or directories searched recursively for `*.rule` files.
     #[arg(long = "rules", short = 'r', required_unless_present = "config", num_args = 1.., value_name = "PATH")]
@@ -180,6 +180,14 @@ struct RunArgs {
     /// line.
     #[arg(long, value_name = "FILE")]
     rejects: Option<PathBuf>,
+    /// Most live window keys one tenant may hold (per stage, shared over the workers); past
+    /// it, events that would open a new key are shed, counted and reported as a health alert.
+    #[arg(long, default_value_t = vigil_engine::DEFAULT_KEYS_PER_TENANT, value_name = "N")]
+    max_keys_per_tenant: u64,
+    /// Most alerts one rule may raise for one tenant per minute of event time; the rest are
+    /// shed, counted and reported as a health alert.
+    #[arg(long, default_value_t = vigil_engine::DEFAULT_ALERTS_PER_MINUTE, value_name = "N")]
+    max_alerts_per_minute: u64,
 }
 
 #[derive(Args, Debug)]
@@ -605,6 +613,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         workers: usize::from(args.workers),
         lateness_ms: args.lateness,
         default_tenant: args.tenant,
+        limits: vigil_engine::TenantLimits {
+            keys: args.max_keys_per_tenant,
+            alerts_per_minute: args.max_alerts_per_minute,
+            ..vigil_engine::TenantLimits::default()
+        },
         ..EngineConfig::default()
     };
     eprintln!(
@@ -660,6 +673,8 @@ fn summary(s: &RunStats) -> String {
     for (what, counts) in [
         ("events allowed by exceptions", &s.excepted),
         ("late events", &s.late_by_rule),
+        ("events shed past the live-key cap", &s.shed_keys),
+        ("alerts shed past the alert-rate cap", &s.shed_alerts),
     ] {
         if !counts.is_empty() {
             let per: Vec<String> = counts
@@ -671,6 +686,12 @@ fn summary(s: &RunStats) -> String {
                 per.join(", ")
             ));
         }
+    }
+    if s.health_alerts > 0 {
+        out.push_str(&format!(
+            "vigil: {} health alerts (tenant caps reached)\n",
+            s.health_alerts
+        ));
     }
     out.push_str(&format!(
         "vigil: {:.3} s\nevents/s: {:.1}\nstate: keys={} bytes={} bytes_per_key={:.1}\n",

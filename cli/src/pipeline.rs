@@ -2,6 +2,7 @@
 //! settings and sinks (see `examples/pipeline.toml` and the README). Relative paths are relative
 //! to the file's directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -58,6 +59,19 @@ struct EngineSection {
     state_dir: Option<PathBuf>,
     /// Serve Prometheus `/metrics` (and `/healthz`) here, e.g. `127.0.0.1:9464`.
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Most live window keys per tenant and stage.
+    max_keys_per_tenant: u64,
+    /// Most alerts per rule, tenant and minute of event time.
+    max_alerts_per_minute: u64,
+    /// Tenants with their own caps: `[engine.tenant_limits.acme]`.
+    tenant_limits: BTreeMap<TenantId, TenantLimitsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantLimitsSection {
+    max_keys: Option<u64>,
+    max_alerts_per_minute: Option<u64>,
 }
 
 impl Default for EngineSection {
@@ -68,6 +82,9 @@ impl Default for EngineSection {
             tenant: None,
             state_dir: None,
             metrics_listen: None,
+            max_keys_per_tenant: vigil_engine::DEFAULT_KEYS_PER_TENANT,
+            max_alerts_per_minute: vigil_engine::DEFAULT_ALERTS_PER_MINUTE,
+            tenant_limits: BTreeMap::new(),
         }
     }
 }
@@ -372,6 +389,22 @@ impl Pipeline {
                 .engine
                 .state_dir
                 .map(|d| CheckpointConfig { dir: at(&d) }),
+            limits: vigil_engine::TenantLimits {
+                keys: self.engine.max_keys_per_tenant,
+                alerts_per_minute: self.engine.max_alerts_per_minute,
+                tenants: self
+                    .engine
+                    .tenant_limits
+                    .into_iter()
+                    .map(|(t, l)| {
+                        let caps = vigil_engine::TenantCaps {
+                            keys: l.max_keys,
+                            alerts_per_minute: l.max_alerts_per_minute,
+                        };
+                        (t.to_string(), caps)
+                    })
+                    .collect(),
+            },
             ..EngineConfig::default()
         };
         Ok(Built {

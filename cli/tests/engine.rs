@@ -2,7 +2,7 @@
 //! across workers, batching and arrival order; live-mode idleness; exact accounting; derived
 //! event ids.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use vigil_dsl::SourceFile;
@@ -400,7 +400,7 @@ fn interrupted_runs(
     );
     // Replays raise some alerts again, always with the same id and content, so sinks that
     // dedupe by id hold exactly the uninterrupted run's alerts.
-    let mut by_id: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let mut by_id: BTreeMap<String, BTreeSet<String>> = Default::default();
     for a in comparable(&all) {
         let id = serde_json::from_str::<serde_json::Value>(&a).unwrap()["id"]
             .as_str()
@@ -919,6 +919,151 @@ fn a_tenants_parameters_change_its_alerts_only_for_any_arrival_order_and_restart
         "tenant-params",
         || brute_force_rules(true),
     );
+}
+
+/// The workload with a fourth tenant, `noisy`, failing logons for a new user every 20 ms over
+/// the same span: many keys and many single-event alerts.
+fn with_noisy_tenant(events: &[(i64, String)]) -> Vec<(i64, String)> {
+    let end = events.last().map_or(T0, |e| e.0);
+    let mut all = events.to_vec();
+    all.extend((0..).map(|i| T0 + i * 20).take_while(|t| *t <= end).map(|t| {
+        let line = format!(
+            r#"{{"@timestamp":{t},"tenant_id":"noisy","event":{{"id":"n-{t}","category":["authentication"],"outcome":"failure"}},"user":{{"name":"n{t}"}},"source":{{"ip":"192.0.2.1"}}}}"#
+        );
+        (t, line)
+    }));
+    all.sort_by_key(|e| e.0);
+    all
+}
+
+fn run_limited(
+    events: &[(i64, String)],
+    rules: Arc<Compiled>,
+    workers: usize,
+    limits: vigil_engine::TenantLimits,
+) -> (BTreeSet<String>, RunStats) {
+    let lines: Vec<String> = events.iter().map(|(_, l)| l.clone()).collect();
+    let config = EngineConfig {
+        workers,
+        lateness_ms: 10_000,
+        limits,
+        ..EngineConfig::default()
+    };
+    let (alerts, rejects, stats) =
+        run_with(&config, MemorySource::from_lines("w", &lines, 500), rules);
+    assert!(rejects.is_empty(), "{rejects:?}");
+    (comparable(&alerts), stats)
+}
+
+fn of_tenants(alerts: &BTreeSet<String>, tenants: &[&str]) -> BTreeSet<String> {
+    alerts
+        .iter()
+        .filter(|a| {
+            tenants
+                .iter()
+                .any(|t| a.contains(&format!(r#""tenant_id":"{t}""#)))
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_tenant_past_its_live_key_cap_is_shed_and_reported_and_the_others_are_unchanged() {
+    let events = workload(0xca9, 20_000);
+    let noisy = with_noisy_tenant(&events);
+    let quiet = ["acme", "globex", "initech"];
+    let (reference, _) = run_limited(&events, brute_force_rules(false), 1, Default::default());
+    assert!(reference.len() >= 5, "{}", reference.len());
+    let mut limits = vigil_engine::TenantLimits::default();
+    limits.tenants.insert(
+        "noisy".into(),
+        vigil_engine::TenantCaps {
+            keys: Some(1_000),
+            alerts_per_minute: None,
+        },
+    );
+    for workers in [1, 2, 4] {
+        let (alerts, stats) =
+            run_limited(&noisy, brute_force_rules(false), workers, limits.clone());
+        assert_eq!(of_tenants(&alerts, &quiet), reference, "workers={workers}");
+        // The noisy tenant's users beyond its cap were shed, counted, and reported.
+        let shed = stats.shed_keys[&("brute_force_login".to_owned(), "noisy".to_owned())];
+        assert!(shed > 15_000, "workers={workers}: {shed}");
+        assert_eq!(stats.shed_keys.len(), 1, "{:?}", stats.shed_keys);
+        let health: Vec<serde_json::Value> = of_tenants(&alerts, &["noisy"])
+            .iter()
+            .map(|a| serde_json::from_str(a).unwrap())
+            .collect();
+        assert_eq!(health.len(), 1, "one per rule, tenant and hour: {health:?}");
+        assert_eq!(health[0]["rule_id"], "vigil.health.key_cap");
+        assert_eq!(health[0]["group"]["rule.id"], "brute_force_login");
+        assert_eq!(stats.health_alerts, 1);
+    }
+}
+
+#[test]
+fn alerts_past_a_tenants_rate_cap_are_shed_exactly_and_the_others_are_unchanged() {
+    let failures = || {
+        let rule = r#"
+rule failed_logon {
+    title "Failed logon for {user.name}"
+    severity low
+    match event.outcome == "failure"
+}
+"#;
+        let (set, _) = vigil_dsl::compile(&[SourceFile::new("f.rule", rule)]).unwrap();
+        Arc::new(Compiled::new(&set))
+    };
+    let events = workload(0xa1e, 20_000);
+    let noisy = with_noisy_tenant(&events);
+    let quiet = ["acme", "globex", "initech"];
+    let (reference, _) = run_limited(&events, failures(), 1, Default::default());
+    let mut limits = vigil_engine::TenantLimits::default();
+    limits.tenants.insert(
+        "noisy".into(),
+        vigil_engine::TenantCaps {
+            keys: None,
+            alerts_per_minute: Some(50),
+        },
+    );
+    // Per minute of event time: 50 alerts of noisy's failures, one health alert, the rest
+    // shed.
+    let mut per_minute: BTreeMap<i64, u64> = BTreeMap::new();
+    for (t, l) in &noisy {
+        if l.contains(r#""tenant_id":"noisy""#) {
+            *per_minute.entry(t - t.rem_euclid(60_000)).or_default() += 1;
+        }
+    }
+    let admitted: u64 = per_minute.values().map(|&n| n.min(50)).sum();
+    let shed: u64 = per_minute.values().map(|&n| n.saturating_sub(50)).sum();
+    let over = per_minute.values().filter(|&&n| n > 50).count();
+    assert!(over >= 5, "{per_minute:?}");
+    for workers in [1, 2, 4] {
+        let (alerts, stats) = run_limited(&noisy, failures(), workers, limits.clone());
+        assert_eq!(of_tenants(&alerts, &quiet), reference, "workers={workers}");
+        let mine: Vec<serde_json::Value> = of_tenants(&alerts, &["noisy"])
+            .iter()
+            .map(|a| serde_json::from_str(a).unwrap())
+            .collect();
+        let health: Vec<&serde_json::Value> = mine
+            .iter()
+            .filter(|a| a["rule_id"] == "vigil.health.alert_rate")
+            .collect();
+        assert_eq!(
+            mine.len() as u64 - health.len() as u64,
+            admitted,
+            "workers={workers}"
+        );
+        assert_eq!(health.len(), over, "workers={workers}");
+        assert_eq!(
+            stats.shed_alerts[&("failed_logon".to_owned(), "noisy".to_owned())],
+            shed
+        );
+        assert_eq!(
+            stats.alerts["failed_logon"],
+            reference.len() as u64 + admitted
+        );
+    }
 }
 
 /// The shipped brute force and spray rules, a rule over their alerts (the risk per tenant

@@ -20,6 +20,7 @@ pub mod checkpoint;
 mod decode;
 mod filter;
 pub mod io;
+mod limits;
 mod metrics;
 mod rules;
 mod source;
@@ -34,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Filter};
@@ -54,6 +55,9 @@ pub use metrics::EngineMetrics;
 pub use io::{
     AlertSink, ChunkSink, EventSource, Normalizer, Record, Reject, RejectReason, RejectSink,
     SinkError, SourceError,
+};
+pub use limits::{
+    ALERT_PERIOD_MS, DEFAULT_ALERTS_PER_MINUTE, DEFAULT_KEYS_PER_TENANT, TenantCaps, TenantLimits,
 };
 pub use rules::{Compiled, MAX_EVENT_REFS};
 pub use stats::RunStats;
@@ -82,6 +86,8 @@ pub struct EngineConfig {
     pub checkpoint: Option<CheckpointConfig>,
     /// Live metrics, published by every worker about once a second.
     pub metrics: Option<Arc<EngineMetrics>>,
+    /// Caps per tenant on live keys and on alerts per rule and minute.
+    pub limits: TenantLimits,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +99,7 @@ impl Default for EngineConfig {
             channel_chunks: 4,
             checkpoint: None,
             metrics: None,
+            limits: TenantLimits::default(),
         }
     }
 }
@@ -128,6 +135,8 @@ fn snapshot(st: &WorkerStats, win: &WindowStats) -> metrics::WorkerSnapshot {
         late: win.late.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         alerts: st.alerts.clone(),
         excepted: st.excepted.clone(),
+        shed_keys: win.shed.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        shed_alerts: st.shed_alerts.clone(),
         keys: win.live.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         watermarks: win.watermarks.iter().cloned().collect(),
     }
@@ -430,6 +439,7 @@ pub fn run(
         timely::Config::process(workers)
     };
     let lateness = config.lateness_ms;
+    let limits = config.limits.clone();
     let default_tenant = config.default_tenant.clone();
     let worker_rules = Arc::clone(&rules);
     let stages = rules.stages() as usize;
@@ -544,10 +554,12 @@ pub fn run(
                         windows.resize(stages, None);
                         windows[level] = Some(bytes);
                     }),
+                    key_caps: limits.key_caps(workers),
                 };
                 let firings = stage_hits.keyed_windows(summaries.clone(), windows);
                 alert_hits.push(alerts(
                     firings,
+                    limits::AlertGate::new(limits.clone()),
                     Arc::clone(&rules),
                     Rc::clone(&stats),
                     Arc::clone(&sinks.alerts),
@@ -617,6 +629,19 @@ pub fn run(
                 .entry((rules.rule_id(rule).to_owned(), tenant))
                 .or_default() += n;
         }
+        for ((rule, tenant), n) in win.shed {
+            *total
+                .shed_keys
+                .entry((rules.rule_id(rule).to_owned(), tenant))
+                .or_default() += n;
+        }
+        for ((rule, tenant), n) in w.shed_alerts {
+            *total
+                .shed_alerts
+                .entry((rules.rule_id(rule).to_owned(), tenant))
+                .or_default() += n;
+        }
+        total.health_alerts += w.health_alerts;
         for (rule, &(n, b)) in win.peak_by_rule.iter().enumerate() {
             if n > 0 {
                 let e = total
@@ -666,18 +691,27 @@ pub fn run(
     Ok(total)
 }
 
-/// The alerts operator of one stage: turns firings into alerts, writes them to the alert sink,
-/// records in `done` the epoch before which every alert of the stage is in the sink, and emits,
-/// for the rules over alerts that read them, the hits the alerts make — at the epoch that raised
-/// them, so that the next stage applies them under the same watermark.
+/// The alerts operator of one stage: gathers the firings of each (tenant, rule) on one worker,
+/// sheds those past the tenant's alert rate (`gate`), turns firings into alerts (and health
+/// events into health alerts), writes them to the alert sink, records in `done` the epoch before
+/// which every alert of the stage is in the sink, and emits, for the rules over alerts that read
+/// them, the hits the alerts make — at the epoch that raised them, so that the next stage applies
+/// them under the same watermark.
 fn alerts<'s>(
     firings: StreamVec<'s, u64, Firing>,
+    mut gate: limits::AlertGate,
     rules: Arc<Compiled>,
     stats: Rc<RefCell<WorkerStats>>,
     sink: Arc<dyn AlertSink>,
     done: Rc<Cell<u64>>,
 ) -> StreamVec<'s, u64, Hit> {
-    firings.unary_frontier(Pipeline, "Alerts", move |_cap, _info| {
+    let by_rule_and_tenant = Exchange::new(|f: &Firing| {
+        let mut x = xxhash_rust::xxh3::Xxh3::new();
+        x.update(&f.rule.to_le_bytes());
+        x.update(f.tenant.as_bytes());
+        x.digest()
+    });
+    firings.unary_frontier(by_rule_and_tenant, "Alerts", move |_cap, _info| {
         let mut memo = Memo::default();
         let mut hits = Vec::new();
         move |(input, frontier), output| {
@@ -688,6 +722,28 @@ fn alerts<'s>(
                 let epoch = cap.least().copied().unwrap_or_default();
                 let mut st = stats.borrow_mut();
                 for f in data.drain(..) {
+                    match gate.admit(&f) {
+                        limits::Admit::Alert => {}
+                        limits::Admit::Health(h) => {
+                            // A detection past the cap, whose health event this is.
+                            if f.health.is_none() {
+                                *st.shed_alerts
+                                    .entry((f.rule, f.tenant.clone()))
+                                    .or_default() += 1;
+                            }
+                            st.health_alerts += 1;
+                            batch.push(rules.health_alert(&h, now));
+                            continue;
+                        }
+                        limits::Admit::Drop { shed } => {
+                            if shed {
+                                *st.shed_alerts
+                                    .entry((f.rule, f.tenant.clone()))
+                                    .or_default() += 1;
+                            }
+                            continue;
+                        }
+                    }
                     *st.alerts.entry((f.rule, f.tenant.clone())).or_default() += 1;
                     let rule = f.rule;
                     let readers = rules.readers(rule);

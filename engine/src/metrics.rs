@@ -18,6 +18,8 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) late: BTreeMap<(u32, String), u64>,
     pub(crate) alerts: BTreeMap<(u32, String), u64>,
     pub(crate) excepted: BTreeMap<(u32, String), u64>,
+    pub(crate) shed_keys: BTreeMap<(u32, String), u64>,
+    pub(crate) shed_alerts: BTreeMap<(u32, String), u64>,
     pub(crate) keys: BTreeMap<(u32, String), usize>,
     pub(crate) watermarks: BTreeMap<String, i64>,
 }
@@ -62,6 +64,7 @@ impl EngineMetrics {
         let mut late: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         let mut alerts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         let mut excepted: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        let mut shed: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
         let mut keys: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         let mut watermarks: BTreeMap<&str, i64> = BTreeMap::new();
         for w in &inner.workers {
@@ -79,6 +82,11 @@ impl EngineMetrics {
             }
             for ((r, t), n) in &w.excepted {
                 *excepted.entry((rule(*r), t)).or_default() += n;
+            }
+            for (reason, counts) in [("key_cap", &w.shed_keys), ("alert_rate", &w.shed_alerts)] {
+                for ((r, t), n) in counts {
+                    *shed.entry((rule(*r), t, reason)).or_default() += n;
+                }
             }
             for ((r, t), n) in &w.keys {
                 *keys.entry((rule(*r), t)).or_default() += n;
@@ -118,6 +126,16 @@ impl EngineMetrics {
             &mut out,
             "vigil_engine_excepted_events_total counter Events a rule's filter took that one of its exceptions allowed.",
             excepted.iter().map(|(k, v)| (rt(k), v.to_string())),
+        );
+        family(
+            &mut out,
+            "vigil_engine_shed_total counter Hits (key_cap: they would have opened a window key past the tenant's cap) and alerts (alert_rate: past the tenant's alerts per rule and minute) dropped.",
+            shed.iter().map(|((r, t, why), v)| {
+                (
+                    format!("rule=\"{r}\",tenant=\"{t}\",reason=\"{why}\""),
+                    v.to_string(),
+                )
+            }),
         );
         family(
             &mut out,

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use vigil_dsl::{
     AggKind, EventView, FieldId, RuleKind, RulePlan, RuleSet, ValueRef, WindowKind as DslWindow,
 };
-use vigil_model::{Alert, AlertWindow, TenantId, Threshold, alert_id};
+use vigil_model::{Alert, AlertWindow, Severity, TenantId, Threshold, alert_id};
 use vigil_operators::window::{AggFn, WindowKind};
-use vigil_operators::{EventId, Firing, Hit, RuleSpec, SequenceSpec, WindowSpec};
+use vigil_operators::{EventId, Firing, Health, Hit, RuleSpec, SequenceSpec, WindowSpec};
 
 use crate::decode::{Decoded, FieldTrie, Val};
 use crate::filter::{Filters, Memo, Node};
@@ -379,6 +379,59 @@ impl Compiled {
             .map(|&s| self.paths[usize::from(s)].clone())
             .zip(values.iter().cloned())
             .collect()
+    }
+
+    /// The health alert of a health event ([`Firing::health`]): rule id
+    /// `vigil.health.key_cap` or `vigil.health.alert_rate`, the rule it is about in its group,
+    /// one per rule, tenant and period (the id anchors at the period's start).
+    pub(crate) fn health_alert(&self, f: &Firing, detected_at: i64) -> Alert {
+        let rule = &self.rules[f.rule as usize].plan.id;
+        let (id, title, description) = match f.health {
+            Some(Health::KeyCap { cap }) => (
+                "vigil.health.key_cap",
+                format!("Live-key cap reached for rule {rule}: new keys shed"),
+                format!(
+                    "The tenant holds {cap} live window keys on one worker, its cap: events of                      {rule} that would open another key are dropped (counted in                      vigil_engine_shed_total{{reason=\"key_cap\"}}) until keys expire. One alert                      per rule and hour of event time."
+                ),
+            ),
+            _ => (
+                "vigil.health.alert_rate",
+                format!("Alert-rate cap reached for rule {rule}: alerts shed"),
+                format!(
+                    "Rule {rule} raised {} alerts for the tenant within one minute of event                      time, its cap: the rest of that minute's are dropped (counted in                      vigil_engine_shed_total{{reason=\"alert_rate\"}}). One alert per rule and                      minute.",
+                    f.value
+                ),
+            ),
+        };
+        let group: BTreeMap<String, String> = [("rule.id".to_owned(), rule.clone())].into();
+        Alert {
+            id: alert_id(
+                &f.tenant,
+                id,
+                1,
+                group.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                f.end,
+            ),
+            schema_version: vigil_model::SCHEMA_VERSION,
+            tenant_id: TenantId::parse(&f.tenant).unwrap_or_else(|_| unreachable_tenant(&f.tenant)),
+            rule_id: id.to_owned(),
+            rule_version: 1,
+            title,
+            severity: Severity::Medium,
+            risk_score: 0,
+            tags: vec!["vigil.health".to_owned()],
+            description: Some(description),
+            group,
+            window: AlertWindow {
+                start: f.start,
+                end: f.end,
+            },
+            value: f.value,
+            timestamp: f.end,
+            detected_at,
+            events: Vec::new(),
+            event_count: 0,
+        }
     }
 
     /// Builds the alert for a firing.

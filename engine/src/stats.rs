@@ -19,6 +19,10 @@ pub(crate) struct WorkerStats {
     pub(crate) alerts: BTreeMap<(u32, String), u64>,
     /// Events a rule's filter took but one of its exceptions allowed, per (rule index, tenant).
     pub(crate) excepted: BTreeMap<(u32, String), u64>,
+    /// Alerts shed past the tenant's alert rate, per (rule index, tenant).
+    pub(crate) shed_alerts: BTreeMap<(u32, String), u64>,
+    /// Health alerts raised.
+    pub(crate) health_alerts: u64,
     pub(crate) sink_errors: Vec<String>,
 }
 
@@ -52,6 +56,13 @@ pub struct RunStats {
     /// Events allowed by an exception per (rule id, tenant): the rule's filter took them, an
     /// exception of the rule for the tenant did too, so the rule did not see them.
     pub excepted: BTreeMap<(String, String), u64>,
+    /// Hits dropped per (rule id, tenant) because they would have opened a window key past the
+    /// tenant's cap.
+    pub shed_keys: BTreeMap<(String, String), u64>,
+    /// Alerts dropped per (rule id, tenant) past the tenant's alerts per rule and minute.
+    pub shed_alerts: BTreeMap<(String, String), u64>,
+    /// Health alerts raised (one per rule, tenant and period a cap was reached in).
+    pub health_alerts: u64,
     /// Most live window keys at once (summed over workers).
     pub peak_keys: usize,
     /// Window state bytes at the peak (summed over workers).

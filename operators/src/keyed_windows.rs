@@ -46,7 +46,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
@@ -56,7 +56,7 @@ use timely::dataflow::{Stream, StreamVec};
 use timely::progress::frontier::MutableAntichain;
 
 use crate::event_id::EventId;
-use crate::records::{EpochSummary, Firing, Hit};
+use crate::records::{EpochSummary, Firing, Health, Hit};
 use crate::sequence::SeqFired;
 use crate::snapshot::{self, KeyEntryRef, WindowsSnapshot, WindowsSnapshotRef};
 use crate::state::{KeyState, RuleSpec};
@@ -81,6 +81,9 @@ pub struct WindowStats {
     pub live: HashMap<(u32, String), usize>,
     /// Each tenant's watermark after the latest eviction sweep.
     pub watermarks: Vec<(String, i64)>,
+    /// Hits dropped per (rule index, tenant) because they would have opened a key past the
+    /// tenant's cap.
+    pub shed: HashMap<(u32, String), u64>,
 }
 
 impl WindowStats {
@@ -92,6 +95,9 @@ impl WindowStats {
         }
         for (k, v) in &other.live {
             *self.live.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.shed {
+            *self.shed.entry(k.clone()).or_default() += v;
         }
         self.keys += other.keys;
         self.peak_keys += other.peak_keys;
@@ -129,7 +135,38 @@ pub struct WindowsConfig {
     pub restore: Option<WindowsSnapshot>,
     /// Receives the encoded state at every checkpoint barrier.
     pub on_checkpoint: OnCheckpoint,
+    /// The most live keys a tenant may hold in this operator (on this worker).
+    pub key_caps: KeyCaps,
 }
+
+/// Caps on live keys per tenant, in one `keyed_windows` operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyCaps {
+    /// The cap of tenants not in `tenants`.
+    pub default: u64,
+    /// Tenants with their own cap.
+    pub tenants: HashMap<String, u64>,
+}
+
+impl Default for KeyCaps {
+    fn default() -> Self {
+        KeyCaps {
+            default: u64::MAX,
+            tenants: HashMap::new(),
+        }
+    }
+}
+
+impl KeyCaps {
+    /// The cap of `tenant`.
+    pub fn of(&self, tenant: &str) -> u64 {
+        self.tenants.get(tenant).copied().unwrap_or(self.default)
+    }
+}
+
+/// Length of the period a live-key health event reports on: one per rule, tenant and hour of
+/// event time.
+pub const KEY_CAP_PERIOD_MS: i64 = 3_600_000;
 
 impl WindowsConfig {
     /// `specs` with one lateness for every source, fresh state, no checkpoints.
@@ -141,6 +178,7 @@ impl WindowsConfig {
             stats: WindowStatsHandle::default(),
             restore: None,
             on_checkpoint: Box::new(|_, _| {}),
+            key_caps: KeyCaps::default(),
         }
     }
 }
@@ -223,6 +261,7 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
             stats,
             restore,
             mut on_checkpoint,
+            key_caps,
         } = config;
         self.binary_frontier(
             summaries,
@@ -233,7 +272,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                 let mut cap = Some(cap);
                 let mut stash: BTreeMap<u64, Epoch> = BTreeMap::new();
                 let mut tracker = WatermarkTracker::new(default_lateness_ms, lateness_ms);
-                let mut state = Keys::default();
+                let mut state = Keys {
+                    caps: key_caps,
+                    ..Keys::default()
+                };
                 if let Some(snap) = restore {
                     state.restore(snap, &mut tracker, &specs);
                     stats.borrow_mut().keys = state.keys.len();
@@ -311,7 +353,7 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             }
                         }
                         for t in &touched {
-                            state.drain(t, tracker.watermark(t), &specs, &mut fired);
+                            state.drain(t, tracker.watermark(t), &specs, &mut st, &mut fired);
                         }
                         if barrier {
                             on_checkpoint(e, state.encode(&tracker));
@@ -342,10 +384,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         tracker.finish();
                         let ts: BTreeSet<String> =
                             state.waiting_tenants().map(str::to_owned).collect();
-                        for t in &ts {
-                            state.drain(t, i64::MAX, &specs, &mut fired);
-                        }
                         let mut st = stats.borrow_mut();
+                        for t in &ts {
+                            state.drain(t, i64::MAX, &specs, &mut st, &mut fired);
+                        }
                         state.note_size(&mut st);
                         state.keys.clear();
                         st.keys = 0;
@@ -479,6 +521,12 @@ struct Keys {
     hits_since_sweep: usize,
     /// The key count state bytes were last measured at.
     measured_keys: usize,
+    /// Caps on live keys per tenant.
+    caps: KeyCaps,
+    /// Live keys by tenant index (expired ones included until a sweep drops them).
+    live: Vec<u64>,
+    /// (tenant index, rule, period) of the live-key health events raised.
+    reported: HashSet<(u32, u32, i64)>,
 }
 
 /// What waits for one tenant's watermark.
@@ -520,7 +568,9 @@ impl Keys {
             tracker.restore(t);
         }
         for k in snap.keys {
-            let (tenant, waiting) = self.tenant(&k.tenant);
+            let (tenant, _) = self.tenant(&k.tenant);
+            Self::count_live(&mut self.live, tenant, 1);
+            let waiting = &mut self.waiting[tenant as usize];
             if let (KeyState::Sequence(s), Some(RuleSpec::Sequence(q))) =
                 (&k.state, specs.get(k.rule as usize))
                 && let Some(d) = s.deadline(q)
@@ -541,6 +591,38 @@ impl Keys {
         }
     }
 
+    fn count_live(live: &mut Vec<u64>, tenant: u32, n: u64) {
+        if live.len() <= tenant as usize {
+            live.resize(tenant as usize + 1, 0);
+        }
+        live[tenant as usize] += n;
+    }
+
+    /// Whether `tenant`, at its cap, may open one more key at watermark `wm` after dropping its
+    /// expired keys (once per drain, `swept`: a scan of every key).
+    fn may_open(
+        &mut self,
+        tenant: u32,
+        cap: u64,
+        wm: i64,
+        specs: &[RuleSpec],
+        swept: &mut bool,
+    ) -> bool {
+        if !*swept {
+            *swept = true;
+            let mut dropped = 0;
+            self.keys.retain(|_, k| {
+                let keep = k.tenant != tenant || !k.state.expired(&specs[k.rule as usize], wm);
+                dropped += u64::from(!keep);
+                keep
+            });
+            if let Some(n) = self.live.get_mut(tenant as usize) {
+                *n -= dropped;
+            }
+        }
+        self.live.get(tenant as usize).is_none_or(|&n| n < cap)
+    }
+
     /// Buffers an on-time hit until its tenant's watermark passes it.
     fn buffer(&mut self, h: Hit) {
         self.seq += 1;
@@ -551,17 +633,52 @@ impl Keys {
 
     /// Applies the tenant's buffered hits below `wm` in `(time, id)` order, then fires the
     /// deadlines `wm` has reached.
-    fn drain(&mut self, tenant: &str, wm: i64, specs: &[RuleSpec], fired: &mut impl FnMut(Firing)) {
+    fn drain(
+        &mut self,
+        tenant: &str,
+        wm: i64,
+        specs: &[RuleSpec],
+        st: &mut WindowStats,
+        fired: &mut impl FnMut(Firing),
+    ) {
         let (tenant_idx, _) = self.tenant(tenant);
-        let waiting = &mut self.waiting[tenant_idx as usize];
+        let cap = self.caps.of(tenant);
+        let mut swept = false;
         {
-            while let Some((id, h)) = waiting.pending.pop_before(wm) {
+            while let Some((id, h)) = self.waiting[tenant_idx as usize].pending.pop_before(wm) {
                 let spec = &specs[h.rule as usize];
-                let key = self.keys.entry(h.key).or_insert_with(|| Key {
-                    state: KeyState::new(spec, &h.group),
-                    rule: h.rule,
-                    tenant: tenant_idx,
+                // Below its cap (the common case) a tenant's hit costs no extra lookup; at the
+                // cap, one that would open a key is shed.
+                let at_cap = self.live.get(tenant_idx as usize).copied().unwrap_or(0) >= cap;
+                if at_cap
+                    && !self.keys.contains_key(&h.key)
+                    && !self.may_open(tenant_idx, cap, wm, specs, &mut swept)
+                {
+                    *st.shed.entry((h.rule, h.tenant.clone())).or_default() += 1;
+                    let period = h.ts - h.ts.rem_euclid(KEY_CAP_PERIOD_MS);
+                    if self.reported.insert((tenant_idx, h.rule, period)) {
+                        fired(Firing::health(
+                            h.rule,
+                            tenant,
+                            Health::KeyCap { cap },
+                            period,
+                        ));
+                    }
+                    continue;
+                }
+                let waiting = &mut self.waiting[tenant_idx as usize];
+                let mut opened = false;
+                let key = self.keys.entry(h.key).or_insert_with(|| {
+                    opened = true;
+                    Key {
+                        state: KeyState::new(spec, &h.group),
+                        rule: h.rule,
+                        tenant: tenant_idx,
+                    }
                 });
+                if opened {
+                    Self::count_live(&mut self.live, tenant_idx, 1);
+                }
                 match (&mut key.state, spec) {
                     (KeyState::Window(state), RuleSpec::Window(w)) => {
                         let distinct = h
@@ -580,6 +697,7 @@ impl Keys {
                                 end: h.ts,
                                 events: f.events,
                                 event_count: f.event_count,
+                                health: None,
                             });
                         }
                     }
@@ -596,7 +714,7 @@ impl Keys {
                 }
             }
         }
-        let timers = &mut waiting.timers;
+        let timers = &mut self.waiting[tenant_idx as usize].timers;
         while let Some(&(d, k)) = timers.first() {
             if d > wm {
                 break;
@@ -652,6 +770,13 @@ impl Keys {
             }
             keep
         });
+        self.live = (0..names.len())
+            .map(|t| live.iter().map(|by_tenant| by_tenant[t] as u64).sum())
+            .collect();
+        // Health events are raised once per period: forget the periods well behind.
+        let oldest = wms.iter().copied().min().unwrap_or(i64::MIN);
+        self.reported
+            .retain(|&(_, _, p)| p.saturating_add(2 * KEY_CAP_PERIOD_MS) > oldest);
         st.live = live
             .into_iter()
             .enumerate()
@@ -715,6 +840,7 @@ fn single_firing(h: Hit) -> Firing {
         start: h.ts,
         end: h.ts,
         event_count: 1,
+        health: None,
     }
 }
 
@@ -731,5 +857,6 @@ fn seq_firing(rule: u32, tenant: &str, group: &[String], f: SeqFired) -> Firing 
         end: f.end,
         events: f.events,
         event_count: f.event_count,
+        health: None,
     }
 }

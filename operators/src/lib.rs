@@ -30,9 +30,9 @@ pub mod watermark;
 pub mod window;
 
 pub use event_id::EventId;
-pub use keyed_windows::{KeyedWindows, WindowsConfig};
+pub use keyed_windows::{KeyCaps, KeyedWindows, WindowsConfig};
 pub use lateness::Lateness;
-pub use records::{EpochSummary, Firing, Hit};
+pub use records::{EpochSummary, Firing, Health, Hit};
 pub use sequence::{SequenceSpec, SequenceState};
 pub use snapshot::WindowsSnapshot;
 pub use state::{KeyState, RuleSpec};

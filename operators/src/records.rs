@@ -81,4 +81,46 @@ pub struct Firing {
     pub events: Vec<String>,
     /// Events in the window at the moment of firing.
     pub event_count: u64,
+    /// A health event about the rule in this tenant instead of a detection.
+    pub health: Option<Health>,
+}
+
+/// Why a tenant's input was shed: the health events the engine raises as alerts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Health {
+    /// The tenant holds its cap of live keys (on this worker): hits that would open a new key
+    /// are dropped.
+    KeyCap {
+        /// The tenant's cap on this worker.
+        cap: u64,
+    },
+    /// The rule raised its cap of alerts for the tenant in one minute of event time: the rest
+    /// of that minute's are dropped.
+    AlertRate {
+        /// Alerts per rule, tenant and minute.
+        cap: u64,
+    },
+}
+
+impl Firing {
+    /// The health event `health` for `rule` in `tenant`, anchored at `at` (the start of the
+    /// period it reports on: one per rule, tenant and period).
+    pub fn health(rule: u32, tenant: &str, health: Health, at: i64) -> Firing {
+        let cap = match health {
+            Health::KeyCap { cap } | Health::AlertRate { cap } => cap,
+        };
+        Firing {
+            rule,
+            tenant: tenant.to_owned(),
+            group: Vec::new(),
+            event_id: String::new(),
+            title_values: Vec::new(),
+            value: cap as f64,
+            start: at,
+            end: at,
+            events: Vec::new(),
+            event_count: 0,
+            health: Some(health),
+        }
+    }
 }
