@@ -14,6 +14,11 @@ use crate::plan::*;
 use crate::schema::{FieldInfo, FieldType, Schema};
 use crate::template::Template;
 
+/// The text of a clause that was given, or empty.
+fn text_of(s: &Option<Spanned<String>>) -> String {
+    s.as_ref().map(|s| s.value.clone()).unwrap_or_default()
+}
+
 /// Longest window or suppression a rule may declare: state must stay bounded.
 pub const MAX_WINDOW_MS: u64 = 30 * 86_400_000;
 /// Most group-by fields a rule may declare.
@@ -143,6 +148,15 @@ impl Checker<'_> {
         }
     }
 
+    /// Reports an invalid tenant id in an exception's or a parameter set's `tenant` clause.
+    fn tenant(&mut self, tenant: &Option<Spanned<String>>) {
+        if let Some(t) = tenant
+            && !vigil_model::is_valid_tenant(&t.value)
+        {
+            self.err(t.span, format!("invalid tenant id `{}`", t.value));
+        }
+    }
+
     /// Checks a parameter set against the rule it names: the rule and tenant are given and
     /// exist, and every value names one of the rule's parameters with the default's type.
     /// Returns the rule and the tenant when it has no errors.
@@ -157,11 +171,7 @@ impl Checker<'_> {
         let what = format!("parameter set `{}`", x.id.value);
         self.need(head, &what, &x.rule, "rule", "rule brute_force_login");
         self.need(head, &what, &x.tenant, "tenant", "tenant acme");
-        if let Some(t) = &x.tenant
-            && !vigil_model::is_valid_tenant(&t.value)
-        {
-            self.err(t.span, format!("invalid tenant id `{}`", t.value));
-        }
+        self.tenant(&x.tenant);
         let rule = x
             .rule
             .as_ref()
@@ -226,9 +236,7 @@ impl Checker<'_> {
         if self.errors_since(before) {
             return None;
         }
-        let text =
-            |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
-        Some((text(&x.rule), text(&x.tenant)))
+        Some((text_of(&x.rule), text_of(&x.tenant)))
     }
 
     /// Checks one exception against the rules by id; returns the rule's id and the compiled
@@ -265,11 +273,7 @@ impl Checker<'_> {
             }
             self.diags.push(d);
         }
-        if let Some(t) = &x.tenant
-            && !vigil_model::is_valid_tenant(&t.value)
-        {
-            self.err(t.span, format!("invalid tenant id `{}`", t.value));
-        }
+        self.tenant(&x.tenant);
         for s in [&x.owner, &x.reason].into_iter().flatten() {
             if s.value.trim().is_empty() {
                 self.err(s.span, "must not be empty");
@@ -300,17 +304,15 @@ impl Checker<'_> {
         if self.errors_since(before) {
             return None;
         }
-        let text =
-            |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.value.clone()).unwrap_or_default();
         Some((
-            text(&x.rule),
+            text_of(&x.rule),
             ExceptionPlan {
                 id: x.id.value.clone(),
-                tenant: text(&x.tenant),
-                owner: text(&x.owner),
-                reason: text(&x.reason),
+                tenant: text_of(&x.tenant),
+                owner: text_of(&x.owner),
+                reason: text_of(&x.reason),
                 expires_ms: expires_ms.unwrap_or(i64::MIN),
-                expires: text(&x.expires),
+                expires: text_of(&x.expires),
                 predicate,
                 origin,
             },

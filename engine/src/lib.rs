@@ -617,30 +617,19 @@ pub fn run(
                 .entry(rules.rule_id(rule).to_owned())
                 .or_default() += n;
         }
-        for ((rule, tenant), n) in w.excepted {
-            *total
-                .excepted
-                .entry((rules.rule_id(rule).to_owned(), tenant))
-                .or_default() += n;
-        }
-        for ((rule, tenant), n) in win.late {
-            *total
-                .late_by_rule
-                .entry((rules.rule_id(rule).to_owned(), tenant))
-                .or_default() += n;
-        }
-        for ((rule, tenant), n) in win.shed {
-            *total
-                .shed_keys
-                .entry((rules.rule_id(rule).to_owned(), tenant))
-                .or_default() += n;
-        }
-        for ((rule, tenant), n) in w.shed_alerts {
-            *total
-                .shed_alerts
-                .entry((rules.rule_id(rule).to_owned(), tenant))
-                .or_default() += n;
-        }
+        // Per (rule index, tenant) on the worker; per (rule id, tenant) in the run.
+        let by_id = |into: &mut BTreeMap<(String, String), u64>,
+                     from: &mut dyn Iterator<Item = ((u32, String), u64)>| {
+            for ((rule, tenant), n) in from {
+                *into
+                    .entry((rules.rule_id(rule).to_owned(), tenant))
+                    .or_default() += n;
+            }
+        };
+        by_id(&mut total.excepted, &mut w.excepted.into_iter());
+        by_id(&mut total.late_by_rule, &mut win.late.into_iter());
+        by_id(&mut total.shed_keys, &mut win.shed.into_iter());
+        by_id(&mut total.shed_alerts, &mut w.shed_alerts.into_iter());
         total.health_alerts += w.health_alerts;
         for (rule, &(n, b)) in win.peak_by_rule.iter().enumerate() {
             if n > 0 {
@@ -722,27 +711,21 @@ fn alerts<'s>(
                 let epoch = cap.least().copied().unwrap_or_default();
                 let mut st = stats.borrow_mut();
                 for f in data.drain(..) {
-                    match gate.admit(&f) {
+                    let admit = gate.admit(&f);
+                    // A detection not raised was shed past the tenant's alert rate.
+                    if f.health.is_none() && admit != limits::Admit::Alert {
+                        *st.shed_alerts
+                            .entry((f.rule, f.tenant.clone()))
+                            .or_default() += 1;
+                    }
+                    match admit {
                         limits::Admit::Alert => {}
                         limits::Admit::Health(h) => {
-                            // A detection past the cap, whose health event this is.
-                            if f.health.is_none() {
-                                *st.shed_alerts
-                                    .entry((f.rule, f.tenant.clone()))
-                                    .or_default() += 1;
-                            }
                             st.health_alerts += 1;
                             batch.push(rules.health_alert(&h, now));
                             continue;
                         }
-                        limits::Admit::Drop { shed } => {
-                            if shed {
-                                *st.shed_alerts
-                                    .entry((f.rule, f.tenant.clone()))
-                                    .or_default() += 1;
-                            }
-                            continue;
-                        }
+                        limits::Admit::Drop => continue,
                     }
                     *st.alerts.entry((f.rule, f.tenant.clone())).or_default() += 1;
                     let rule = f.rule;

@@ -75,12 +75,9 @@ pub(crate) enum Admit {
     /// Raise this health event (the firing was one, or the firing is shed and the health event
     /// is the first of its period).
     Health(Firing),
-    /// Drop it: shed past the cap (its health event already raised), or a health event
+    /// Drop it: a detection past the cap (its health event raised already), or a health event
     /// raised already.
-    Drop {
-        /// Whether a detection was shed (not a repeated health event).
-        shed: bool,
-    },
+    Drop,
 }
 
 /// The alert-rate caps and the health events raised, of the alert stage of one worker (which
@@ -118,7 +115,7 @@ impl AlertGate {
             return if self.raised.insert(key) {
                 Admit::Health(f.clone())
             } else {
-                Admit::Drop { shed: false }
+                Admit::Drop
             };
         }
         let minute = f.end - f.end.rem_euclid(ALERT_PERIOD_MS);
@@ -139,7 +136,7 @@ impl AlertGate {
         {
             Admit::Health(health)
         } else {
-            Admit::Drop { shed: true }
+            Admit::Drop
         }
     }
 
@@ -186,7 +183,7 @@ mod tests {
         let mut outcome = |rule, tenant: &str, end| match gate.admit(&firing(rule, tenant, end)) {
             Admit::Alert => "alert".to_owned(),
             Admit::Health(h) => format!("health {:?} at {}", h.health, h.end),
-            Admit::Drop { shed } => format!("drop shed={shed}"),
+            Admit::Drop => "drop".to_owned(),
         };
         let acme: Vec<String> = (0..5).map(|i| outcome(0, "acme", 60_000 + i)).collect();
         assert_eq!(
@@ -196,7 +193,7 @@ mod tests {
                 "alert",
                 "alert",
                 "health Some(AlertRate { cap: 3 }) at 60000",
-                "drop shed=true"
+                "drop"
             ]
         );
         // Another rule, another tenant (with its own cap), the next minute: counted apart.
@@ -213,7 +210,7 @@ mod tests {
         let mut gate = AlertGate::new(TenantLimits::default());
         let h = Firing::health(2, "acme", Health::KeyCap { cap: 10 }, 3_600_000);
         assert!(matches!(gate.admit(&h), Admit::Health(_)));
-        assert_eq!(gate.admit(&h), Admit::Drop { shed: false });
+        assert_eq!(gate.admit(&h), Admit::Drop);
         let other = Firing::health(2, "globex", Health::KeyCap { cap: 10 }, 3_600_000);
         assert!(matches!(gate.admit(&other), Admit::Health(_)));
     }

@@ -569,7 +569,7 @@ impl Keys {
         }
         for k in snap.keys {
             let (tenant, _) = self.tenant(&k.tenant);
-            Self::count_live(&mut self.live, tenant, 1);
+            Self::count_live(&mut self.live, tenant);
             let waiting = &mut self.waiting[tenant as usize];
             if let (KeyState::Sequence(s), Some(RuleSpec::Sequence(q))) =
                 (&k.state, specs.get(k.rule as usize))
@@ -591,11 +591,12 @@ impl Keys {
         }
     }
 
-    fn count_live(live: &mut Vec<u64>, tenant: u32, n: u64) {
+    /// Counts one more live key of `tenant`.
+    fn count_live(live: &mut Vec<u64>, tenant: u32) {
         if live.len() <= tenant as usize {
             live.resize(tenant as usize + 1, 0);
         }
-        live[tenant as usize] += n;
+        live[tenant as usize] += 1;
     }
 
     /// Whether `tenant`, at its cap, may open one more key at watermark `wm` after dropping its
@@ -677,7 +678,7 @@ impl Keys {
                     }
                 });
                 if opened {
-                    Self::count_live(&mut self.live, tenant_idx, 1);
+                    Self::count_live(&mut self.live, tenant_idx);
                 }
                 match (&mut key.state, spec) {
                     (KeyState::Window(state), RuleSpec::Window(w)) => {
