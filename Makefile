@@ -30,6 +30,7 @@ lint: fmt-check clippy
 
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) run -q -p vigil-cli -- fmt rules
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

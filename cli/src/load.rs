@@ -22,7 +22,7 @@ pub enum Loaded {
 pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     let mut files = Vec::new();
     for p in paths {
-        collect(p, &mut files)?;
+        collect(p, false, &mut files)?;
     }
     if files.is_empty() {
         anyhow::bail!(
@@ -57,7 +57,19 @@ pub fn rules(paths: &[PathBuf]) -> Result<Loaded> {
     })
 }
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Every rule-language file under `paths` (`*.rule`, `*.exceptions`, `*.params`, those in
+/// `*.tests` folders included), sorted: what `vigil fmt` formats.
+pub fn rule_language_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, true, &mut files)?;
+    }
+    files.retain(|f| f.extension().is_none_or(|x| x != "list"));
+    Ok(files)
+}
+
+/// Adds the files under `p` to `out`; `tests`: descend into `*.tests` folders too.
+fn collect(p: &Path, tests: bool, out: &mut Vec<PathBuf>) -> Result<()> {
     let meta = std::fs::metadata(p)
         .with_context(|| format!("failed to read rules from {}", p.display()))?;
     if meta.is_file() {
@@ -67,11 +79,11 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in sorted_dir(p)? {
         // A rule's `NAME.tests/` folder holds its cases and their fixtures (say, a parameter
         // set a case loads with `with_rules`): never content of its own.
-        if e.is_dir() && e.extension().is_some_and(|x| x == "tests") {
+        if !tests && e.is_dir() && e.extension().is_some_and(|x| x == "tests") {
             continue;
         }
         if e.is_dir() {
-            collect(&e, out)?;
+            collect(&e, tests, out)?;
         } else if e.extension().is_some_and(|x| {
             ["rule", "exceptions", "params", "list"].contains(&x.to_str().unwrap_or_default())
         }) {
@@ -85,7 +97,7 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub fn list_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
-        collect(p, &mut files)?;
+        collect(p, false, &mut files)?;
     }
     files.retain(|f| f.extension().is_some_and(|x| x == "list"));
     Ok(files)

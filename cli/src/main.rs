@@ -44,6 +44,9 @@ enum Command {
     Check(CheckArgs),
     /// Print the compiled plan of rules: filter, key, window or steps, operators, state bounds.
     Explain(ExplainArgs),
+    /// Lay out rule files in the canonical style (only whitespace changes; comments stay);
+    /// `--check` changes nothing and exits 1 if a file is not formatted.
+    Fmt(FmtArgs),
     /// Run the test cases beside rule files (`NAME.tests/*.json` next to `NAME.rule`); exit 1
     /// if any fails.
     Test(CheckArgs),
@@ -201,6 +204,18 @@ struct ExplainArgs {
 }
 
 #[derive(Args, Debug)]
+struct FmtArgs {
+    /// Rule files, or directories searched recursively for `*.rule`, `*.exceptions` and
+    /// `*.params` files; `-` formats standard input to standard output.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Write nothing; list the files that are not formatted, with their first differing line,
+    /// and exit 1 if there are any.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Args, Debug)]
 struct CheckArgs {
     /// Rule files, or directories searched recursively for `*.rule` files.
     #[arg(required = true, value_name = "PATH")]
@@ -217,6 +232,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
         Command::Explain(args) => explain(args),
+        Command::Fmt(args) => fmt(args),
         Command::Test(args) => test(args),
         Command::Ingest(args) => ingest(args),
         Command::Normalize(args) => normalize(args),
@@ -271,6 +287,95 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn fmt(args: FmtArgs) -> Result<ExitCode> {
+    use std::io::{Read as _, Write as _};
+    if args.paths.iter().any(|p| p.as_os_str() == "-") {
+        anyhow::ensure!(
+            args.paths.len() == 1,
+            "`-` (standard input) cannot be mixed with paths"
+        );
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("failed to read standard input")?;
+        return match vigil_dsl::format(&text) {
+            Ok(out) if args.check && out != text => Ok(ExitCode::FAILURE),
+            Ok(_) if args.check => Ok(ExitCode::SUCCESS),
+            Ok(out) => {
+                std::io::stdout().write_all(out.as_bytes())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(diags) => {
+                for d in diags {
+                    eprint!("{}", d.render("<stdin>", &text));
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
+    let files = load::rule_language_files(&args.paths)?;
+    let (mut changed, mut failed) = (0, 0);
+    for f in &files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("failed to read rule file {}", f.display()))?;
+        let out = match vigil_dsl::format(&text) {
+            Ok(out) => out,
+            Err(diags) => {
+                for d in diags {
+                    eprint!("{}", d.render(&f.display().to_string(), &text));
+                }
+                failed += 1;
+                continue;
+            }
+        };
+        if out == text {
+            continue;
+        }
+        changed += 1;
+        if args.check {
+            let line = text
+                .lines()
+                .zip(out.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| text.lines().count().min(out.lines().count()));
+            eprintln!(
+                "{}:{}: not formatted\n  is:        {}\n  formatted: {}",
+                f.display(),
+                line + 1,
+                text.lines().nth(line).unwrap_or_default(),
+                out.lines().nth(line).unwrap_or_default()
+            );
+        } else {
+            // Write beside and rename, so that an interrupted run never leaves half a file.
+            let tmp = f.with_extension("fmt-tmp");
+            std::fs::write(&tmp, &out)
+                .with_context(|| format!("failed to write {}", tmp.display()))?;
+            std::fs::rename(&tmp, f)
+                .with_context(|| format!("failed to replace {}", f.display()))?;
+            eprintln!("formatted {}", f.display());
+        }
+    }
+    let verb = if args.check {
+        "not formatted"
+    } else {
+        "reformatted"
+    };
+    eprintln!(
+        "{changed} of {} files {verb}{}",
+        files.len(),
+        if failed > 0 {
+            format!(", {failed} with syntax errors left as they are")
+        } else {
+            String::new()
+        }
+    );
+    Ok(if failed > 0 || (args.check && changed > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn explain(args: ExplainArgs) -> Result<ExitCode> {

@@ -206,6 +206,75 @@ fn check_reports_every_error_with_position_and_caret() {
 }
 
 #[test]
+fn fmt_lays_out_rule_files_and_check_mode_changes_nothing() {
+    let dir = temp("fmt");
+    let messy = "# keep me\nrule a { title \"t\"  severity high # trailing\n match user.name == \"x\"\n   and source.ip exists }\n";
+    let tidy = "# keep me\nrule a {\n    title    \"t\"\n    severity high # trailing\n    match user.name == \"x\"\n      and source.ip exists\n}\n";
+    std::fs::write(dir.join("a.rule"), messy).unwrap();
+    std::fs::create_dir_all(dir.join("a.tests")).unwrap();
+    std::fs::write(dir.join("a.tests/t.params"), "params p { rule a tenant t }").unwrap();
+    std::fs::write(dir.join("ok.rule"), tidy.replace("rule a", "rule b")).unwrap();
+    std::fs::write(dir.join("x.list"), "not rule language {\n").unwrap();
+
+    let out = vigil().args(["fmt", "--check"]).arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let a = dir.join("a.rule").display().to_string();
+    assert!(err.contains(&format!("{a}:2: not formatted")), "{err}");
+    assert!(err.contains("2 of 3 files not formatted"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("a.rule")).unwrap(), messy);
+
+    let out = vigil().arg("fmt").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("2 of 3 files reformatted"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("a.rule")).unwrap(), tidy);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.tests/t.params")).unwrap(),
+        "params p {\n    rule   a\n    tenant t\n}\n"
+    );
+    let out = vigil().args(["fmt", "--check"]).arg(&dir).output().unwrap();
+    assert!(out.status.success());
+
+    // A file with a syntax error is reported with its position and left as it is.
+    std::fs::write(dir.join("bad.rule"), "rule c {\n  match a ==\n}\n").unwrap();
+    let out = vigil().arg("fmt").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:3:1: error:", dir.join("bad.rule").display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 with syntax errors left as they are"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("bad.rule")).unwrap(),
+        "rule c {\n  match a ==\n}\n"
+    );
+
+    // `-`: standard input to standard output, for editors.
+    let mut child = vigil()
+        .args(["fmt", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(messy.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), tidy);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn check_summarizes_valid_rules() {
     let out = vigil().args(["check", "rules"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -21,6 +21,7 @@
 pub mod ast;
 mod check;
 pub mod diag;
+mod layout;
 pub mod lists;
 mod parse;
 pub mod plan;
@@ -31,6 +32,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use diag::{Diagnostic, Level};
+pub use layout::format;
 pub use lists::{ListHandle, ListKind, Lists};
 pub use parse::parse;
 pub use plan::*;
