@@ -3,7 +3,7 @@
 CARGO ?= cargo
 EVENTS ?= 3000000
 
-.PHONY: all build test lint fmt fmt-check clippy rules-test bench bench-rules bench-pipeline quickstart services-up services-down services-status clean
+.PHONY: all build test lint fmt fmt-check fuzz clippy rules-test bench bench-rules bench-pipeline quickstart services-up services-down services-status clean
 
 all: build
 
@@ -34,6 +34,12 @@ fmt:
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+## fuzz: the parser's fuzz target for FUZZ_SECONDS (default 600); needs `cargo install cargo-fuzz`
+FUZZ_SECONDS ?= 600
+fuzz:
+	mkdir -p dsl/fuzz/corpus/parse
+	cd dsl && $(CARGO) fuzz run parse -s none fuzz/corpus/parse tests/corpus/valid -- -max_total_time=$(FUZZ_SECONDS)
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -56,6 +56,46 @@ pub fn format(source: &str) -> Result<String, Vec<Diagnostic>> {
     Ok(p.finish(&comments))
 }
 
+/// The properties `format` promises, checked on one text (by the property tests and the
+/// fuzz target): a file that parses formats to text that parses to the same syntax tree and
+/// diagnostics (positions aside), and formatting that text changes nothing. Returns the
+/// formatted text, or `None` when `text` does not parse.
+#[doc(hidden)]
+pub fn check_round_trip(text: &str) -> Result<Option<String>, String> {
+    let Ok(out) = format(text) else {
+        return Ok(None);
+    };
+    let tree = |t: &str| {
+        let (file, diags) = crate::parse::parse(t);
+        let messages: Vec<&str> = diags.iter().map(|d| d.message.as_str()).collect();
+        strip_spans(&format!("{file:?} {messages:?}"))
+    };
+    if tree(&out) != tree(text) {
+        return Err(format!("the syntax tree changed:\n{text}\n---\n{out}"));
+    }
+    match format(&out) {
+        Ok(again) if again == out => Ok(Some(out)),
+        Ok(again) => Err(format!(
+            "a second pass changed the text:\n{out}\n---\n{again}"
+        )),
+        Err(e) => Err(format!("the formatted text does not parse: {e:?}\n{out}")),
+    }
+}
+
+/// `Span { start: N, end: M }` → `Span`, in a syntax tree's debug text.
+fn strip_spans(debug: &str) -> String {
+    let mut out = String::with_capacity(debug.len());
+    let mut rest = debug;
+    while let Some(i) = rest.find("Span { start: ") {
+        out.push_str(&rest[..i]);
+        out.push_str("Span");
+        rest = &rest[i..];
+        rest = rest.find('}').map_or("", |j| &rest[j + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Code,

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use diag::{Diagnostic, Level};
-pub use layout::format;
+pub use layout::{check_round_trip, format};
 pub use lists::{ListHandle, ListKind, Lists};
 pub use parse::parse;
 pub use plan::*;
