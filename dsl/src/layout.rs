@@ -13,8 +13,9 @@
 //! - a chain of `and`s or `or`s stays on one line unless the author broke it or it would pass
 //!   100 columns; then every operator starts a line, 2 deeper than the line the chain started
 //!   on (nested parenthesized chains alike);
-//! - a comment on a line of its own stays on its own line before the code that followed it; a
-//!   comment after code ends the line that code is on.
+//! - a comment on a line of its own stays on its own line before the code that followed it (the
+//!   clause, when that code joined a clause's line); a comment after code ends the line that
+//!   code is on.
 //!
 //! The output parses to the same syntax tree as the input (tested over the shipped rules, the
 //! corpus and random rules), and formatting it again changes nothing.
@@ -170,7 +171,14 @@ impl Printer<'_> {
             }
         }
         for c in comments.iter().filter(|c| c.own_line) {
-            let at = self.lines.iter().position(|l| l.start > c.start);
+            // Before the line holding the code that followed the comment: the next line, or
+            // the line the comment sat inside of when its clause was joined onto one line.
+            let at = match self.lines.iter().rposition(|l| l.start < c.start) {
+                Some(h) if self.lines[h].end > c.start => h,
+                Some(h) => h + 1,
+                None => 0,
+            };
+            let at = (at < self.lines.len()).then_some(at);
             let indent = at.map_or(0, |i| {
                 let l = &self.lines[i];
                 match l.kind {
@@ -593,6 +601,15 @@ mod tests {
             fmt(src),
             "// top\n\nrule r { # after brace\n    title \"x\" # trailing\n\n    # own line\n    \
              match a == 1 // and this\n    # before the end\n}\n\n# tail\n"
+        );
+    }
+
+    #[test]
+    fn a_comment_inside_a_joined_clause_goes_before_the_clause() {
+        let src = "rule r {\n  when count >= 5\n  # why five\n  by x within 5m\n  suppress 1h\n}\n";
+        assert_eq!(
+            fmt(src),
+            "rule r {\n    # why five\n    when count >= 5 by x within 5m\n    suppress 1h\n}\n"
         );
     }
 
