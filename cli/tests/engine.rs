@@ -997,6 +997,11 @@ fn a_tenant_past_its_live_key_cap_is_shed_and_reported_and_the_others_are_unchan
         assert_eq!(health.len(), 1, "one per rule, tenant and hour: {health:?}");
         assert_eq!(health[0]["rule_id"], "vigil.health.key_cap");
         assert_eq!(health[0]["group"]["rule.id"], "brute_force_login");
+        let text = health[0]["description"].as_str().unwrap();
+        assert!(
+            text.contains("its cap: events of brute_force_login that would open another key"),
+            "{text}"
+        );
         assert_eq!(stats.health_alerts, 1);
     }
 }
@@ -1055,6 +1060,13 @@ rule failed_logon {
             "workers={workers}"
         );
         assert_eq!(health.len(), over, "workers={workers}");
+        for h in &health {
+            let text = h["description"].as_str().unwrap();
+            assert!(
+                text.contains("alerts for the tenant within one minute of event time, its cap"),
+                "{text}"
+            );
+        }
         assert_eq!(
             stats.shed_alerts[&("failed_logon".to_owned(), "noisy".to_owned())],
             shed

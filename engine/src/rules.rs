@@ -391,14 +391,20 @@ impl Compiled {
                 "vigil.health.key_cap",
                 format!("Live-key cap reached for rule {rule}: new keys shed"),
                 format!(
-                    "The tenant holds {cap} live window keys on one worker, its cap: events of                      {rule} that would open another key are dropped (counted in                      vigil_engine_shed_total{{reason=\"key_cap\"}}) until keys expire. One alert                      per rule and hour of event time."
+                    "The tenant holds {cap} live window keys on one worker, its cap: events of \
+                     {rule} that would open another key are dropped (counted in \
+                     vigil_engine_shed_total{{reason=\"key_cap\"}}) until keys expire. One alert \
+                     per rule and hour of event time."
                 ),
             ),
             _ => (
                 "vigil.health.alert_rate",
                 format!("Alert-rate cap reached for rule {rule}: alerts shed"),
                 format!(
-                    "Rule {rule} raised {} alerts for the tenant within one minute of event                      time, its cap: the rest of that minute's are dropped (counted in                      vigil_engine_shed_total{{reason=\"alert_rate\"}}). One alert per rule and                      minute.",
+                    "Rule {rule} raised {} alerts for the tenant within one minute of event \
+                     time, its cap: the rest of that minute's are dropped (counted in \
+                     vigil_engine_shed_total{{reason=\"alert_rate\"}}). One alert per rule and \
+                     minute.",
                     f.value
                 ),
             ),
