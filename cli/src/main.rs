@@ -291,6 +291,8 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
 
 fn fmt(args: FmtArgs) -> Result<ExitCode> {
     use std::io::{Read as _, Write as _};
+
+    use vigil_dsl::FileDiagnostics;
     if args.paths.iter().any(|p| p.as_os_str() == "-") {
         anyhow::ensure!(
             args.paths.len() == 1,
@@ -307,10 +309,16 @@ fn fmt(args: FmtArgs) -> Result<ExitCode> {
                 std::io::stdout().write_all(out.as_bytes())?;
                 Ok(ExitCode::SUCCESS)
             }
-            Err(diags) => {
-                for d in diags {
-                    eprint!("{}", d.render("<stdin>", &text));
-                }
+            Err(diagnostics) => {
+                let path = "<stdin>".to_owned();
+                eprint!(
+                    "{}",
+                    FileDiagnostics {
+                        path,
+                        text,
+                        diagnostics
+                    }
+                );
                 Ok(ExitCode::FAILURE)
             }
         };
@@ -322,10 +330,16 @@ fn fmt(args: FmtArgs) -> Result<ExitCode> {
             .with_context(|| format!("failed to read rule file {}", f.display()))?;
         let out = match vigil_dsl::format(&text) {
             Ok(out) => out,
-            Err(diags) => {
-                for d in diags {
-                    eprint!("{}", d.render(&f.display().to_string(), &text));
-                }
+            Err(diagnostics) => {
+                let path = f.display().to_string();
+                eprint!(
+                    "{}",
+                    FileDiagnostics {
+                        path,
+                        text,
+                        diagnostics
+                    }
+                );
                 failed += 1;
                 continue;
             }

@@ -100,9 +100,9 @@ fn strip_spans(debug: &str) -> String {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Code,
-    /// Ends with `{`.
+    /// Ends with the `{` or `[` that opens a block.
     Open,
-    /// A block's `}` inside a rule.
+    /// The `}` or `]` that closes a block inside an item.
     Close,
     /// An item's `}`.
     ItemEnd,
@@ -153,6 +153,14 @@ impl Printer<'_> {
 
     fn text(&mut self, text: &str) {
         self.put(text, 0);
+    }
+
+    /// Ends the line with the bracket that opens a block.
+    fn open(&mut self, bracket: &str) {
+        self.text(bracket);
+        if let Some(l) = self.lines.last_mut() {
+            l.kind = Kind::Open;
+        }
     }
 
     fn col(&self) -> usize {
@@ -357,10 +365,7 @@ fn clause(p: &mut Printer<'_>, c: &Pair<'_, Rule>, indent: usize, width: usize) 
                 || p.col() + flat(list).chars().count() > WIDTH =>
         {
             // A long list of strings: one per line, as the author may have written it.
-            p.text("[");
-            if let Some(l) = p.lines.last_mut() {
-                l.kind = Kind::Open;
-            }
+            p.open("[");
             for s in list.clone().into_inner() {
                 p.line(indent + INDENT, s.as_span().start(), Kind::Code);
                 p.tok(&s);
@@ -394,10 +399,7 @@ fn sequence<'i>(p: &mut Printer<'_>, c: &Pair<'i, Rule>, rest: &[Pair<'i, Rule>]
         p.text(&join(&head));
         p.text(" ");
     }
-    p.text("{");
-    if let Some(l) = p.lines.last_mut() {
-        l.kind = Kind::Open;
-    }
+    p.open("{");
     let label = |s: &Pair<'i, Rule>| -> (String, Vec<Pair<'i, Rule>>) {
         let kids = children(s);
         match (s.as_rule(), kids.as_slice()) {
