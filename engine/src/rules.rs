@@ -262,7 +262,7 @@ impl Compiled {
         };
         let distinct = match rule.distinct {
             Some(s) => match d.first(s).and_then(canonical) {
-                Some(v) => Some(v),
+                Some(v) => Some(xxhash_rust::xxh3::xxh3_128(v.as_bytes())),
                 None => return Matched::No,
             },
             None => None,

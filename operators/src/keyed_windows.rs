@@ -73,7 +73,8 @@ pub struct WindowStats {
     /// Most live keys seen at a sweep, measured when the count grew by an eighth over the
     /// previous measurement (so within an eighth of the true peak).
     pub peak_keys: usize,
-    /// State bytes (map entries and heap) when `peak_keys` was reached.
+    /// State bytes (map entries, expiry files and heap) when `peak_keys` was reached; past
+    /// 1,024 keys of a rule, its heap is extrapolated from one key in 16.
     pub peak_bytes: usize,
     /// Keys and bytes per rule index when `peak_keys` was reached.
     pub peak_by_rule: Vec<(usize, usize)>,
@@ -210,9 +211,9 @@ pub trait KeyedWindows<'scope> {
 /// rather than a `u128` keep the map slot 8-byte aligned.)
 type KeyHash = [u64; 2];
 
-/// Keys are already uniform hashes: hash them by passing their first word through.
+/// Keys are already uniform hashes: hash them by folding their words together.
 #[derive(Default)]
-struct PassThrough(u64);
+pub(crate) struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {
@@ -231,7 +232,10 @@ impl Hasher for PassThrough {
     }
 }
 
-type KeyMap = HashMap<KeyHash, Key, BuildHasherDefault<PassThrough>>;
+type KeyMap = HashMap<KeyHash, Key, HashedKeys>;
+
+/// The hasher of maps whose keys are uniform hashes already.
+pub(crate) type HashedKeys = BuildHasherDefault<PassThrough>;
 
 struct Key {
     state: KeyState,
@@ -245,8 +249,9 @@ struct Epoch {
     summaries: Vec<EpochSummary>,
 }
 
-/// How many epochs pass between scans that drop expired keys.
-const EVICT_EVERY: u64 = 64;
+/// How many epochs pass between reports of the live keys and the state size (every tenant
+/// is swept then too; a tenant whose watermark moves is swept every epoch).
+const REPORT_EVERY: u64 = 64;
 
 impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
     fn keyed_windows(
@@ -353,7 +358,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             }
                         }
                         for t in &touched {
-                            state.drain(t, tracker.watermark(t), &specs, &mut st, &mut fired);
+                            let wm = tracker.watermark(t);
+                            state.drain(t, wm, &specs, &mut st, &mut fired);
+                            let (ti, _) = state.tenant(t);
+                            state.sweep(ti, wm, &specs);
                         }
                         if barrier {
                             on_checkpoint(e, state.encode(&tracker));
@@ -366,16 +374,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         if live_due {
                             last_sweep_wall = wall.unwrap_or(last_sweep_wall);
                         }
-                        // A sweep visits every key: wait until enough hits arrived to pay for it
-                        // (a quarter of the live keys), which also bounds the expired keys kept
-                        // in between to a quarter more.
-                        let sweep_due = epochs_done.is_multiple_of(EVICT_EVERY)
-                            && state.hits_since_sweep * 4 >= state.keys.len();
-                        if sweep_due || live_due {
-                            // State peaks just before a sweep; measuring costs a scan too, so
-                            // both happen together.
+                        if epochs_done.is_multiple_of(REPORT_EVERY) || live_due {
+                            // State peaks just before a sweep: measure it first.
                             state.note_size(&mut st);
-                            state.evict(&tracker, &specs, &mut st);
+                            state.report(&tracker, &specs, &mut st);
                         }
                     }
                     if hits_frontier.is_empty() && sum_frontier.is_empty() {
@@ -517,14 +519,12 @@ struct Keys {
     waiting: Vec<Waiting>,
     /// Arrival order of buffered hits with equal (time, id).
     seq: u64,
-    /// Hits buffered since the last eviction sweep.
-    hits_since_sweep: usize,
     /// The key count state bytes were last measured at.
     measured_keys: usize,
     /// Caps on live keys per tenant.
     caps: KeyCaps,
-    /// Live keys by tenant index (expired ones included until a sweep drops them).
-    live: Vec<u64>,
+    /// Live keys (expired ones included until a sweep drops them).
+    live: Live,
     /// (tenant index, rule, period) of the live-key health events raised.
     reported: HashSet<(u32, u32, i64)>,
 }
@@ -537,6 +537,63 @@ struct Waiting {
     /// (deadline, key) of every sequence key waiting for an absent step. Entries may be stale
     /// (the wait was cancelled); the key's own state decides.
     timers: BTreeSet<(i64, KeyHash)>,
+    /// Every live key of the tenant, by the bucket ([`expiry_bucket`]) of the watermark at
+    /// which it may first have expired ([`KeyState::expiry`]): a sweep visits the keys due,
+    /// drops the expired ones and files the others again under their new expiry. A key has
+    /// one entry (two when the cap check dropped it and it opened again: the second finds
+    /// the key gone once it expires).
+    expiry: BTreeMap<i64, Vec<KeyHash>>,
+}
+
+/// Width of the [`Waiting::expiry`] buckets, ms of event time: a key is dropped at most this
+/// much later than it expires.
+const EXPIRY_BUCKET_MS: i64 = 1_000;
+
+/// The bucket of a key that may expire at `t`: due once the watermark reaches its start.
+fn expiry_bucket(t: i64) -> i64 {
+    t.saturating_add(EXPIRY_BUCKET_MS - 1)
+        .div_euclid(EXPIRY_BUCKET_MS)
+}
+
+/// Files `key`, which may expire at `t`, for a later sweep.
+fn file_expiry(expiry: &mut BTreeMap<i64, Vec<KeyHash>>, t: i64, key: KeyHash) {
+    expiry.entry(expiry_bucket(t)).or_default().push(key);
+}
+
+/// Live keys by tenant and by (rule, tenant), kept up to date as keys open and are dropped.
+#[derive(Default)]
+struct Live {
+    by_tenant: Vec<u64>,
+    /// By rule index, then tenant index.
+    by_rule: Vec<Vec<u64>>,
+}
+
+impl Live {
+    fn tenant(&self, tenant: u32) -> u64 {
+        self.by_tenant.get(tenant as usize).copied().unwrap_or(0)
+    }
+
+    fn open(&mut self, rule: u32, tenant: u32) {
+        let (r, t) = (rule as usize, tenant as usize);
+        if self.by_tenant.len() <= t {
+            self.by_tenant.resize(t + 1, 0);
+        }
+        self.by_tenant[t] += 1;
+        if self.by_rule.len() <= r {
+            self.by_rule.resize_with(r + 1, Vec::new);
+        }
+        let by = &mut self.by_rule[r];
+        if by.len() <= t {
+            by.resize(t + 1, 0);
+        }
+        by[t] += 1;
+    }
+
+    /// A key counted by [`Live::open`] was dropped.
+    fn drop_key(&mut self, rule: u32, tenant: u32) {
+        self.by_tenant[tenant as usize] -= 1;
+        self.by_rule[rule as usize][tenant as usize] -= 1;
+    }
 }
 
 impl Keys {
@@ -569,7 +626,7 @@ impl Keys {
         }
         for k in snap.keys {
             let (tenant, _) = self.tenant(&k.tenant);
-            Self::count_live(&mut self.live, tenant);
+            self.live.open(k.rule, tenant);
             let waiting = &mut self.waiting[tenant as usize];
             if let (KeyState::Sequence(s), Some(RuleSpec::Sequence(q))) =
                 (&k.state, specs.get(k.rule as usize))
@@ -577,6 +634,10 @@ impl Keys {
             {
                 waiting.timers.insert((d, k.key));
             }
+            let expiry = specs
+                .get(k.rule as usize)
+                .map_or(i64::MIN, |spec| k.state.expiry(spec));
+            file_expiry(&mut waiting.expiry, expiry, k.key);
             self.keys.insert(
                 k.key,
                 Key {
@@ -591,12 +652,33 @@ impl Keys {
         }
     }
 
-    /// Counts one more live key of `tenant`.
-    fn count_live(live: &mut Vec<u64>, tenant: u32) {
-        if live.len() <= tenant as usize {
-            live.resize(tenant as usize + 1, 0);
+    /// Drops the keys of `tenant` that its watermark `wm` has expired, among those filed as
+    /// due by `wm`; files the others again.
+    fn sweep(&mut self, tenant: u32, wm: i64, specs: &[RuleSpec]) {
+        let Some(waiting) = self.waiting.get_mut(tenant as usize) else {
+            return;
+        };
+        let due = wm.div_euclid(EXPIRY_BUCKET_MS);
+        while let Some(entry) = waiting.expiry.first_entry() {
+            if *entry.key() > due {
+                break;
+            }
+            for k in entry.remove() {
+                // Gone already (dropped at the cap), or another tenant's (a hash collision).
+                let Some(key) = self.keys.get(&k).filter(|key| key.tenant == tenant) else {
+                    continue;
+                };
+                let spec = &specs[key.rule as usize];
+                if key.state.expired(spec, wm) {
+                    self.live.drop_key(key.rule, tenant);
+                    self.keys.remove(&k);
+                } else {
+                    // Filed past `wm`, so the loop ends.
+                    let next = key.state.expiry(spec).max(wm.saturating_add(1));
+                    file_expiry(&mut waiting.expiry, next, k);
+                }
+            }
         }
-        live[tenant as usize] += 1;
     }
 
     /// Whether `tenant`, at its cap, may open one more key at watermark `wm` after dropping its
@@ -611,23 +693,23 @@ impl Keys {
     ) -> bool {
         if !*swept {
             *swept = true;
-            let mut dropped = 0;
+            // Every expired key counts here, not only those filed as due: a sequence that an
+            // `until` cleared expires before its filed time.
+            let live = &mut self.live;
             self.keys.retain(|_, k| {
                 let keep = k.tenant != tenant || !k.state.expired(&specs[k.rule as usize], wm);
-                dropped += u64::from(!keep);
+                if !keep {
+                    live.drop_key(k.rule, tenant);
+                }
                 keep
             });
-            if let Some(n) = self.live.get_mut(tenant as usize) {
-                *n -= dropped;
-            }
         }
-        self.live.get(tenant as usize).is_none_or(|&n| n < cap)
+        self.live.tenant(tenant) < cap
     }
 
     /// Buffers an on-time hit until its tenant's watermark passes it.
     fn buffer(&mut self, h: Hit) {
         self.seq += 1;
-        self.hits_since_sweep += 1;
         let k = (h.ts, h.event_id.clone(), self.seq);
         self.tenant(&h.tenant).1.pending.push(k, h);
     }
@@ -650,7 +732,7 @@ impl Keys {
                 let spec = &specs[h.rule as usize];
                 // Below its cap (the common case) a tenant's hit costs no extra lookup; at the
                 // cap, one that would open a key is shed.
-                let at_cap = self.live.get(tenant_idx as usize).copied().unwrap_or(0) >= cap;
+                let at_cap = self.live.tenant(tenant_idx) >= cap;
                 if at_cap
                     && !self.keys.contains_key(&h.key)
                     && !self.may_open(tenant_idx, cap, wm, specs, &mut swept)
@@ -678,15 +760,11 @@ impl Keys {
                     }
                 });
                 if opened {
-                    Self::count_live(&mut self.live, tenant_idx);
+                    self.live.open(h.rule, tenant_idx);
                 }
                 match (&mut key.state, spec) {
                     (KeyState::Window(state), RuleSpec::Window(w)) => {
-                        let distinct = h
-                            .distinct
-                            .as_deref()
-                            .map(|v| xxhash_rust::xxh3::xxh3_128(v.as_bytes()));
-                        if let Some(f) = state.add(w, h.ts, id, distinct, h.number) {
+                        if let Some(f) = state.add(w, h.ts, id, h.distinct, h.number) {
                             fired(Firing {
                                 rule: h.rule,
                                 tenant: h.tenant,
@@ -712,6 +790,9 @@ impl Keys {
                     }
                     // A key restored under a rule of another kind starts afresh next sweep.
                     _ => {}
+                }
+                if opened {
+                    file_expiry(&mut waiting.expiry, key.state.expiry(spec), h.key);
                 }
             }
         }
@@ -755,38 +836,30 @@ impl Keys {
         })
     }
 
-    /// Drops expired keys, and records the live keys per (rule, tenant) and the watermarks.
-    fn evict(&mut self, tracker: &WatermarkTracker, specs: &[RuleSpec], st: &mut WindowStats) {
-        let names = self.tenants.names();
-        let wms: Vec<i64> = names.iter().map(|t| tracker.watermark(t)).collect();
-        // Live keys by rule, then tenant.
-        let mut live = vec![vec![0usize; names.len()]; specs.len()];
-        self.hits_since_sweep = 0;
-        self.keys.retain(|_, k| {
-            let keep = !k
-                .state
-                .expired(&specs[k.rule as usize], wms[k.tenant as usize]);
-            if keep {
-                live[k.rule as usize][k.tenant as usize] += 1;
-            }
-            keep
-        });
-        self.live = (0..names.len())
-            .map(|t| live.iter().map(|by_tenant| by_tenant[t] as u64).sum())
+    /// Sweeps every tenant, and records the live keys per (rule, tenant) and the watermarks.
+    fn report(&mut self, tracker: &WatermarkTracker, specs: &[RuleSpec], st: &mut WindowStats) {
+        let wms: Vec<i64> = (0..self.tenants.names().len())
+            .map(|t| tracker.watermark(self.tenants.name(t as u32)))
             .collect();
+        for (t, &wm) in wms.iter().enumerate() {
+            self.sweep(t as u32, wm, specs);
+        }
         // Health events are raised once per period: forget the periods well behind.
         let oldest = wms.iter().copied().min().unwrap_or(i64::MIN);
         self.reported
             .retain(|&(_, _, p)| p.saturating_add(2 * KEY_CAP_PERIOD_MS) > oldest);
-        st.live = live
-            .into_iter()
+        let names = self.tenants.names();
+        st.live = self
+            .live
+            .by_rule
+            .iter()
             .enumerate()
             .flat_map(|(r, by_tenant)| {
                 by_tenant
-                    .into_iter()
+                    .iter()
                     .enumerate()
-                    .filter(|&(_, n)| n > 0)
-                    .map(move |(t, n)| ((r as u32, names[t].clone()), n))
+                    .filter(|&(_, &n)| n > 0)
+                    .map(move |(t, &n)| ((r as u32, names[t].clone()), n as usize))
             })
             .collect();
         st.watermarks = tracker
@@ -805,29 +878,49 @@ impl Keys {
         }
         self.measured_keys = keys.len();
         st.peak_keys = keys.len();
-        // Each map slot holds the key hash and the `Key`, plus one control byte; the table's
-        // spare capacity is shared out evenly over the live keys.
+        // Each map slot holds the key hash and the `Key`, plus one control byte, and each key
+        // is filed for expiry; the table's spare capacity and the files are shared out evenly
+        // over the live keys.
         let slot = size_of::<(KeyHash, Key)>() + 1;
-        let table = keys.capacity() * slot;
-        let mut by_rule: Vec<(usize, usize)> = Vec::new();
-        let mut heap = 0;
+        let filed: usize = self
+            .waiting
+            .iter()
+            .flat_map(|w| w.expiry.values())
+            .map(|v| v.capacity() * size_of::<KeyHash>())
+            .sum();
+        let table = keys.capacity() * slot + filed;
+        // Per rule: (keys, keys measured, heap bytes of those). Past the first
+        // `MEASURE_ALL` keys of a rule one in `MEASURE_ONE_IN` is measured (map order is
+        // unrelated to a key's content) and the rule's heap extrapolated from them.
+        let mut by_rule: Vec<(usize, usize, usize)> = Vec::new();
         for k in keys.values() {
             let r = k.rule as usize;
             if by_rule.len() <= r {
-                by_rule.resize(r + 1, (0, 0));
+                by_rule.resize(r + 1, (0, 0, 0));
             }
-            let b = k.state.heap_bytes();
-            by_rule[r].0 += 1;
-            by_rule[r].1 += b;
-            heap += b;
+            let (n, measured, bytes) = &mut by_rule[r];
+            if *n < MEASURE_ALL || n.is_multiple_of(MEASURE_ONE_IN) {
+                *measured += 1;
+                *bytes += k.state.heap_bytes();
+            }
+            *n += 1;
         }
-        for (n, b) in &mut by_rule {
-            *b += table * *n / keys.len();
-        }
-        st.peak_bytes = table + heap;
+        let by_rule: Vec<(usize, usize)> = by_rule
+            .into_iter()
+            .map(|(n, measured, bytes)| {
+                let heap = (bytes * n).checked_div(measured).unwrap_or(0);
+                (n, heap + table * n / keys.len())
+            })
+            .collect();
+        st.peak_bytes = by_rule.iter().map(|r| r.1).sum();
         st.peak_by_rule = by_rule;
     }
 }
+
+/// A rule's first keys whose heap [`Keys::note_size`] measures one by one.
+const MEASURE_ALL: usize = 1024;
+/// Past [`MEASURE_ALL`], one key in this many is measured.
+const MEASURE_ONE_IN: usize = 16;
 
 fn single_firing(h: Hit) -> Firing {
     Firing {
@@ -859,5 +952,104 @@ fn seq_firing(rule: u32, tenant: &str, group: &[String], f: SeqFired) -> Firing 
         events: f.events,
         event_count: f.event_count,
         health: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use timely::dataflow::operators::vec::{Broadcast, Input};
+    use timely::dataflow::operators::{Inspect, Probe};
+
+    use super::*;
+    use crate::window::{AggFn, WindowKind, WindowSpec};
+
+    const MIN: i64 = 60_000;
+
+    fn hit(epoch: u64, rule: u32, tenant: &str, key: u64, ts: i64) -> Hit {
+        Hit {
+            epoch,
+            key: [key, rule as u64],
+            rule,
+            source: 0,
+            ts,
+            prior_max: i64::MIN,
+            tenant: tenant.into(),
+            event_id: EventId::new(&format!("e{epoch}-{key}")),
+            group: vec![format!("g{key}")],
+            distinct: None,
+            number: None,
+            steps: 0,
+            title_values: vec![],
+        }
+    }
+
+    #[test]
+    fn expired_keys_are_dropped_as_the_watermark_passes_and_counted_per_rule_and_tenant() {
+        // Rule 0: a sliding minute; rule 1: a tumbling 10 minutes. Neither fires.
+        let window = |kind, window_ms| {
+            RuleSpec::Window(WindowSpec {
+                kind,
+                agg: AggFn::Count,
+                window_ms,
+                threshold: vigil_model::Threshold::at_least(1e9),
+                suppress_ms: 0,
+                max_refs: 10,
+            })
+        };
+        let specs = vec![
+            window(WindowKind::Sliding, MIN),
+            window(WindowKind::Tumbling, 10 * MIN),
+        ];
+        let epochs = REPORT_EVERY;
+        let live = timely::execute_directly(move |worker| {
+            let stats = WindowStatsHandle::default();
+            let config = WindowsConfig {
+                stats: Rc::clone(&stats),
+                ..WindowsConfig::new(specs, 0)
+            };
+            let (mut hits, mut sums, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (hits_in, hits) = scope.new_input::<Hit>();
+                let (sums_in, sums) = scope.new_input::<EpochSummary>();
+                let probe = hits
+                    .keyed_windows(sums.broadcast(), config)
+                    .inspect(|f| panic!("nothing fires: {f:?}"))
+                    .probe()
+                    .0;
+                (hits_in, sums_in, probe)
+            });
+            // Epoch e: 20 new keys per rule and tenant, a minute of event time after e − 1's.
+            for e in 0..epochs {
+                let at = e as i64 * MIN;
+                for (t, tenant) in ["acme", "globex"].into_iter().enumerate() {
+                    for k in 0..20 {
+                        for rule in 0..2 {
+                            let key = e * 100 + t as u64 * 20 + k;
+                            hits.send(hit(e, rule, tenant, key, at + k as i64 * 10));
+                        }
+                    }
+                    sums.send(EpochSummary {
+                        epoch: e,
+                        source: 0,
+                        tenants: vec![(tenant.into(), at + 190)],
+                        wall_ms: None,
+                        checkpoint: false,
+                    });
+                }
+                hits.advance_to(e + 1);
+                sums.advance_to(e + 1);
+                worker.step_while(|| probe.less_than(&(e + 1)));
+            }
+            stats.borrow().live.clone()
+        });
+        // Reported after the last epoch, before the end of input flushes everything. The
+        // watermark is the last epoch's largest time, so its last hit still waits (19 keys
+        // opened). Of the 64 × 20 keys each (rule, tenant) opened, the sliding minute keeps
+        // those and the ones of the epoch before whose expiry bucket is not due yet (19); the
+        // tumbling windows keep the current ten minutes' (epochs 60..=63: 3 × 20 + 19).
+        for tenant in ["acme", "globex"] {
+            assert_eq!(live[&(0, tenant.to_owned())], 38, "{tenant}");
+            assert_eq!(live[&(1, tenant.to_owned())], 79, "{tenant}");
+        }
+        assert_eq!(live.len(), 4);
     }
 }

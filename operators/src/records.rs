@@ -30,8 +30,9 @@ pub struct Hit {
     pub event_id: EventId,
     /// Canonical values of the rule's group-by fields, in field-path order.
     pub group: Vec<String>,
-    /// Canonical value of the `distinct count of` field, when the rule has one.
-    pub distinct: Option<String>,
+    /// xxh3-128 of the canonical value of the `distinct count of` field, when the rule has
+    /// one: windows count the hashes.
+    pub distinct: Option<u128>,
     /// The number a `sum`, `min`, `max` or `avg of` aggregates, when the rule has one.
     pub number: Option<f64>,
     /// For a sequence rule: bit `i` set when the event matches step `i`.

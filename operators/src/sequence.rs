@@ -240,6 +240,16 @@ impl SequenceState {
                 .all(|p| p.start.saturating_add(spec.span_ms) <= wm)
     }
 
+    /// A time before which [`SequenceState::expired`] cannot hold if no event arrives: the
+    /// earliest watermark worth checking it at again (see `Keys::sweep`).
+    pub fn expiry(&self, spec: &SequenceSpec) -> i64 {
+        self.partials
+            .iter()
+            .flatten()
+            .map(|p| p.start.saturating_add(spec.span_ms))
+            .fold(self.suppressed_until, i64::max)
+    }
+
     /// Bytes of heap memory the state holds.
     pub fn heap_bytes(&self) -> usize {
         size_of::<Self>()
@@ -296,6 +306,40 @@ mod tests {
         }
         out.extend(s.on_watermark(spec, wm));
         out
+    }
+
+    #[test]
+    fn a_state_never_expires_before_its_expiry() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for spec in [failures_then_success(), not_followed()] {
+            let mut s = SequenceState::new(vec!["alice".into()]);
+            let mut t = 0;
+            for i in 0..2_000 {
+                t += next(90_000) as i64;
+                // Failures, successes and resets (bits 0..3) in any combination.
+                let mask = next(8);
+                s.add(&spec, t, EventId::new(&format!("e{i}")), mask);
+                let expiry = s.expiry(&spec);
+                for wm in [
+                    t,
+                    expiry.saturating_sub(1),
+                    t + next(20 * MIN as u64) as i64,
+                ] {
+                    if wm < expiry {
+                        assert!(!s.expired(&spec, wm), "event {i} at {t}, wm {wm}");
+                    }
+                }
+                if s.deadline(&spec).is_none() {
+                    assert!(s.expired(&spec, expiry.max(t)), "event {i} at {t}");
+                }
+            }
+        }
     }
 
     #[test]

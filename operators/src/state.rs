@@ -52,6 +52,16 @@ impl KeyState {
         }
     }
 
+    /// A time before which [`KeyState::expired`] cannot hold if no event arrives (a key
+    /// restored under a rule of another kind: at once).
+    pub fn expiry(&self, spec: &RuleSpec) -> i64 {
+        match (self, spec) {
+            (KeyState::Window(s), RuleSpec::Window(w)) => s.expiry(w),
+            (KeyState::Sequence(s), RuleSpec::Sequence(q)) => s.expiry(q),
+            _ => i64::MIN,
+        }
+    }
+
     /// Bytes of heap memory the state holds.
     pub fn heap_bytes(&self) -> usize {
         match self {

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use vigil_model::Threshold;
 
 use crate::event_id::EventId;
+use crate::keyed_windows::HashedKeys;
 
 /// How a rule windows its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +143,7 @@ struct Extra {
     /// Number of events in `older`.
     older_count: u64,
     /// Distinct values (128-bit hashes) in the window with their latest time.
-    distinct: HashMap<u128, i64>,
+    distinct: HashMap<u128, i64, HashedKeys>,
     /// Arrival order of distinct values, to evict them.
     distinct_order: VecDeque<(i64, u128)>,
     /// Sums, minima, maxima and averages.
@@ -170,7 +171,7 @@ struct Hops {
     /// Panes holding events, oldest first, none older than the oldest window still open.
     panes: VecDeque<Pane>,
     /// For distinct counts: the pane of each value's latest occurrence.
-    latest: HashMap<u128, i64>,
+    latest: HashMap<u128, i64, HashedKeys>,
     /// (pane, value) in arrival order, to evict `latest`.
     order: VecDeque<(i64, u128)>,
     /// Bit `i` set: the window starting at pane `base − i` has fired.
@@ -617,6 +618,30 @@ impl WindowState {
                         <= wm
                 }),
         }
+    }
+
+    /// A time before which [`WindowState::expired`] cannot hold if no event arrives: the
+    /// earliest watermark worth checking it at again (see `Keys::sweep`).
+    pub fn expiry(&self, spec: &WindowSpec) -> i64 {
+        let last = self.recent.back().map_or(i64::MIN, |r| r.0);
+        let ends = match spec.kind {
+            WindowKind::Single => i64::MIN,
+            WindowKind::Tumbling => self.bucket_start.saturating_add(spec.window_ms),
+            WindowKind::Sliding | WindowKind::Session { .. } | WindowKind::FirstSeen => {
+                last.saturating_add(spec.window_ms)
+            }
+            WindowKind::Hopping { slide_ms } => self
+                .extra
+                .as_ref()
+                .and_then(|x| x.hops.as_ref())
+                .and_then(|h| h.panes.back())
+                .map_or(i64::MIN, |p| {
+                    p.idx
+                        .saturating_mul(slide_ms)
+                        .saturating_add(spec.window_ms)
+                }),
+        };
+        ends.max(self.suppressed_until)
     }
 
     /// Bytes of heap memory the state holds (capacities, not lengths).
@@ -1219,6 +1244,47 @@ mod tests {
         // Suppressed until 5m + 1: not expired before that.
         assert!(!st.expired(&s, 5 * MIN));
         assert!(st.expired(&s, 5 * MIN + 1));
+    }
+
+    #[test]
+    fn expiry_is_exactly_when_the_state_expires_for_every_kind() {
+        let kinds = [
+            WindowKind::Sliding,
+            WindowKind::Tumbling,
+            WindowKind::Hopping { slide_ms: MIN },
+            WindowKind::Session { max_ms: 30 * MIN },
+            WindowKind::FirstSeen,
+        ];
+        for (k, kind) in kinds.into_iter().enumerate() {
+            for agg in AGGS {
+                let spec = WindowSpec {
+                    agg,
+                    threshold: Threshold::at_least(3.0),
+                    ..spec(kind, 3, 5 * MIN)
+                };
+                let mut st = WindowState::default();
+                for (i, e) in events(k as u64 * 31 + 7, 300).into_iter().enumerate() {
+                    feed(&mut st, &spec, i, e);
+                    let expiry = st.expiry(&spec);
+                    // The sweep files a key under its expiry: checking earlier never drops it,
+                    // checking then always does (for windows the bound is exact).
+                    for wm in [
+                        e.0,
+                        expiry.saturating_sub(1),
+                        expiry,
+                        expiry.saturating_add(1),
+                        e.0 + 40 * MIN,
+                    ] {
+                        assert_eq!(
+                            st.expired(&spec, wm),
+                            expiry <= wm,
+                            "{kind:?} {agg:?} after event {i} at {}, wm {wm}",
+                            e.0
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
