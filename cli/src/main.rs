@@ -794,6 +794,7 @@ fn summary(s: &RunStats) -> String {
         ("late events", &s.late_by_rule),
         ("events shed past the live-key cap", &s.shed_keys),
         ("alerts shed past the alert-rate cap", &s.shed_alerts),
+        ("matches suppressed", &s.suppressed),
     ] {
         if !counts.is_empty() {
             let per: Vec<String> = counts

@@ -64,6 +64,15 @@ fn quickstart_prints_the_example_attacks() {
         "{err}"
     );
     assert!(err.contains("vigil: 4 alerts"), "{err}");
+    // The brute force's 11th failure and the spray's later users would each have alerted
+    // again but for the rules' suppression.
+    assert!(
+        err.contains(
+            "vigil: matches suppressed per rule/tenant: brute_force_login/acme 1, \
+             password_spray/globex 14"
+        ),
+        "{err}"
+    );
     assert!(err.contains("events/s: "), "{err}");
 }
 

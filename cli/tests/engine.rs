@@ -771,8 +771,23 @@ fn suppressed_single_event_rules_alert_once_per_key_and_quiet_period_for_any_arr
             })
             .collect()
     };
-    let (reference, _) = in_order_run(&events, suppressed_sudo_rules());
+    let (reference, stats) = in_order_run(&events, suppressed_sudo_rules());
     assert_eq!(fired(&reference), want);
+    // Every sudo event alerts or is held back by its key's quiet period, and is counted so.
+    for tenant in ["acme", "globex"] {
+        let matched = events
+            .iter()
+            .filter(|(_, l)| l.contains("sudo") && l.contains(&format!(r#""{tenant}""#)))
+            .count() as u64;
+        let alerted = want.iter().filter(|w| w.0 == tenant).count() as u64;
+        let key = ("first_sudo".to_owned(), tenant.to_owned());
+        assert_eq!(
+            stats.suppressed.get(&key),
+            Some(&(matched - alerted)),
+            "{tenant}"
+        );
+    }
+    assert_eq!(stats.suppressed.len(), 2);
     assert_same_shuffled_rescaled_and_restarted(
         &events,
         &comparable(&reference),

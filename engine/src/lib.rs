@@ -137,6 +137,11 @@ fn snapshot(st: &WorkerStats, win: &WindowStats) -> metrics::WorkerSnapshot {
         excepted: st.excepted.clone(),
         shed_keys: win.shed.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         shed_alerts: st.shed_alerts.clone(),
+        suppressed: win
+            .suppressed
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
         keys: win.live.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         watermarks: win.watermarks.iter().cloned().collect(),
     }
@@ -630,6 +635,7 @@ pub fn run(
         by_id(&mut total.late_by_rule, &mut win.late.into_iter());
         by_id(&mut total.shed_keys, &mut win.shed.into_iter());
         by_id(&mut total.shed_alerts, &mut w.shed_alerts.into_iter());
+        by_id(&mut total.suppressed, &mut win.suppressed.into_iter());
         total.health_alerts += w.health_alerts;
         for (rule, &(n, b)) in win.peak_by_rule.iter().enumerate() {
             if n > 0 {

@@ -20,6 +20,7 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) excepted: BTreeMap<(u32, String), u64>,
     pub(crate) shed_keys: BTreeMap<(u32, String), u64>,
     pub(crate) shed_alerts: BTreeMap<(u32, String), u64>,
+    pub(crate) suppressed: BTreeMap<(u32, String), u64>,
     pub(crate) keys: BTreeMap<(u32, String), usize>,
     pub(crate) watermarks: BTreeMap<String, i64>,
 }
@@ -64,6 +65,7 @@ impl EngineMetrics {
         let mut late: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         let mut alerts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         let mut excepted: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        let mut suppressed: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         let mut shed: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
         let mut keys: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         let mut watermarks: BTreeMap<&str, i64> = BTreeMap::new();
@@ -80,8 +82,13 @@ impl EngineMetrics {
             for ((r, t), n) in &w.alerts {
                 *alerts.entry((rule(*r), t)).or_default() += n;
             }
-            for ((r, t), n) in &w.excepted {
-                *excepted.entry((rule(*r), t)).or_default() += n;
+            for (into, from) in [
+                (&mut excepted, &w.excepted),
+                (&mut suppressed, &w.suppressed),
+            ] {
+                for ((r, t), n) in from {
+                    *into.entry((rule(*r), t)).or_default() += n;
+                }
             }
             for (reason, counts) in [("key_cap", &w.shed_keys), ("alert_rate", &w.shed_alerts)] {
                 for ((r, t), n) in counts {
@@ -126,6 +133,11 @@ impl EngineMetrics {
             &mut out,
             "vigil_engine_excepted_events_total counter Events a rule's filter took that one of its exceptions allowed.",
             excepted.iter().map(|(k, v)| (rt(k), v.to_string())),
+        );
+        family(
+            &mut out,
+            "vigil_engine_suppressed_total counter Matches that would have raised an alert but for their key's suppression (`suppress for`).",
+            suppressed.iter().map(|(k, v)| (rt(k), v.to_string())),
         );
         family(
             &mut out,

@@ -61,6 +61,9 @@ pub struct RunStats {
     pub shed_keys: BTreeMap<(String, String), u64>,
     /// Alerts dropped per (rule id, tenant) past the tenant's alerts per rule and minute.
     pub shed_alerts: BTreeMap<(String, String), u64>,
+    /// Matches per (rule id, tenant) that would have raised an alert but for their key's
+    /// suppression.
+    pub suppressed: BTreeMap<(String, String), u64>,
     /// Health alerts raised (one per rule, tenant and period a cap was reached in).
     pub health_alerts: u64,
     /// Most live window keys at once (summed over workers).

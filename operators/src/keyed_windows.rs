@@ -59,7 +59,7 @@ use crate::event_id::EventId;
 use crate::records::{EpochSummary, Firing, Health, Hit};
 use crate::sequence::SeqFired;
 use crate::snapshot::{self, KeyEntryRef, WindowsSnapshot, WindowsSnapshotRef};
-use crate::state::{KeyState, RuleSpec};
+use crate::state::{KeyState, Outcome, RuleSpec};
 use crate::tenants::TenantIndex;
 use crate::watermark::WatermarkTracker;
 
@@ -85,9 +85,18 @@ pub struct WindowStats {
     /// Hits dropped per (rule index, tenant) because they would have opened a key past the
     /// tenant's cap.
     pub shed: HashMap<(u32, String), u64>,
+    /// Matches per (rule index, tenant) that would have fired but for the key's suppression.
+    pub suppressed: HashMap<(u32, String), u64>,
 }
 
 impl WindowStats {
+    fn count_suppressed(&mut self, rule: u32, tenant: &str) {
+        *self
+            .suppressed
+            .entry((rule, tenant.to_owned()))
+            .or_default() += 1;
+    }
+
     /// Adds the counters of another `keyed_windows` operator of the same worker (a later
     /// stage): its keys and state count on top, its watermarks are the same.
     pub fn absorb(&mut self, other: &WindowStats) {
@@ -99,6 +108,9 @@ impl WindowStats {
         }
         for (k, v) in &other.shed {
             *self.shed.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.suppressed {
+            *self.suppressed.entry(k.clone()).or_default() += v;
         }
         self.keys += other.keys;
         self.peak_keys += other.peak_keys;
@@ -764,8 +776,8 @@ impl Keys {
                 }
                 match (&mut key.state, spec) {
                     (KeyState::Window(state), RuleSpec::Window(w)) => {
-                        if let Some(f) = state.add(w, h.ts, id, h.distinct, h.number) {
-                            fired(Firing {
+                        match state.add(w, h.ts, id, h.distinct, h.number) {
+                            Outcome::Fired(f) => fired(Firing {
                                 rule: h.rule,
                                 tenant: h.tenant,
                                 group: h.group,
@@ -777,12 +789,18 @@ impl Keys {
                                 events: f.events,
                                 event_count: f.event_count,
                                 health: None,
-                            });
+                            }),
+                            Outcome::Suppressed => st.count_suppressed(h.rule, &h.tenant),
+                            Outcome::Quiet => {}
                         }
                     }
                     (KeyState::Sequence(state), RuleSpec::Sequence(q)) => {
-                        if let Some(f) = state.add(q, h.ts, id, h.steps) {
-                            fired(seq_firing(h.rule, &h.tenant, state.group(), f));
+                        match state.add(q, h.ts, id, h.steps) {
+                            Outcome::Fired(f) => {
+                                fired(seq_firing(h.rule, &h.tenant, state.group(), f));
+                            }
+                            Outcome::Suppressed => st.count_suppressed(h.rule, &h.tenant),
+                            Outcome::Quiet => {}
                         }
                         if let Some(d) = state.deadline(q) {
                             waiting.timers.insert((d, h.key));
@@ -807,9 +825,12 @@ impl Keys {
             };
             if let (KeyState::Sequence(state), RuleSpec::Sequence(q)) =
                 (&mut key.state, &specs[key.rule as usize])
-                && let Some(f) = state.on_watermark(q, wm)
             {
-                fired(seq_firing(key.rule, tenant, state.group(), f));
+                match state.on_watermark(q, wm) {
+                    Outcome::Fired(f) => fired(seq_firing(key.rule, tenant, state.group(), f)),
+                    Outcome::Suppressed => st.count_suppressed(key.rule, tenant),
+                    Outcome::Quiet => {}
+                }
             }
         }
     }

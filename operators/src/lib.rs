@@ -35,7 +35,7 @@ pub use lateness::Lateness;
 pub use records::{EpochSummary, Firing, Health, Hit};
 pub use sequence::{SequenceSpec, SequenceState};
 pub use snapshot::WindowsSnapshot;
-pub use state::{KeyState, RuleSpec};
+pub use state::{KeyState, Outcome, RuleSpec};
 pub use tenants::TenantIndex;
 pub use watermark::WatermarkTracker;
 pub use window::{WindowSpec, WindowState};

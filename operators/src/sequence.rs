@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::event_id::EventId;
+use crate::state::Outcome;
 
 /// Most stages (steps, counting each `runs`) one sequence may have.
 pub const MAX_STAGES: usize = 100;
@@ -113,18 +114,19 @@ impl SequenceState {
         &self.group
     }
 
-    /// Applies an event at `ts` that matches the steps in `mask` (bit per step); returns the
-    /// match it completes, or the wait it ends (a sequence has one or the other).
+    /// Applies an event at `ts` that matches the steps in `mask` (bit per step); reports the
+    /// match it completes, or the wait it ends (a sequence has one or the other), fired or
+    /// suppressed.
     pub fn add(
         &mut self,
         spec: &SequenceSpec,
         ts: i64,
         id: EventId,
         mask: u64,
-    ) -> Option<SeqFired> {
+    ) -> Outcome<SeqFired> {
         let n = spec.stages.len();
         if n == 0 {
-            return None;
+            return Outcome::Quiet;
         }
         if self.partials.len() != n {
             self.partials = vec![None; n];
@@ -178,10 +180,11 @@ impl SequenceState {
             && let Some(p) = self.partials[n - 1].take()
         {
             self.clear();
-            if ts >= self.suppressed_until {
-                self.suppressed_until = ts.saturating_add(spec.suppress_ms);
-                return Some(p.fired(ts));
+            if ts < self.suppressed_until {
+                return Outcome::Suppressed;
             }
+            self.suppressed_until = ts.saturating_add(spec.suppress_ms);
+            return Outcome::Fired(p.fired(ts));
         }
         ended
     }
@@ -217,15 +220,19 @@ impl SequenceState {
 
     /// Ends the wait of an absent step once `wm` (every event before it applied) reaches its
     /// deadline: the rule fires, and the key starts over.
-    pub fn on_watermark(&mut self, spec: &SequenceSpec, wm: i64) -> Option<SeqFired> {
-        let deadline = self.deadline(spec).filter(|&d| d <= wm)?;
-        let p = spec.waiting_stage().and_then(|w| self.partials[w].take())?;
+    pub fn on_watermark(&mut self, spec: &SequenceSpec, wm: i64) -> Outcome<SeqFired> {
+        let Some(deadline) = self.deadline(spec).filter(|&d| d <= wm) else {
+            return Outcome::Quiet;
+        };
+        let Some(p) = spec.waiting_stage().and_then(|w| self.partials[w].take()) else {
+            return Outcome::Quiet;
+        };
         self.clear();
         if deadline < self.suppressed_until {
-            return None;
+            return Outcome::Suppressed;
         }
         self.suppressed_until = deadline.saturating_add(spec.suppress_ms);
-        Some(p.fired(deadline))
+        Outcome::Fired(p.fired(deadline))
     }
 
     /// Whether the state can be dropped at watermark `wm`: no partial match can complete or
@@ -302,9 +309,12 @@ mod tests {
         let mut s = SequenceState::new(vec!["alice".into()]);
         let mut out = Vec::new();
         for (i, &(t, mask)) in events.iter().enumerate() {
-            out.extend(s.add(spec, t, EventId::new(&format!("e{i:02}")), mask));
+            out.extend(
+                s.add(spec, t, EventId::new(&format!("e{i:02}")), mask)
+                    .fired(),
+            );
         }
-        out.extend(s.on_watermark(spec, wm));
+        out.extend(s.on_watermark(spec, wm).fired());
         out
     }
 
@@ -340,6 +350,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn matches_discarded_by_suppression_are_reported() {
+        // A then B, 1 minute of suppression: A B A B fires once and holds back the second.
+        let spec = SequenceSpec {
+            stages: vec![0, 1],
+            absent: None,
+            until: None,
+            span_ms: 10 * MIN,
+            suppress_ms: MIN,
+            max_refs: 10,
+        };
+        let mut s = SequenceState::new(vec!["alice".into()]);
+        let outcomes: Vec<&str> = [(0, FAIL), (1, OK), (2, FAIL), (3, OK), (MIN + 4, FAIL)]
+            .into_iter()
+            .enumerate()
+            .map(
+                |(i, (t, m))| match s.add(&spec, t, EventId::new(&format!("e{i}")), m) {
+                    Outcome::Fired(_) => "fired",
+                    Outcome::Suppressed => "suppressed",
+                    Outcome::Quiet => "quiet",
+                },
+            )
+            .collect();
+        assert_eq!(outcomes, ["quiet", "fired", "quiet", "suppressed", "quiet"]);
+        // A not followed by B: the second wait ends inside the first alert's suppression.
+        let absent = SequenceSpec {
+            suppress_ms: 10 * MIN,
+            ..not_followed()
+        };
+        let mut s = SequenceState::new(vec!["alice".into()]);
+        assert_eq!(s.add(&absent, 0, EventId::new("a"), FAIL), Outcome::Quiet);
+        assert!(matches!(
+            s.on_watermark(&absent, 5 * MIN),
+            Outcome::Fired(_)
+        ));
+        assert_eq!(
+            s.add(&absent, 6 * MIN, EventId::new("b"), FAIL),
+            Outcome::Quiet
+        );
+        assert_eq!(s.on_watermark(&absent, 11 * MIN), Outcome::Suppressed);
+        assert_eq!(s.on_watermark(&absent, 12 * MIN), Outcome::Quiet);
     }
 
     #[test]
@@ -453,17 +506,17 @@ mod tests {
     fn absence_fires_when_the_watermark_passes_the_deadline() {
         let spec = not_followed();
         let mut s = SequenceState::new(Vec::new());
-        assert!(s.add(&spec, 0, EventId::new("a"), FAIL).is_none());
+        assert!(s.add(&spec, 0, EventId::new("a"), FAIL).fired().is_none());
         assert_eq!(s.deadline(&spec), Some(5 * MIN));
         assert!(
-            s.on_watermark(&spec, 5 * MIN - 1).is_none(),
+            s.on_watermark(&spec, 5 * MIN - 1).fired().is_none(),
             "not before the deadline"
         );
         assert!(
             !s.expired(&spec, 10 * MIN),
             "a waiting match is never dropped"
         );
-        let f = s.on_watermark(&spec, 5 * MIN).unwrap();
+        let f = s.on_watermark(&spec, 5 * MIN).fired().unwrap();
         assert_eq!((f.start, f.end, f.event_count), (0, 5 * MIN, 1));
         assert!(s.expired(&spec, 5 * MIN));
     }
@@ -491,7 +544,7 @@ mod tests {
     fn partial_matches_expire_with_the_span() {
         let spec = failures_then_success();
         let mut s = SequenceState::new(Vec::new());
-        assert!(s.add(&spec, 0, EventId::new("a"), FAIL).is_none());
+        assert!(s.add(&spec, 0, EventId::new("a"), FAIL).fired().is_none());
         assert!(!s.expired(&spec, 10 * MIN - 1));
         assert!(s.expired(&spec, 10 * MIN));
     }

@@ -22,6 +22,27 @@ impl RuleSpec {
     }
 }
 
+/// What applying one event (or a watermark) to a key's state did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<F> {
+    /// Nothing to report.
+    Quiet,
+    /// The rule fires.
+    Fired(F),
+    /// The rule would fire, but the key is suppressed: the match is discarded, and counted.
+    Suppressed,
+}
+
+impl<F> Outcome<F> {
+    /// The firing, if the rule fired.
+    pub fn fired(self) -> Option<F> {
+        match self {
+            Outcome::Fired(f) => Some(f),
+            Outcome::Quiet | Outcome::Suppressed => None,
+        }
+    }
+}
+
 /// The state of one (tenant, rule, group) key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum KeyState {

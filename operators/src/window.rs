@@ -34,6 +34,7 @@ use vigil_model::Threshold;
 
 use crate::event_id::EventId;
 use crate::keyed_windows::HashedKeys;
+use crate::state::Outcome;
 
 /// How a rule windows its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +135,8 @@ pub struct WindowState {
     suppressed_until: i64,
     /// Fired in the current tumbling window or session.
     fired_in_bucket: bool,
+    /// A firing of the current tumbling window or session was suppressed (counted once).
+    held_in_bucket: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -176,6 +179,9 @@ struct Hops {
     order: VecDeque<(i64, u128)>,
     /// Bit `i` set: the window starting at pane `base − i` has fired.
     fired: u128,
+    /// Bit `i` set: a firing of the window starting at pane `base − i` was suppressed (it is
+    /// counted once; the window may still fire once the suppression ends).
+    held: u128,
     /// The newest pane index.
     base: i64,
 }
@@ -237,9 +243,11 @@ impl Hops {
     fn advance(&mut self, p: i64, oldest: i64) {
         if self.panes.is_empty() {
             self.fired = 0;
+            self.held = 0;
         } else if p > self.base {
             let d = p - self.base;
             self.fired = if d >= 128 { 0 } else { self.fired << d };
+            self.held = if d >= 128 { 0 } else { self.held << d };
         }
         self.base = p;
         while self.panes.front().is_some_and(|q| q.idx < oldest) {
@@ -310,14 +318,15 @@ impl Default for WindowState {
             bucket_start: i64::MIN,
             suppressed_until: i64::MIN,
             fired_in_bucket: false,
+            held_in_bucket: false,
         }
     }
 }
 
 impl WindowState {
     /// Adds an event at `ts` (with its id, the hash of its distinct value for distinct counts,
-    /// and its number for sums, minima, maxima and averages) and reports a firing if the rule
-    /// fires on it.
+    /// and its number for sums, minima, maxima and averages) and reports whether the rule fires
+    /// on it, or would but for its suppression.
     pub fn add(
         &mut self,
         spec: &WindowSpec,
@@ -325,10 +334,10 @@ impl WindowState {
         id: EventId,
         distinct: Option<u128>,
         number: Option<f64>,
-    ) -> Option<Fired> {
+    ) -> Outcome<Fired> {
         match spec.kind {
             WindowKind::Single => {
-                return Some(Fired {
+                return Outcome::Fired(Fired {
                     value: 1.0,
                     start: ts,
                     events: vec![id.to_string()],
@@ -368,9 +377,18 @@ impl WindowState {
             self.add_number(spec, ts, v);
         }
         let value = self.value(spec);
-        let armed = ts >= self.suppressed_until && !self.fired_in_bucket;
-        if !armed || !spec.threshold.holds(value) {
-            return None;
+        // A tumbling window or session fires once: that is the window, not suppression.
+        if self.fired_in_bucket || !spec.threshold.holds(value) {
+            return Outcome::Quiet;
+        }
+        if ts < self.suppressed_until {
+            // A sliding window would fire on every such event; a tumbling window or session
+            // once.
+            let bucket = matches!(spec.kind, WindowKind::Tumbling | WindowKind::Session { .. });
+            if bucket && std::mem::replace(&mut self.held_in_bucket, true) {
+                return Outcome::Quiet;
+            }
+            return Outcome::Suppressed;
         }
         self.suppressed_until = ts.saturating_add(spec.suppress_ms);
         self.fired_in_bucket =
@@ -381,7 +399,7 @@ impl WindowState {
             .and_then(|x| x.older.front().map(|o| o.0))
             .or_else(|| self.recent.front().map(|r| r.0))
             .unwrap_or(ts);
-        Some(Fired {
+        Outcome::Fired(Fired {
             value,
             start,
             events: self.recent.iter().map(|(_, id)| id.to_string()).collect(),
@@ -390,18 +408,21 @@ impl WindowState {
     }
 
     /// A first-seen key: new when it was never seen or not within the TTL before `ts`.
-    fn add_first_seen(&mut self, spec: &WindowSpec, ts: i64, id: EventId) -> Option<Fired> {
+    fn add_first_seen(&mut self, spec: &WindowSpec, ts: i64, id: EventId) -> Outcome<Fired> {
         let new = self
             .recent
             .back()
             .is_none_or(|&(last, _)| ts >= last.saturating_add(spec.window_ms));
         self.recent.clear();
         self.recent.push_back((ts, id));
-        if !new || ts < self.suppressed_until {
-            return None;
+        if !new {
+            return Outcome::Quiet;
+        }
+        if ts < self.suppressed_until {
+            return Outcome::Suppressed;
         }
         self.suppressed_until = ts.saturating_add(spec.suppress_ms);
-        Some(Fired {
+        Outcome::Fired(Fired {
             value: 1.0,
             start: ts,
             events: self.recent.iter().map(|(_, id)| id.to_string()).collect(),
@@ -415,6 +436,7 @@ impl WindowState {
         self.extra = None;
         self.bucket_start = start;
         self.fired_in_bucket = false;
+        self.held_in_bucket = false;
     }
 
     /// Appends an event to `recent`; the oldest beyond `max_refs` moves to `older` when `keep`
@@ -496,7 +518,7 @@ impl WindowState {
         id: EventId,
         distinct: Option<u128>,
         number: Option<f64>,
-    ) -> Option<Fired> {
+    ) -> Outcome<Fired> {
         let hops = (spec.window_ms / slide).clamp(1, MAX_HOPS);
         let p = ts.div_euclid(slide);
         let oldest = p - hops + 1;
@@ -509,9 +531,10 @@ impl WindowState {
         let h = x.hops.get_or_insert_with(Box::default);
         h.advance(p, oldest);
         h.add(p, ts, distinct, number);
-        if ts < self.suppressed_until {
-            return None;
-        }
+        // Suppressed, a window that would fire is marked held, not fired: it may fire once the
+        // suppression ends.
+        let suppressed = ts < self.suppressed_until;
+        let mut held = false;
         // Walk the panes newest first: the windows starting after the next older pane and at
         // or before this one hold exactly the panes from this one on.
         let mut acc = Acc::new();
@@ -529,15 +552,23 @@ impl WindowState {
             .max(oldest);
             for k in from..=pane.idx {
                 let bit = 1u128 << (p - k);
-                if h.fired & bit == 0 {
+                if suppressed {
+                    held |= h.fired & bit == 0 && h.held & bit == 0;
+                    h.held |= bit;
+                } else if h.fired & bit == 0 {
                     h.fired |= bit;
                     best = Some((value, pane.first_ts, acc.count));
                 }
             }
         }
-        let (value, start, event_count) = best?;
+        if held {
+            return Outcome::Suppressed;
+        }
+        let Some((value, start, event_count)) = best else {
+            return Outcome::Quiet;
+        };
         self.suppressed_until = ts.saturating_add(spec.suppress_ms);
-        Some(Fired {
+        Outcome::Fired(Fired {
             value,
             start,
             events: self
@@ -691,6 +722,7 @@ mod tests {
             .enumerate()
             .filter_map(|(i, &t)| {
                 s.add(spec, t, EventId::new(&format!("e{i:03}")), None, None)
+                    .fired()
                     .map(|f| (t, f))
             })
             .collect()
@@ -759,6 +791,7 @@ mod tests {
             distinct,
             number,
         )
+        .fired()
     }
 
     const AGGS: [AggFn; 6] = [
@@ -873,6 +906,7 @@ mod tests {
         for t in 0..1_000_000 {
             last = s
                 .add(&spec, t, EventId::new("x"), None, Some(0.1))
+                .fired()
                 .unwrap()
                 .value;
         }
@@ -1175,6 +1209,7 @@ mod tests {
         let mut st = WindowState::default();
         let mut fire = |t: i64, v: f64| {
             st.add(&s, t, EventId::new("x"), None, Some(v))
+                .fired()
                 .map(|f| f.value)
         };
         assert_eq!(fire(0, 150.0), Some(150.0));
@@ -1199,6 +1234,74 @@ mod tests {
         assert_eq!(fired[1].1.events.len(), 10);
     }
 
+    /// (fired, suppressed) counts of feeding `times` to a fresh state.
+    fn outcomes(spec: &WindowSpec, times: &[i64]) -> (usize, usize) {
+        let mut st = WindowState::default();
+        let (mut fired, mut suppressed) = (0, 0);
+        for (i, &t) in times.iter().enumerate() {
+            match st.add(
+                spec,
+                t,
+                EventId::new(&format!("e{i}")),
+                Some(i as u128 % 3),
+                None,
+            ) {
+                Outcome::Fired(_) => fired += 1,
+                Outcome::Suppressed => suppressed += 1,
+                Outcome::Quiet => {}
+            }
+        }
+        (fired, suppressed)
+    }
+
+    #[test]
+    fn matches_held_back_by_suppression_are_reported_and_nothing_else_is() {
+        // Sliding: one event a second for 20 minutes, count >= 10, 5 minutes of suppression:
+        // 4 alerts (see above); every other event from the 10th on would have fired.
+        let sliding = spec(WindowKind::Sliding, 10, 5 * MIN);
+        let times: Vec<i64> = (0..1_200).map(|i| i * 1_000).collect();
+        assert_eq!(outcomes(&sliding, &times), (4, 1_191 - 4));
+        // Without suppression every one of them fires.
+        let eager = WindowSpec {
+            suppress_ms: 0,
+            ..sliding
+        };
+        assert_eq!(outcomes(&eager, &times), (1_191, 0));
+        // A tumbling window fires once per window: the rest of that window is not suppression.
+        let tumbling = WindowSpec {
+            suppress_ms: 0,
+            ..spec(WindowKind::Tumbling, 10, 5 * MIN)
+        };
+        assert_eq!(outcomes(&tumbling, &times), (4, 0));
+        // With suppression longer than the window, the next windows' firings are held back.
+        let long = WindowSpec {
+            suppress_ms: 12 * MIN,
+            ..tumbling
+        };
+        // Windows at 0, 5, 10 and 15 minutes: fires at 9 s; the windows at 5 and 10 minutes
+        // would have fired (once each), and the one at 10 minutes still does at 12m 9s, when
+        // the suppression ends; it then holds back the one at 15 minutes.
+        assert_eq!(outcomes(&long, &times), (2, 3));
+        // Hopping (2 minutes every minute, count >= 3, 2 minutes of suppression): the first
+        // burst fires the windows at -1m and 0 with one alert; the second would have fired the
+        // window at 1m (once, however many of its events pass the threshold).
+        let hopping = spec(WindowKind::Hopping { slide_ms: MIN }, 3, 2 * MIN);
+        let bursts = [0, 1, 2, 3, 4, MIN, MIN + 1, MIN + 2, MIN + 3, MIN + 4];
+        assert_eq!(outcomes(&hopping, &bursts), (1, 1));
+        // First seen: a key new again while suppressed.
+        let first = WindowSpec {
+            suppress_ms: 10 * MIN,
+            ..spec(WindowKind::FirstSeen, 1, MIN)
+        };
+        assert_eq!(outcomes(&first, &[0, 2 * MIN, 4 * MIN, 11 * MIN]), (2, 2));
+        // Distinct counts below the threshold never report anything.
+        let distinct = WindowSpec {
+            agg: AggFn::Distinct,
+            ..spec(WindowKind::Sliding, 4, 5 * MIN)
+        };
+        assert_eq!(outcomes(&distinct, &times), (0, 0));
+    }
+
     #[test]
     fn distinct_counts_values_in_window() {
         let s = WindowSpec {
@@ -1210,10 +1313,25 @@ mod tests {
             ..s
         };
         let mut st = WindowState::default();
-        assert!(st.add(&s, 0, EventId::new("a"), Some(1), None).is_none());
-        assert!(st.add(&s, 1, EventId::new("b"), Some(1), None).is_none());
-        assert!(st.add(&s, 2, EventId::new("c"), Some(2), None).is_none());
-        let f = st.add(&s, 3, EventId::new("d"), Some(3), None).unwrap();
+        assert!(
+            st.add(&s, 0, EventId::new("a"), Some(1), None)
+                .fired()
+                .is_none()
+        );
+        assert!(
+            st.add(&s, 1, EventId::new("b"), Some(1), None)
+                .fired()
+                .is_none()
+        );
+        assert!(
+            st.add(&s, 2, EventId::new("c"), Some(2), None)
+                .fired()
+                .is_none()
+        );
+        let f = st
+            .add(&s, 3, EventId::new("d"), Some(3), None)
+            .fired()
+            .unwrap();
         assert_eq!((f.value, f.event_count, f.start), (3.0, 4, 0));
         // Value 1 was last seen at 1: at 10m + 1 it has left the window; 2 and 3 remain.
         let mut st2 = WindowState::default();
@@ -1223,11 +1341,13 @@ mod tests {
         let later = 10 * MIN + 1;
         assert!(
             st2.add(&at(4.0), later, EventId::new("y"), Some(4), None)
+                .fired()
                 .is_none()
         );
         // The same moment again: 2, 3 and 4 are in the window.
         assert!(
             st2.add(&at(3.0), later, EventId::new("z"), Some(4), None)
+                .fired()
                 .is_some()
         );
     }
@@ -1236,10 +1356,14 @@ mod tests {
     fn expiry_is_invisible() {
         let s = spec(WindowKind::Sliding, 2, 5 * MIN);
         let mut st = WindowState::default();
-        assert!(st.add(&s, 0, EventId::new("a"), None, None).is_none());
+        assert!(
+            st.add(&s, 0, EventId::new("a"), None, None)
+                .fired()
+                .is_none()
+        );
         assert!(!st.expired(&s, 5 * MIN - 1));
         assert!(st.expired(&s, 5 * MIN));
-        let f = st.add(&s, 1, EventId::new("b"), None, None);
+        let f = st.add(&s, 1, EventId::new("b"), None, None).fired();
         assert!(f.is_some());
         // Suppressed until 5m + 1: not expired before that.
         assert!(!st.expired(&s, 5 * MIN));
