@@ -206,3 +206,38 @@ fn family(out: &mut String, spec: &str, samples: impl Iterator<Item = (String, S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_rule_and_tenant_counters_sum_over_workers() {
+        let m = EngineMetrics::default();
+        {
+            let mut inner = m.lock();
+            inner.rules = vec!["brute_force_login".into(), "password_spray".into()];
+            let worker = |pairs: &[(u32, &str, u64)]| WorkerSnapshot {
+                suppressed: pairs
+                    .iter()
+                    .map(|&(r, t, n)| ((r, t.to_owned()), n))
+                    .collect(),
+                ..WorkerSnapshot::default()
+            };
+            inner.workers = vec![
+                worker(&[(0, "acme", 2), (1, "globex", 5)]),
+                worker(&[(0, "acme", 1), (0, "globex", 4)]),
+            ];
+        }
+        let text = m.render();
+        for line in [
+            "# TYPE vigil_engine_suppressed_total counter",
+            "vigil_engine_suppressed_total{rule=\"brute_force_login\",tenant=\"acme\"} 3",
+            "vigil_engine_suppressed_total{rule=\"brute_force_login\",tenant=\"globex\"} 4",
+            "vigil_engine_suppressed_total{rule=\"password_spray\",tenant=\"globex\"} 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert_eq!(text.matches("vigil_engine_suppressed_total{").count(), 3);
+    }
+}
