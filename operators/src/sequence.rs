@@ -238,17 +238,12 @@ impl SequenceState {
     /// Whether the state can be dropped at watermark `wm`: no partial match can complete or
     /// wait for a deadline, and the key is not suppressed beyond `wm`.
     pub fn expired(&self, spec: &SequenceSpec, wm: i64) -> bool {
-        self.suppressed_until <= wm
-            && self.deadline(spec).is_none()
-            && self
-                .partials
-                .iter()
-                .flatten()
-                .all(|p| p.start.saturating_add(spec.span_ms) <= wm)
+        self.deadline(spec).is_none() && self.expiry(spec) <= wm
     }
 
-    /// A time before which [`SequenceState::expired`] cannot hold if no event arrives: the
-    /// earliest watermark worth checking it at again (see `Keys::sweep`).
+    /// The watermark from which the state, if no event arrives and no match waits for a
+    /// deadline, is expired: the end of its last partial match's span or of its quiet period,
+    /// whichever is later. `Keys::sweep` files keys under it.
     pub fn expiry(&self, spec: &SequenceSpec) -> i64 {
         self.partials
             .iter()
@@ -319,7 +314,10 @@ mod tests {
     }
 
     #[test]
-    fn a_state_never_expires_before_its_expiry() {
+    fn an_expired_state_behaves_like_a_fresh_one() {
+        // The sweep drops a key once it is expired at the watermark. For that to be invisible,
+        // the state must answer every later event and watermark (at or after the one it was
+        // dropped at) exactly as a fresh state would: same outcomes, same firings.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = |n: u64| {
             x ^= x << 13;
@@ -327,29 +325,72 @@ mod tests {
             x ^= x << 17;
             x % n
         };
-        for spec in [failures_then_success(), not_followed()] {
+        let a_then_b = SequenceSpec {
+            stages: vec![0, 1],
+            absent: None,
+            until: Some(2),
+            span_ms: 2 * MIN,
+            suppress_ms: 3 * MIN,
+            max_refs: 5,
+        };
+        let suppressed_absence = SequenceSpec {
+            suppress_ms: 4 * MIN,
+            ..not_followed()
+        };
+        let (mut checked, mut fired) = (0, 0);
+        for spec in [
+            failures_then_success(),
+            not_followed(),
+            a_then_b,
+            suppressed_absence,
+        ] {
             let mut s = SequenceState::new(vec!["alice".into()]);
-            let mut t = 0;
-            for i in 0..2_000 {
-                t += next(90_000) as i64;
-                // Failures, successes and resets (bits 0..3) in any combination.
-                let mask = next(8);
-                s.add(&spec, t, EventId::new(&format!("e{i}")), mask);
-                let expiry = s.expiry(&spec);
-                for wm in [
-                    t,
-                    expiry.saturating_sub(1),
-                    t + next(20 * MIN as u64) as i64,
-                ] {
-                    if wm < expiry {
-                        assert!(!s.expired(&spec, wm), "event {i} at {t}, wm {wm}");
-                    }
+            let (mut t, mut wm) = (0, i64::MIN);
+            for i in 0..600 {
+                t += next(40_000) as i64;
+                s.add(&spec, t, EventId::new(&format!("e{i}")), next(8));
+                if next(3) == 0 {
+                    wm = wm.max(t - next(6 * MIN as u64) as i64);
+                    s.on_watermark(&spec, wm);
                 }
-                if s.deadline(&spec).is_none() {
-                    assert!(s.expired(&spec, expiry.max(t)), "event {i} at {t}");
+                if s.deadline(&spec).is_some() {
+                    continue;
+                }
+                let first = s.expiry(&spec).max(t);
+                for drop_at in [first, first + 2 * MIN] {
+                    assert!(s.expired(&spec, drop_at), "event {i} at {t}");
+                    let (mut kept, mut fresh) =
+                        (s.clone(), SequenceState::new(vec!["alice".into()]));
+                    let (mut u, mut w) = (drop_at, drop_at);
+                    for j in 0..40 {
+                        let id = EventId::new(&format!("later{j}"));
+                        // Mostly the first steps, densely, so that the continuations match.
+                        let mask = [1, 1, 1, 2, 3, 4, 1, 2][next(8) as usize];
+                        let o = fresh.add(&spec, u, id.clone(), mask);
+                        fired += usize::from(matches!(o, Outcome::Fired(_)));
+                        assert_eq!(
+                            kept.add(&spec, u, id, mask),
+                            o,
+                            "event {i}, drop at {drop_at}, later {j}"
+                        );
+                        if next(4) == 0 {
+                            w = w.max(u - next(MIN as u64) as i64);
+                            let o = fresh.on_watermark(&spec, w);
+                            fired += usize::from(matches!(o, Outcome::Fired(_)));
+                            assert_eq!(
+                                kept.on_watermark(&spec, w),
+                                o,
+                                "event {i}, drop at {drop_at}, wm {w}"
+                            );
+                        }
+                        u += next(20_000) as i64;
+                    }
+                    checked += 1;
                 }
             }
         }
+        // Many states were checked, and their continuations fire.
+        assert!(checked > 500 && fired > 500, "{checked} {fired}");
     }
 
     #[test]

@@ -626,33 +626,14 @@ impl WindowState {
     /// no event at or after `wm` can share a window with the events it holds, and it is not
     /// suppressed beyond `wm`.
     pub fn expired(&self, spec: &WindowSpec, wm: i64) -> bool {
-        if self.suppressed_until > wm {
-            return false;
-        }
-        let last = self.recent.back().map(|r| r.0);
-        match spec.kind {
-            WindowKind::Single => true,
-            WindowKind::Sliding => last.is_none_or(|t| t <= wm.saturating_sub(spec.window_ms)),
-            WindowKind::Tumbling => self.bucket_start.saturating_add(spec.window_ms) <= wm,
-            WindowKind::Session { .. } | WindowKind::FirstSeen => {
-                last.is_none_or(|t| t.saturating_add(spec.window_ms) <= wm)
-            }
-            WindowKind::Hopping { slide_ms } => self
-                .extra
-                .as_ref()
-                .and_then(|x| x.hops.as_ref())
-                .and_then(|h| h.panes.back())
-                .is_none_or(|p| {
-                    p.idx
-                        .saturating_mul(slide_ms)
-                        .saturating_add(spec.window_ms)
-                        <= wm
-                }),
-        }
+        self.expiry(spec) <= wm
     }
 
-    /// A time before which [`WindowState::expired`] cannot hold if no event arrives: the
-    /// earliest watermark worth checking it at again (see `Keys::sweep`).
+    /// The watermark from which the state, if no event arrives, is expired: the end of the
+    /// last window its events can share with a later event (a sliding window's last event
+    /// plus its width, a tumbling bucket's or hopping pane's end, a session's or first-seen
+    /// entry's gap), or the end of its quiet period if that is later. `Keys::sweep` files
+    /// keys under it.
     pub fn expiry(&self, spec: &WindowSpec) -> i64 {
         let last = self.recent.back().map_or(i64::MIN, |r| r.0);
         let ends = match spec.kind {
@@ -775,12 +756,12 @@ mod tests {
         }
     }
 
-    fn feed(
+    fn outcome(
         s: &mut WindowState,
         spec: &WindowSpec,
         i: usize,
         e: (i64, f64, u128),
-    ) -> Option<Fired> {
+    ) -> Outcome<Fired> {
         let distinct = (spec.agg == AggFn::Distinct).then_some(e.2);
         let number =
             matches!(spec.agg, AggFn::Sum | AggFn::Min | AggFn::Max | AggFn::Avg).then_some(e.1);
@@ -791,7 +772,15 @@ mod tests {
             distinct,
             number,
         )
-        .fired()
+    }
+
+    fn feed(
+        s: &mut WindowState,
+        spec: &WindowSpec,
+        i: usize,
+        e: (i64, f64, u128),
+    ) -> Option<Fired> {
+        outcome(s, spec, i, e).fired()
     }
 
     const AGGS: [AggFn; 6] = [
@@ -1371,44 +1360,57 @@ mod tests {
     }
 
     #[test]
-    fn expiry_is_exactly_when_the_state_expires_for_every_kind() {
+    fn an_expired_state_behaves_like_a_fresh_one_for_every_kind() {
+        // The sweep drops a key once it is expired at the watermark. For that to be invisible,
+        // the state must answer every later event (at or after the watermark) exactly as a
+        // fresh state would: same outcomes, same firings (values, starts, event ids).
         let kinds = [
+            WindowKind::Single,
             WindowKind::Sliding,
             WindowKind::Tumbling,
             WindowKind::Hopping { slide_ms: MIN },
             WindowKind::Session { max_ms: 30 * MIN },
             WindowKind::FirstSeen,
         ];
+        let mut fired = 0;
         for (k, kind) in kinds.into_iter().enumerate() {
             for agg in AGGS {
-                let spec = WindowSpec {
-                    agg,
-                    threshold: Threshold::at_least(3.0),
-                    ..spec(kind, 3, 5 * MIN)
-                };
-                let mut st = WindowState::default();
-                for (i, e) in events(k as u64 * 31 + 7, 300).into_iter().enumerate() {
-                    feed(&mut st, &spec, i, e);
-                    let expiry = st.expiry(&spec);
-                    // The sweep files a key under its expiry: checking earlier never drops it,
-                    // checking then always does (for windows the bound is exact).
-                    for wm in [
-                        e.0,
-                        expiry.saturating_sub(1),
-                        expiry,
-                        expiry.saturating_add(1),
-                        e.0 + 40 * MIN,
-                    ] {
-                        assert_eq!(
-                            st.expired(&spec, wm),
-                            expiry <= wm,
-                            "{kind:?} {agg:?} after event {i} at {}, wm {wm}",
-                            e.0
-                        );
+                for suppress_ms in [0, 2 * MIN, 10 * MIN] {
+                    let spec = WindowSpec {
+                        agg,
+                        threshold: Threshold::at_least(3.0),
+                        suppress_ms,
+                        ..spec(kind, 3, 5 * MIN)
+                    };
+                    let mut st = WindowState::default();
+                    for (i, e) in events(k as u64 * 31 + 7, 150).into_iter().enumerate() {
+                        feed(&mut st, &spec, i, e);
+                        // The earliest watermark at which the sweep drops the key, and a later one.
+                        let first = st.expiry(&spec).max(e.0);
+                        for wm in [first, first + 3 * MIN] {
+                            assert!(st.expired(&spec, wm), "{kind:?} {agg:?} event {i}");
+                            let later = events(i as u64 + 1, 10);
+                            let shift = wm - later[0].0;
+                            let (mut kept, mut fresh) = (st.clone(), WindowState::default());
+                            for (j, (t, v, d)) in later.into_iter().enumerate() {
+                                let e = (t + shift, v, d);
+                                let o = outcome(&mut fresh, &spec, 1_000 + j, e);
+                                fired += usize::from(matches!(o, Outcome::Fired(_)));
+                                assert_eq!(
+                                    outcome(&mut kept, &spec, 1_000 + j, e),
+                                    o,
+                                    "{kind:?} {agg:?} suppress {suppress_ms}: after event {i}, \
+                                     wm {wm}, later event {j} at {}",
+                                    e.0
+                                );
+                            }
+                        }
                     }
                 }
             }
         }
+        // The continuations do fire, so the comparison covers firings and not just silence.
+        assert!(fired > 1_000, "{fired}");
     }
 
     #[test]
