@@ -368,6 +368,15 @@ fn exceptions_load_beside_the_rules_and_explain_shows_the_plan() {
         ],
     );
     assert_explains(
+        "success_after_failures",
+        &[
+            "  suppress  1h after each alert, for every group with the alert's user.name",
+            "  key       tenant_id, source.ip, user.name",
+            "-> exchange by (tenant, rule) -> suppression across groups (each epoch in event-time order) -> alert",
+            "  quiet     per tenant_id, user.name in the alert stage: the end of its quiet period, forgotten once the tenant's alerts pass it",
+        ],
+    );
+    assert_explains(
         "logon_from_new_country",
         &[
             "  kind      first seen: a key's first event alerts, and its first after 30d unseen",

@@ -22,6 +22,12 @@ fn shipped_rules() -> Arc<Compiled> {
     )
 }
 
+/// One rule file's text, compiled.
+fn compiled(name: &str, text: &str) -> Arc<Compiled> {
+    let (set, _) = vigil_dsl::compile(&[SourceFile::new(name, text)]).unwrap();
+    Arc::new(Compiled::new(&set))
+}
+
 /// Shipped rule files, each passed through `edit` before compiling.
 fn rules(files: &[&str], edit: impl Fn(String) -> String) -> Arc<Compiled> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/");
@@ -502,14 +508,30 @@ fn assert_same_shuffled_rescaled_and_restarted(
             rules(),
         );
         assert_eq!(stats.late, 0);
-        assert_eq!(
+        assert_same(
             &comparable(&alerts),
             want,
-            "seed={seed} workers={workers} chunk={chunk}"
+            &format!("seed={seed} workers={workers} chunk={chunk}"),
         );
     }
     let shuffled = shuffle_within(events, 9, 8_000);
-    assert_eq!(&interrupted_runs(&shuffled, name, rules), want);
+    assert_same(
+        &interrupted_runs(&shuffled, name, rules),
+        want,
+        "interrupted",
+    );
+}
+
+/// `got == want`, or a failure that shows the alerts in one and not the other.
+fn assert_same(got: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
+    assert!(
+        got == want,
+        "{what}: {} alerts, {} expected; extra {:#?}; missing {:#?}",
+        got.len(),
+        want.len(),
+        got.difference(want).collect::<Vec<_>>(),
+        want.difference(got).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -680,8 +702,7 @@ rule first_sudo {
     suppress for 1h by user.name, host.name
 }
 "#;
-    let (set, _) = vigil_dsl::compile(&[SourceFile::new("first_sudo.rule", rule)]).unwrap();
-    Arc::new(Compiled::new(&set))
+    compiled("first_sudo.rule", rule)
 }
 
 /// `n` events for the tenants acme and globex at random gaps below `max_gap_ms` from T0: `line`
@@ -793,6 +814,153 @@ fn suppressed_single_event_rules_alert_once_per_key_and_quiet_period_for_any_arr
         &comparable(&reference),
         "suppressed",
         suppressed_sudo_rules,
+    );
+}
+
+/// Failures per (source, user), suppressed across users by source; and a sequence per
+/// (user, source), suppressed across sources by user.
+fn suppressed_across_rules() -> Arc<Compiled> {
+    let rule = r#"
+rule failures_by_source {
+    title "Failures from {source.ip} for {user.name}"
+    severity medium
+    match event.outcome == "failure"
+    when count >= 3 by source.ip, user.name within 5m
+    suppress for 20m by source.ip
+}
+
+rule success_after_failures_by_user {
+    title "{user.name} logged on after failures"
+    severity high
+    match event.category == "authentication"
+    sequence by user.name, source.ip within 10m {
+        fail: event.outcome == "failure" runs 2
+        ok: event.outcome == "success"
+    }
+    suppress for 30m by user.name
+}
+"#;
+    compiled("across.rule", rule)
+}
+
+#[test]
+fn suppression_across_groups_alerts_once_per_value_and_quiet_period_for_any_arrival_order() {
+    // Two tenants with the same four sources and five users, logging on every ~10 s for about
+    // five hours, a third of the logons failing.
+    let events = two_tenants(0xac05, 20_000, 2_000, |rng, i, t, tenant| {
+        let ip = format!("10.0.0.{}", rng.below(4));
+        let user = format!("u{}", rng.below(5));
+        let outcome = if rng.below(3) == 0 {
+            "failure"
+        } else {
+            "success"
+        };
+        format!(
+            r#"{{"@timestamp":{t},"tenant_id":"{tenant}","user":{{"name":"{user}"}},"source":{{"ip":"{ip}"}},"event":{{"id":"e{i}","category":["authentication"],"outcome":"{outcome}"}}}}"#
+        )
+    });
+    // The reference for the aggregation, from the definition: in (time, id) order every
+    // failure after which its (source, user) has at least 3 failures in the last 5 minutes
+    // matches (no quiet period per group); a match alerts when its (tenant, source) is not
+    // quiet, and opens 20 minutes of quiet for it.
+    let mut recent: std::collections::HashMap<(String, String, String), Vec<i64>> =
+        Default::default();
+    let mut quiet: std::collections::HashMap<(String, String), i64> = Default::default();
+    let mut want = BTreeSet::new();
+    let mut matches: BTreeMap<String, u64> = BTreeMap::new();
+    for (t, id, v) in in_time_and_id_order(&events) {
+        if v["event"]["outcome"] != "failure" {
+            continue;
+        }
+        let tenant = v["tenant_id"].as_str().unwrap().to_owned();
+        let ip = v["source"]["ip"].as_str().unwrap().to_owned();
+        let user = v["user"]["name"].as_str().unwrap().to_owned();
+        let times = recent
+            .entry((tenant.clone(), ip.clone(), user.clone()))
+            .or_default();
+        times.retain(|&s| s > t - 5 * 60_000);
+        times.push(t);
+        if times.len() < 3 {
+            continue;
+        }
+        *matches.entry(tenant.clone()).or_default() += 1;
+        let q = quiet
+            .entry((tenant.clone(), ip.clone()))
+            .or_insert(i64::MIN);
+        if t >= *q {
+            *q = t + 20 * 60_000;
+            want.insert((tenant, ip, user, id));
+        }
+    }
+    // Each tenant's sources alert again and again, and most matches are held back, some of
+    // them for another user than the one that alerted.
+    for tenant in ["acme", "globex"] {
+        let n = want.iter().filter(|w| w.0 == tenant).count() as u64;
+        assert!(
+            n > 20 && n < matches[tenant] / 3,
+            "{tenant}: {n} of {matches:?}"
+        );
+        let users: BTreeSet<&String> = want
+            .iter()
+            .filter(|w| w.0 == tenant && w.1 == "10.0.0.1")
+            .map(|w| &w.2)
+            .collect();
+        assert!(users.len() > 1, "{tenant}: {users:?}");
+    }
+    let (reference, stats) = in_order_run(&events, suppressed_across_rules());
+    let fired: BTreeSet<(String, String, String, String)> = reference
+        .iter()
+        .filter(|a| a.rule_id == "failures_by_source")
+        .map(|a| {
+            (
+                a.tenant_id.to_string(),
+                a.group["source.ip"].clone(),
+                a.group["user.name"].clone(),
+                a.events.last().unwrap().clone(),
+            )
+        })
+        .collect();
+    assert_eq!(fired, want);
+    for tenant in ["acme", "globex"] {
+        let alerted = want.iter().filter(|w| w.0 == tenant).count() as u64;
+        let key = ("failures_by_source".to_owned(), tenant.to_owned());
+        assert_eq!(
+            stats.suppressed[&key],
+            matches[tenant] - alerted,
+            "{tenant}"
+        );
+    }
+    // The sequence: no two alerts of one (tenant, user) within 30 minutes, though other
+    // sources of the user complete matches meanwhile (counted as suppressed).
+    let mut seq: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+    for a in reference
+        .iter()
+        .filter(|a| a.rule_id == "success_after_failures_by_user")
+    {
+        seq.entry((a.tenant_id.to_string(), a.group["user.name"].clone()))
+            .or_default()
+            .push(a.window.end);
+    }
+    assert_eq!(seq.len(), 10, "{seq:?}");
+    for (key, ends) in &mut seq {
+        ends.sort_unstable();
+        assert!(
+            ends.windows(2).all(|w| w[1] - w[0] >= 30 * 60_000),
+            "{key:?}: {ends:?}"
+        );
+    }
+    for tenant in ["acme", "globex"] {
+        let key = (
+            "success_after_failures_by_user".to_owned(),
+            tenant.to_owned(),
+        );
+        assert!(stats.suppressed[&key] > 0, "{tenant}");
+    }
+    assert_same_shuffled_rescaled_and_restarted(
+        &events,
+        &comparable(&reference),
+        "suppressed-across",
+        suppressed_across_rules,
     );
 }
 
@@ -1031,8 +1199,7 @@ rule failed_logon {
     match event.outcome == "failure"
 }
 "#;
-        let (set, _) = vigil_dsl::compile(&[SourceFile::new("f.rule", rule)]).unwrap();
-        Arc::new(Compiled::new(&set))
+        compiled("f.rule", rule)
     };
     let events = workload(0xa1e, 20_000);
     let noisy = with_noisy_tenant(&events);

@@ -393,19 +393,20 @@ impl Checker<'_> {
             (None, Some(_)) => Predicate::Const(true),
             (Some(e), _) => self.expr(e),
         };
+        let mut suppress_across = None;
         let kind = match (&r.when, &r.sequence) {
             (None, None) => RuleKind::Single(r.suppress.as_ref().map(|s| Suppression {
                 ms: self.suppression(Some(s), 0),
                 by: self.group_by(&r.suppress_by, s.span, "suppress by"),
             })),
             (Some(w), None) => {
-                let kind = self.when(w, r.suppress.as_ref());
-                self.suppress_by_group(&r.suppress_by, &kind);
+                let mut kind = self.when(w, r.suppress.as_ref());
+                suppress_across = self.suppress_across(&r.suppress_by, &mut kind);
                 kind
             }
             (None, Some(q)) => {
-                let kind = self.sequence(q, r.suppress.as_ref());
-                self.suppress_by_group(&r.suppress_by, &kind);
+                let mut kind = self.sequence(q, r.suppress.as_ref());
+                suppress_across = self.suppress_across(&r.suppress_by, &mut kind);
                 kind
             }
             (Some(_), Some(q)) => {
@@ -461,6 +462,7 @@ impl Checker<'_> {
             false_positives: r.false_positives.iter().map(|f| f.value.clone()).collect(),
             filter,
             kind,
+            suppress_across,
             alert_fields,
             input: match &r.from_alerts {
                 None => RuleInput::Events,
@@ -805,38 +807,63 @@ impl Checker<'_> {
         group_by.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// An aggregation or sequence is suppressed per group: `suppress … by` may only restate
-    /// its group-by fields.
-    fn suppress_by_group(&mut self, by: &[Spanned<String>], kind: &RuleKind) {
-        let Some(first) = by.first() else { return };
+    /// `suppress … by FIELDS` on an aggregation or a sequence. Its group-by fields (or no
+    /// `by`): each group is quiet on its own, in its window state. Some of them: the quiet
+    /// period applies across the groups sharing those fields' values, at the alert stage (see
+    /// [`RulePlan::suppress_across`]), and the groups' own state keeps none. Any other field is
+    /// an error: the alert stage sees only the group's values.
+    fn suppress_across(
+        &mut self,
+        by: &[Spanned<String>],
+        kind: &mut RuleKind,
+    ) -> Option<Suppression> {
+        let first = by.first()?;
+        let span = Span::new(
+            first.span.start,
+            by.last().map_or(first.span.end, |l| l.span.end),
+        );
+        let named = self.group_by(by, span, "suppress by");
+        let group = kind.group_by().unwrap_or_default();
         let paths = &self.fields.paths;
-        let group: Vec<&str> = kind
-            .group_by()
-            .unwrap_or_default()
+        if let Some(f) = by
             .iter()
-            .map(|f| paths[usize::from(f.0)].as_str())
-            .collect();
-        let mut named: Vec<&str> = by.iter().map(|f| f.value.as_str()).collect();
-        named.sort_unstable();
-        if named != group {
-            let span = Span::new(
-                first.span.start,
-                by.last().map_or(first.span.end, |l| l.span.end),
-            );
-            let hint = if group.is_empty() {
+            .find(|f| !group.iter().any(|&g| paths[usize::from(g.0)] == f.value))
+        {
+            let shown: Vec<&str> = group
+                .iter()
+                .map(|&g| paths[usize::from(g.0)].as_str())
+                .collect();
+            let hint = if shown.is_empty() {
                 "this rule has no group-by fields: drop `by`".to_owned()
             } else {
-                format!("write `by {}` or drop `by`", group.join(", "))
+                format!(
+                    "name some of its group-by fields ({}), or drop `by` to suppress per group",
+                    shown.join(", ")
+                )
             };
             self.diags.push(
                 Diagnostic::error(
-                    span,
-                    "an aggregation or sequence is suppressed per group: `suppress … by` must \
-                     name exactly its group-by fields",
+                    f.span,
+                    format!(
+                        "`{}` is not a group-by field: an aggregation or sequence is suppressed by \
+                         some or all of its group-by fields",
+                        f.value
+                    ),
                 )
                 .with_hint(hint),
             );
+            return None;
         }
+        if named.len() == group.len() {
+            // The group itself: its window state keeps the quiet period.
+            return None;
+        }
+        let ms = match kind {
+            RuleKind::Aggregate(a) => std::mem::take(&mut a.suppress_ms),
+            RuleKind::Sequence(q) => std::mem::take(&mut q.suppress_ms),
+            RuleKind::Single(_) => return None,
+        };
+        Some(Suppression { ms, by: named })
     }
 
     fn suppression(&mut self, suppress: Option<&Spanned<u64>>, default: u64) -> u64 {

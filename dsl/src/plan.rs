@@ -65,6 +65,12 @@ pub struct RulePlan {
     pub filter: Predicate,
     /// Single-event or aggregation.
     pub kind: RuleKind,
+    /// For an aggregation or sequence whose `suppress … by` names some but not all of its
+    /// group-by fields: after an alert, the rule raises no alert for any group with the same
+    /// values of those fields until event time reaches alert time + the quiet period. Applied
+    /// where every alert of the rule and tenant meets, in event-time order; the groups' own
+    /// window state then keeps no quiet period (`suppress_ms` is 0).
+    pub suppress_across: Option<Suppression>,
     /// Fields the alert renders (title, description, severity conditions), for single-event
     /// rules; stateful rules render from their group.
     pub alert_fields: Vec<FieldId>,
@@ -637,9 +643,17 @@ impl RulePlan {
     pub fn explain(&self, fields: &[String]) -> String {
         let path = |f: FieldId| fields.get(usize::from(f.0)).map_or("?", String::as_str);
         let dur = |ms: u64| vigil_model::duration::format_duration(ms);
-        let quiet = |ms: u64| match ms {
-            0 => "none".to_owned(),
-            ms => format!("{} after each alert", dur(ms)),
+        let quiet = |ms: u64| match (ms, &self.suppress_across) {
+            (_, Some(x)) => {
+                let by: Vec<&str> = x.by.iter().map(|&f| path(f)).collect();
+                format!(
+                    "{} after each alert, for every group with the alert's {}",
+                    dur(x.ms),
+                    by.join(", ")
+                )
+            }
+            (0, None) => "none".to_owned(),
+            (ms, None) => format!("{} after each alert", dur(ms)),
         };
         let mut out = String::new();
         let _ = writeln!(
@@ -708,6 +722,11 @@ impl RulePlan {
             k.join(", ")
         };
         let pipeline = "source (decode the referenced fields once, evaluate the filter)";
+        let across = if self.suppress_across.is_some() {
+            "exchange by (tenant, rule) -> suppression across groups (each epoch in event-time order) -> "
+        } else {
+            ""
+        };
         match &self.kind {
             RuleKind::Single(None) => {
                 let _ = writeln!(out, "  kind      single event: every on-time match alerts");
@@ -772,7 +791,7 @@ impl RulePlan {
                 let _ = writeln!(out, "  key       {}", key(&a.group_by));
                 let _ = writeln!(
                     out,
-                    "  operators {pipeline} -> exchange by xxh3(tenant, rule, key) -> keyed_windows (event-time order, watermark per tenant) -> alert"
+                    "  operators {pipeline} -> exchange by xxh3(tenant, rule, key) -> keyed_windows (event-time order, watermark per tenant) -> {across}alert"
                 );
                 let bound = match a.window {
                     WindowKind::Sliding => format!(
@@ -799,6 +818,7 @@ impl RulePlan {
                     ),
                 };
                 let _ = writeln!(out, "  state     {bound}");
+                self.explain_quiet(&mut out, &path);
             }
             RuleKind::Sequence(q) => {
                 let stages: u32 = q.steps.iter().map(|s| s.runs).sum();
@@ -838,13 +858,14 @@ impl RulePlan {
                 let _ = writeln!(out, "  key       {}", key(&q.group_by));
                 let _ = writeln!(
                     out,
-                    "  operators {pipeline}, evaluate every step -> exchange by xxh3(tenant, rule, key) -> keyed_windows (event-time order; deadline timers per tenant) -> alert"
+                    "  operators {pipeline}, evaluate every step -> exchange by xxh3(tenant, rule, key) -> keyed_windows (event-time order; deadline timers per tenant) -> {across}alert"
                 );
                 let _ = writeln!(
                     out,
                     "  state     at most one partial match per stage per key ({stages}); dropped once the watermark passes its first event + {}",
                     dur(q.span_ms)
                 );
+                self.explain_quiet(&mut out, &path);
             }
         }
         for x in &self.exceptions {
@@ -859,6 +880,20 @@ impl RulePlan {
             );
         }
         out
+    }
+
+    /// The state of a suppression across groups, for [`RulePlan::explain`].
+    fn explain_quiet<'f>(&self, out: &mut String, path: &impl Fn(FieldId) -> &'f str) {
+        let Some(x) = &self.suppress_across else {
+            return;
+        };
+        let mut key = vec!["tenant_id"];
+        key.extend(x.by.iter().map(|&f| path(f)));
+        let _ = writeln!(
+            out,
+            "  quiet     per {} in the alert stage: the end of its quiet period, forgotten once the tenant's alerts pass it",
+            key.join(", ")
+        );
     }
 
     /// Computes the plan hash from everything that changes what the rule does.
@@ -892,6 +927,13 @@ impl RulePlan {
                     .map(|&f| fields[usize::from(f.0)].as_str())
                     .collect();
             let _ = writeln!(canon, "single suppress={} by={by:?}", s.ms);
+        }
+        if let Some(x) = &self.suppress_across {
+            let by: Vec<&str> =
+                x.by.iter()
+                    .map(|&f| fields[usize::from(f.0)].as_str())
+                    .collect();
+            let _ = writeln!(canon, "suppress across={} by={by:?}", x.ms);
         }
         if let RuleKind::Aggregate(a) = &self.kind {
             let path = |f: FieldId| fields[usize::from(f.0)].as_str();

@@ -32,6 +32,7 @@ use vigil_operators::snapshot::{self, SnapshotError};
 use vigil_operators::watermark::WatermarkTracker;
 
 use crate::Sinks;
+use crate::quiet::{self, QuietEntry};
 use crate::rules::Compiled;
 
 const MAGIC: &[u8; 8] = b"VIGILCKP";
@@ -69,6 +70,8 @@ pub(crate) struct Checkpoint {
     pub(crate) windows: Vec<Vec<u8>>,
     /// The encoded `lateness` tracker (the same on every worker at a barrier).
     pub(crate) lateness: Vec<u8>,
+    /// The quiet periods of every worker's alert stages (suppression across groups).
+    pub(crate) quiet: Vec<QuietEntry>,
 }
 
 /// Why checkpoints could not be read or written.
@@ -107,6 +110,8 @@ pub(crate) struct Restored {
     pub(crate) position: u64,
     /// Each new worker's part of the window state.
     pub(crate) windows: Vec<WindowsSnapshot>,
+    /// Each new worker's quiet periods: those of the (rule, tenant) pairs routed to it.
+    pub(crate) quiet: Vec<Vec<QuietEntry>>,
     pub(crate) lateness: Option<WatermarkTracker>,
     /// Keys and pending hits of rules that are gone or changed (their state is dropped).
     pub(crate) dropped: usize,
@@ -137,18 +142,26 @@ fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
     Ok(out)
 }
 
-fn read(path: &Path) -> Result<Checkpoint, String> {
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+/// Why a checkpoint file was not read.
+enum Unread {
+    /// Torn or damaged (the one before it is used).
+    Damaged(String),
+    /// Intact, but in a layout this build does not know: written by another version.
+    Foreign(String),
+}
+
+fn read(path: &Path) -> Result<Checkpoint, Unread> {
+    let bytes = fs::read(path).map_err(|e| Unread::Damaged(e.to_string()))?;
     let body = bytes
         .strip_prefix(MAGIC)
-        .ok_or("not a Vigil checkpoint (bad magic)")?;
+        .ok_or(Unread::Damaged("not a Vigil checkpoint (bad magic)".into()))?;
     let (body, sum) = body
         .split_last_chunk::<8>()
-        .ok_or("truncated (no checksum)")?;
+        .ok_or(Unread::Damaged("truncated (no checksum)".into()))?;
     if xxhash_rust::xxh3::xxh3_64(body) != u64::from_le_bytes(*sum) {
-        return Err("checksum mismatch".into());
+        return Err(Unread::Damaged("checksum mismatch".into()));
     }
-    postcard::from_bytes(body).map_err(|e| e.to_string())
+    postcard::from_bytes(body).map_err(|e| Unread::Foreign(e.to_string()))
 }
 
 /// Loads the newest readable checkpoint of `source` from `dir`.
@@ -168,10 +181,21 @@ pub(crate) fn load(
                     ),
                 });
             }
-            Err(message) => eprintln!(
+            Err(Unread::Damaged(message)) => eprintln!(
                 "vigil: skipping unreadable checkpoint {}: {message}",
                 path.display()
             ),
+            // Falling back to an older file would lose the state just the same, silently.
+            Err(Unread::Foreign(message)) => {
+                return Err(CheckpointError::Invalid {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "its checksum holds but its layout is not this version's ({message}): \
+                         it was written by another version of Vigil; run that version, or \
+                         remove the state directory to start over"
+                    ),
+                });
+            }
         }
     }
     Ok(None)
@@ -221,6 +245,14 @@ impl Checkpoint {
             None => false,
         });
         let dropped = before - all.keys.len() - all.pending.len();
+        let mut quiet: Vec<Vec<QuietEntry>> = vec![Vec::new(); workers];
+        for mut q in self.quiet {
+            // A quiet period of a rule that is gone or changed goes with its state.
+            let Some(n) = new_index(q.rule) else { continue };
+            q.rule = n;
+            let w = quiet::alert_route(n, &q.tenant) % workers.max(1) as u64;
+            quiet[w as usize].push(q);
+        }
         let lateness = if self.lateness.is_empty() {
             None
         } else {
@@ -230,6 +262,7 @@ impl Checkpoint {
             number: self.number,
             position: self.position,
             windows: (0..workers).map(|w| all.for_worker(w, workers)).collect(),
+            quiet,
             lateness,
             dropped,
         })
@@ -277,6 +310,8 @@ pub(crate) enum ToCoordinator {
         worker: usize,
         /// One encoded `keyed_windows` state per stage.
         windows: Vec<Vec<u8>>,
+        /// The quiet periods of its alert stages.
+        quiet: Vec<QuietEntry>,
         lateness: Vec<u8>,
     },
 }
@@ -310,6 +345,7 @@ impl ProgressHandle {
 struct Pending {
     position: Option<u64>,
     windows: Vec<Option<Vec<Vec<u8>>>>,
+    quiet: Vec<QuietEntry>,
     lateness: Option<Vec<u8>>,
     parts: usize,
 }
@@ -340,11 +376,13 @@ impl Coordinator {
                     epoch,
                     worker,
                     windows,
+                    mut quiet,
                     lateness,
                 } => {
                     let p = self.slot(&mut pending, epoch);
                     if p.windows[worker].replace(windows).is_none() {
                         p.parts += 1;
+                        p.quiet.append(&mut quiet);
                     }
                     if worker == 0 {
                         p.lateness = Some(lateness);
@@ -393,6 +431,7 @@ impl Coordinator {
             rules: self.rules.clone(),
             windows: p.windows.into_iter().flatten().flatten().collect(),
             lateness: p.lateness.unwrap_or_default(),
+            quiet: p.quiet,
         };
         let bytes = write(&self.dir, &c).map_err(|e| e.to_string())?;
         self.next_number += 1;
@@ -421,6 +460,7 @@ mod tests {
             }],
             windows: vec![vec![1, 2, 3]],
             lateness: vec![],
+            quiet: vec![],
         }
     }
 
@@ -441,6 +481,19 @@ mod tests {
         fs::write(&newest, bytes).unwrap();
         let (c, _) = load(&dir, "jetstream:NORMALIZED/engine").unwrap().unwrap();
         assert_eq!(c.number, 3);
+        // An intact checkpoint of another layout is refused, not skipped.
+        let foreign = dir.join("checkpoint-0000000000000009.ckpt");
+        let body = postcard::to_allocvec(&(1u8, "older layout")).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
+        fs::write(&foreign, bytes).unwrap();
+        let err = load(&dir, "jetstream:NORMALIZED/engine").unwrap_err();
+        assert!(
+            err.to_string().contains("another version of Vigil"),
+            "{err}"
+        );
+        fs::remove_file(&foreign).unwrap();
         // Another source's checkpoint is refused, not misused.
         let err = load(&dir, "jetstream:NORMALIZED/other").unwrap_err();
         assert!(err.to_string().contains("belongs to source"), "{err}");

@@ -22,6 +22,7 @@ mod filter;
 pub mod io;
 mod limits;
 mod metrics;
+mod quiet;
 mod rules;
 mod source;
 mod stats;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Filter};
@@ -64,6 +66,7 @@ pub use stats::RunStats;
 
 use crate::decode::Decoded;
 use crate::filter::Memo;
+use crate::quiet::{QuietEntry, QuietGate};
 use crate::rules::{ALERT_SOURCE, HitBase, Matched};
 use crate::source::{Chunk, SourceCtx};
 use crate::stats::WorkerStats;
@@ -137,11 +140,13 @@ fn snapshot(st: &WorkerStats, win: &WindowStats) -> metrics::WorkerSnapshot {
         excepted: st.excepted.clone(),
         shed_keys: win.shed.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         shed_alerts: st.shed_alerts.clone(),
-        suppressed: win
-            .suppressed
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
+        suppressed: {
+            let mut all = st.suppressed.clone();
+            for (k, v) in &win.suppressed {
+                *all.entry(k.clone()).or_default() += v;
+            }
+            all
+        },
         keys: win.live.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         watermarks: win.watermarks.iter().cloned().collect(),
     }
@@ -159,17 +164,16 @@ fn hand_over(
     let mut parts = parts.borrow_mut();
     while let Some(entry) = parts.first_entry() {
         let epoch = *entry.key();
-        let (windows, lateness) = entry.get();
-        let complete = windows.len() == stages && windows.iter().all(Option::is_some);
-        if epoch >= alerts_done || !complete || lateness.is_none() {
+        if epoch >= alerts_done || !entry.get().complete(stages) {
             return;
         }
-        let (windows, lateness) = entry.remove();
+        let part = entry.remove();
         let _ = tx.send(ToCoordinator::Part {
             epoch,
             worker,
-            windows: windows.into_iter().flatten().collect(),
-            lateness: lateness.unwrap_or_default(),
+            windows: part.windows.into_iter().flatten().collect(),
+            quiet: part.quiet.into_iter().flatten().flatten().collect(),
+            lateness: part.lateness.unwrap_or_default(),
         });
     }
 }
@@ -310,8 +314,35 @@ impl ChunkSink for Dispatch {
     }
 }
 
-/// A worker's snapshot parts at one barrier: window state by stage, then the lateness tracker.
-type Parts = BTreeMap<u64, (Vec<Option<Vec<u8>>>, Option<Vec<u8>>)>;
+/// A worker's snapshot parts at one barrier.
+#[derive(Debug, Default)]
+struct Part {
+    /// The encoded window state, by stage.
+    windows: Vec<Option<Vec<u8>>>,
+    /// The alert stage's quiet periods (suppression across groups), by stage.
+    quiet: Vec<Option<Vec<QuietEntry>>>,
+    /// The encoded lateness tracker.
+    lateness: Option<Vec<u8>>,
+}
+
+impl Part {
+    /// Sets stage `level`'s part in `parts` (one slot per stage).
+    fn stage<T>(parts: &mut Vec<Option<T>>, stages: usize, level: usize, part: T) {
+        parts.resize_with(stages, || None);
+        parts[level] = Some(part);
+    }
+
+    /// Whether every stage's parts and the tracker are in.
+    fn complete(&self, stages: usize) -> bool {
+        let all = |p: usize, some: bool| p == stages && some;
+        all(self.windows.len(), self.windows.iter().all(Option::is_some))
+            && all(self.quiet.len(), self.quiet.iter().all(Option::is_some))
+            && self.lateness.is_some()
+    }
+}
+
+/// Snapshot parts by barrier epoch.
+type Parts = BTreeMap<u64, Part>;
 
 /// Runs `rules` over `source` until the input ends, then flushes every window — or, when the
 /// source stops the engine ([`ChunkSink::stop`]), until then, without flushing.
@@ -349,12 +380,22 @@ pub fn run(
     let restored_position = restored.as_ref().map(|r| r.position);
     let restored_dropped = restored.as_ref().map_or(0, |r| r.dropped);
     let next_number = restored.as_ref().map_or(1, |r| r.number + 1);
-    let (restored_windows, restored_lateness) = match restored {
-        Some(r) => (r.windows.into_iter().map(Some).collect(), r.lateness),
-        None => ((0..workers).map(|_| None).collect::<Vec<_>>(), None),
+    let (restored_windows, restored_quiet, restored_lateness) = match restored {
+        Some(r) => (
+            r.windows.into_iter().map(Some).collect(),
+            r.quiet.into_iter().map(Some).collect(),
+            r.lateness,
+        ),
+        None => (
+            (0..workers).map(|_| None).collect::<Vec<_>>(),
+            (0..workers).map(|_| None).collect::<Vec<_>>(),
+            None,
+        ),
     };
     let restored_windows: Arc<Vec<Mutex<Option<WindowsSnapshot>>>> =
         Arc::new(restored_windows.into_iter().map(Mutex::new).collect());
+    let restored_quiet: Arc<Vec<Mutex<Option<Vec<QuietEntry>>>>> =
+        Arc::new(restored_quiet.into_iter().map(Mutex::new).collect());
 
     // Checkpoint coordinator.
     let progress = ProgressHandle::default();
@@ -472,6 +513,11 @@ pub fn run(
             .ok()
             .and_then(|c| c.clone());
         let restore = restored_windows[index].lock().ok().and_then(|mut r| r.take());
+        let restore_quiet = restored_quiet[index]
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or_default();
         let stats = Rc::new(RefCell::new(WorkerStats::default()));
         let window_stats: Vec<WindowStatsHandle> = (0..stages).map(|_| Rc::default()).collect();
         let parts: Rc<RefCell<Parts>> = Rc::default();
@@ -527,7 +573,7 @@ pub fn run(
                 },
                 move |_c, late| done_stats.borrow_mut().late += late,
                 Box::new(move |e, bytes| {
-                    late_parts.borrow_mut().entry(e).or_default().1 = Some(bytes);
+                    late_parts.borrow_mut().entry(e).or_default().lateness = Some(bytes);
                 }),
             );
             // Stage 0 runs the rules over events; stage k the rules over alerts of level k,
@@ -555,20 +601,30 @@ pub fn run(
                         .map(|r| stage_part(r, &rules, level as u32)),
                     on_checkpoint: Box::new(move |e, bytes| {
                         let mut parts = windows_parts.borrow_mut();
-                        let windows = &mut parts.entry(e).or_default().0;
-                        windows.resize(stages, None);
-                        windows[level] = Some(bytes);
+                        let windows = &mut parts.entry(e).or_default().windows;
+                        Part::stage(windows, stages, level, bytes);
                     }),
                     key_caps: limits.key_caps(workers),
                 };
                 let firings = stage_hits.keyed_windows(summaries.clone(), windows);
+                let quiet = restore_quiet
+                    .iter()
+                    .filter(|q| rules.level(q.rule) as usize == level)
+                    .cloned()
+                    .collect();
                 alert_hits.push(alerts(
                     firings,
-                    limits::AlertGate::new(limits.clone()),
-                    Arc::clone(&rules),
-                    Rc::clone(&stats),
-                    Arc::clone(&sinks.alerts),
-                    Rc::clone(&alerts_done[level]),
+                    AlertStage {
+                        level,
+                        stages,
+                        gate: limits::AlertGate::new(limits.clone()),
+                        quiet: QuietGate::restore(quiet),
+                        rules: Arc::clone(&rules),
+                        stats: Rc::clone(&stats),
+                        sink: Arc::clone(&sinks.alerts),
+                        done: Rc::clone(&alerts_done[level]),
+                        parts: Rc::clone(&parts),
+                    },
                 ));
             }
             address
@@ -636,6 +692,7 @@ pub fn run(
         by_id(&mut total.shed_keys, &mut win.shed.into_iter());
         by_id(&mut total.shed_alerts, &mut w.shed_alerts.into_iter());
         by_id(&mut total.suppressed, &mut win.suppressed.into_iter());
+        by_id(&mut total.suppressed, &mut w.suppressed.into_iter());
         total.health_alerts += w.health_alerts;
         for (rule, &(n, b)) in win.peak_by_rule.iter().enumerate() {
             if n > 0 {
@@ -686,93 +743,130 @@ pub fn run(
     Ok(total)
 }
 
-/// The alerts operator of one stage: gathers the firings of each (tenant, rule) on one worker,
-/// sheds those past the tenant's alert rate (`gate`), turns firings into alerts (and health
-/// events into health alerts), writes them to the alert sink, records in `done` the epoch before
-/// which every alert of the stage is in the sink, and emits, for the rules over alerts that read
-/// them, the hits the alerts make — at the epoch that raised them, so that the next stage applies
-/// them under the same watermark.
-fn alerts<'s>(
-    firings: StreamVec<'s, u64, Firing>,
-    mut gate: limits::AlertGate,
+/// What the alert operator of one stage works with.
+struct AlertStage {
+    /// The stage: 0 over events, k over alerts of level k − 1.
+    level: usize,
+    stages: usize,
+    /// The alert-rate caps.
+    gate: limits::AlertGate,
+    /// Suppression across groups.
+    quiet: QuietGate,
     rules: Arc<Compiled>,
     stats: Rc<RefCell<WorkerStats>>,
     sink: Arc<dyn AlertSink>,
+    /// Set to the epoch before which every alert of the stage is in the sink.
     done: Rc<Cell<u64>>,
-) -> StreamVec<'s, u64, Hit> {
-    let by_rule_and_tenant = Exchange::new(|f: &Firing| {
-        let mut x = xxhash_rust::xxh3::Xxh3::new();
-        x.update(&f.rule.to_le_bytes());
-        x.update(f.tenant.as_bytes());
-        x.digest()
-    });
+    /// Where the quiet periods at each barrier go.
+    parts: Rc<RefCell<Parts>>,
+}
+
+/// The alerts operator of one stage: gathers the firings of each (tenant, rule) on one worker
+/// and, once every worker's firings of an epoch are in, applies them in a fixed order (by rule
+/// and tenant, in event time, then event id): drops those a suppression across groups holds back (`quiet`), sheds
+/// those past the tenant's alert rate (`gate`), turns firings into alerts (and health events
+/// into health alerts) and writes them to the alert sink. It records in `done` the epoch before
+/// which every alert of the stage is in the sink, puts its quiet periods at each barrier into
+/// the checkpoint parts, and emits, for the rules over alerts that read them, the hits the
+/// alerts make — at the epoch that raised them, so that the next stage applies them under the
+/// same watermark.
+fn alerts<'s>(firings: StreamVec<'s, u64, Firing>, stage: AlertStage) -> StreamVec<'s, u64, Hit> {
+    let AlertStage {
+        level,
+        stages,
+        mut gate,
+        mut quiet,
+        rules,
+        stats,
+        sink,
+        done,
+        parts,
+    } = stage;
+    let by_rule_and_tenant = Exchange::new(|f: &Firing| quiet::alert_route(f.rule, &f.tenant));
     firings.unary_frontier(by_rule_and_tenant, "Alerts", move |_cap, _info| {
         let mut memo = Memo::default();
         let mut hits = Vec::new();
+        // Firings by epoch, until every worker's are in.
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Firing>)> = BTreeMap::new();
         move |(input, frontier), output| {
-            let mut batch = Vec::new();
             input.for_each(|cap, data| {
-                let now = now_millis();
                 // Firings travel at the epoch that raised them (`keyed_windows`).
-                let epoch = cap.least().copied().unwrap_or_default();
-                let mut st = stats.borrow_mut();
-                for f in data.drain(..) {
-                    let admit = gate.admit(&f);
-                    // A detection not raised was shed past the tenant's alert rate.
-                    if f.health.is_none() && admit != limits::Admit::Alert {
-                        *st.shed_alerts
-                            .entry((f.rule, f.tenant.clone()))
-                            .or_default() += 1;
+                let Some(epoch) = cap.least().copied() else {
+                    return;
+                };
+                match stash.entry(epoch) {
+                    std::collections::btree_map::Entry::Occupied(mut e) => {
+                        e.get_mut().1.append(data)
                     }
-                    match admit {
-                        limits::Admit::Alert => {}
-                        limits::Admit::Health(h) => {
-                            st.health_alerts += 1;
-                            batch.push(rules.health_alert(&h, now));
-                            continue;
-                        }
-                        limits::Admit::Drop => continue,
-                    }
-                    *st.alerts.entry((f.rule, f.tenant.clone())).or_default() += 1;
-                    let rule = f.rule;
-                    let readers = rules.readers(rule);
-                    if readers.is_empty() {
-                        batch.push(rules.alert(f, now));
-                        continue;
-                    }
-                    let title_values = f.title_values.clone();
-                    let alert = rules.alert(f, now);
-                    let line = rules.alert_event(rule, &alert, &title_values);
-                    let mut d = Decoded::default();
-                    if d.decode(&rules.trie, &line).is_ok() {
-                        memo.reset(&rules.filters);
-                        let at = HitBase {
-                            epoch,
-                            source: ALERT_SOURCE,
-                            ts: alert.timestamp,
-                            prior_max: i64::MIN,
-                            tenant: alert.tenant_id.as_str(),
-                        };
-                        let mut id = || EventId::new(&alert.id);
-                        for &r in readers {
-                            let m = rules.matches(r, &d, &mut memo, &at, &mut id, &mut hits);
-                            if let Matched::Excepted = m {
-                                *st.excepted.entry((r, at.tenant.to_owned())).or_default() += 1;
-                            }
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        if let Some(c) = cap.retain_least(0) {
+                            e.insert((c, std::mem::take(data)));
                         }
                     }
-                    batch.push(alert);
-                }
-                if !hits.is_empty() {
-                    output.session(&cap).give_iterator(hits.drain(..));
                 }
             });
+            let complete = |e: u64| !frontier.less_equal(&e);
+            // Barriers the local window stage has passed whose quiet periods are still owed.
+            let mut owed: Vec<u64> = parts
+                .borrow()
+                .iter()
+                .take_while(|(e, _)| complete(**e))
+                .filter(|(_, p)| {
+                    p.windows.get(level).is_some_and(Option::is_some)
+                        && p.quiet.get(level).is_none_or(Option::is_none)
+                })
+                .map(|(e, _)| *e)
+                .collect();
+            owed.reverse();
+            let mut batch = Vec::new();
+            loop {
+                let next = stash
+                    .first_key_value()
+                    .map(|(&e, _)| e)
+                    .filter(|&e| complete(e));
+                match (next, owed.last().copied()) {
+                    // Every firing up to a barrier is applied before its quiet periods are kept.
+                    (Some(e), b) if b.is_none_or(|b| e <= b) => {
+                        let Some((cap, mut fs)) = stash.remove(&e) else {
+                            break;
+                        };
+                        fs.sort_by(|a, b| order(a).cmp(&order(b)));
+                        let mut st = stats.borrow_mut();
+                        let mut apply = Apply {
+                            gate: &mut gate,
+                            quiet: &mut quiet,
+                            rules: &rules,
+                            st: &mut st,
+                            memo: &mut memo,
+                            hits: &mut hits,
+                            batch: &mut batch,
+                            epoch: e,
+                            now: now_millis(),
+                        };
+                        for f in fs {
+                            apply.firing(f);
+                        }
+                        if !hits.is_empty() {
+                            output.session(&cap).give_iterator(hits.drain(..));
+                        }
+                    }
+                    (_, Some(b)) => {
+                        owed.pop();
+                        let entries = quiet.entries();
+                        let mut parts = parts.borrow_mut();
+                        let part = &mut parts.entry(b).or_default().quiet;
+                        Part::stage(part, stages, level, entries);
+                    }
+                    (_, None) => break,
+                }
+            }
             if !batch.is_empty()
                 && let Err(e) = sink.write(&batch)
             {
                 stats.borrow_mut().sink_error(e);
             }
-            // Every alert of the epochs before this frontier is in the sink.
+            // Every alert of the epochs before this frontier is in the sink: the epochs held
+            // back are at or after it.
             done.set(
                 frontier
                     .frontier()
@@ -783,4 +877,89 @@ fn alerts<'s>(
             );
         }
     })
+}
+
+/// The order the alert stage applies an epoch's firings in: by rule and tenant, in event time,
+/// then by triggering event id (the rest only breaks ties between health events).
+fn order(f: &Firing) -> (u32, &str, i64, &str, bool, &[String], i64) {
+    (
+        f.rule,
+        &f.tenant,
+        f.end,
+        &f.event_id,
+        f.health.is_some(),
+        &f.group,
+        f.start,
+    )
+}
+
+/// Applies one epoch's firings of the alert stage, one at a time in the stage's order.
+struct Apply<'a> {
+    gate: &'a mut limits::AlertGate,
+    quiet: &'a mut QuietGate,
+    rules: &'a Compiled,
+    st: &'a mut WorkerStats,
+    memo: &'a mut Memo,
+    hits: &'a mut Vec<Hit>,
+    batch: &'a mut Vec<vigil_model::Alert>,
+    epoch: u64,
+    now: i64,
+}
+
+impl Apply<'_> {
+    fn firing(&mut self, f: Firing) {
+        let (rules, st) = (self.rules, &mut *self.st);
+        if f.health.is_none()
+            && let Some(q) = rules.quiet(f.rule)
+            && !self.quiet.admit(q, &f)
+        {
+            *st.suppressed.entry((f.rule, f.tenant)).or_default() += 1;
+            return;
+        }
+        let admit = self.gate.admit(&f);
+        // A detection not raised was shed past the tenant's alert rate.
+        if f.health.is_none() && admit != limits::Admit::Alert {
+            *st.shed_alerts
+                .entry((f.rule, f.tenant.clone()))
+                .or_default() += 1;
+        }
+        match admit {
+            limits::Admit::Alert => {}
+            limits::Admit::Health(h) => {
+                st.health_alerts += 1;
+                self.batch.push(rules.health_alert(&h, self.now));
+                return;
+            }
+            limits::Admit::Drop => return,
+        }
+        *st.alerts.entry((f.rule, f.tenant.clone())).or_default() += 1;
+        let rule = f.rule;
+        let readers = rules.readers(rule);
+        if readers.is_empty() {
+            self.batch.push(rules.alert(f, self.now));
+            return;
+        }
+        let title_values = f.title_values.clone();
+        let alert = rules.alert(f, self.now);
+        let line = rules.alert_event(rule, &alert, &title_values);
+        let mut d = Decoded::default();
+        if d.decode(&rules.trie, &line).is_ok() {
+            self.memo.reset(&rules.filters);
+            let at = HitBase {
+                epoch: self.epoch,
+                source: ALERT_SOURCE,
+                ts: alert.timestamp,
+                prior_max: i64::MIN,
+                tenant: alert.tenant_id.as_str(),
+            };
+            let mut id = || EventId::new(&alert.id);
+            for &r in readers {
+                let m = rules.matches(r, &d, self.memo, &at, &mut id, self.hits);
+                if let Matched::Excepted = m {
+                    *st.excepted.entry((r, at.tenant.to_owned())).or_default() += 1;
+                }
+            }
+        }
+        self.batch.push(alert);
+    }
 }

@@ -12,6 +12,7 @@ use vigil_operators::{EventId, Firing, Health, Hit, RuleSpec, SequenceSpec, Wind
 
 use crate::decode::{Decoded, FieldTrie, Val};
 use crate::filter::{Filters, Memo, Node};
+use crate::quiet::Quiet;
 use crate::source::window_key;
 
 /// Most contributing event ids an alert lists.
@@ -56,6 +57,8 @@ pub struct Compiled {
     readers: Vec<Vec<u32>>,
     /// The rules over events (level 0), the ones the source offers each event to.
     event_rules: Vec<u32>,
+    /// Per rule: its suppression across groups, applied by the alert stage.
+    quiet: Vec<Option<Quiet>>,
 }
 
 /// The source of the hits a rule over alerts makes from alerts: never late (see
@@ -162,6 +165,7 @@ impl Compiled {
         Compiled {
             readers,
             event_rules,
+            quiet: set.rules.iter().map(Quiet::of).collect(),
             trie: FieldTrie::new(&paths),
             ts_slot,
             tenant_slot,
@@ -216,6 +220,11 @@ impl Compiled {
     /// The level of rule `i`: 0 over events (`RulePlan::level`).
     pub(crate) fn level(&self, i: u32) -> u32 {
         self.rules[i as usize].plan.level
+    }
+
+    /// Rule `i`'s suppression across groups, if it has one.
+    pub(crate) fn quiet(&self, i: u32) -> Option<&Quiet> {
+        self.quiet[i as usize].as_ref()
     }
 
     /// The rules over alerts that read rule `i`'s alerts.

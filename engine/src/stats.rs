@@ -21,6 +21,8 @@ pub(crate) struct WorkerStats {
     pub(crate) excepted: BTreeMap<(u32, String), u64>,
     /// Alerts shed past the tenant's alert rate, per (rule index, tenant).
     pub(crate) shed_alerts: BTreeMap<(u32, String), u64>,
+    /// Firings a suppression across groups held back, per (rule index, tenant).
+    pub(crate) suppressed: BTreeMap<(u32, String), u64>,
     /// Health alerts raised.
     pub(crate) health_alerts: u64,
     pub(crate) sink_errors: Vec<String>,
@@ -62,7 +64,7 @@ pub struct RunStats {
     /// Alerts dropped per (rule id, tenant) past the tenant's alerts per rule and minute.
     pub shed_alerts: BTreeMap<(String, String), u64>,
     /// Matches per (rule id, tenant) that would have raised an alert but for their key's
-    /// suppression.
+    /// suppression, or a suppression across groups.
     pub suppressed: BTreeMap<(String, String), u64>,
     /// Health alerts raised (one per rule, tenant and period a cap was reached in).
     pub health_alerts: u64,

@@ -393,7 +393,11 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         }
                     }
                     if hits_frontier.is_empty() && sum_frontier.is_empty() {
-                        let mut session = output.session(&*c);
+                        // What the end of the input fires goes out at the last time, on every
+                        // worker alike (the capability's own time depends on when each worker
+                        // saw the frontiers close): downstream, it orders after every epoch.
+                        let at = c.delayed(&u64::MAX);
+                        let mut session = output.session(&at);
                         let mut fired = |f: Firing| session.give(f);
                         tracker.finish();
                         let ts: BTreeSet<String> =
