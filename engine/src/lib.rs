@@ -334,10 +334,10 @@ impl Part {
 
     /// Whether every stage's parts and the tracker are in.
     fn complete(&self, stages: usize) -> bool {
-        let all = |p: usize, some: bool| p == stages && some;
-        all(self.windows.len(), self.windows.iter().all(Option::is_some))
-            && all(self.quiet.len(), self.quiet.iter().all(Option::is_some))
-            && self.lateness.is_some()
+        fn full<T>(parts: &[Option<T>], stages: usize) -> bool {
+            parts.len() == stages && parts.iter().all(Option::is_some)
+        }
+        full(&self.windows, stages) && full(&self.quiet, stages) && self.lateness.is_some()
     }
 }
 
@@ -763,13 +763,13 @@ struct AlertStage {
 
 /// The alerts operator of one stage: gathers the firings of each (tenant, rule) on one worker
 /// and, once every worker's firings of an epoch are in, applies them in a fixed order (by rule
-/// and tenant, in event time, then event id): drops those a suppression across groups holds back (`quiet`), sheds
-/// those past the tenant's alert rate (`gate`), turns firings into alerts (and health events
-/// into health alerts) and writes them to the alert sink. It records in `done` the epoch before
-/// which every alert of the stage is in the sink, puts its quiet periods at each barrier into
-/// the checkpoint parts, and emits, for the rules over alerts that read them, the hits the
-/// alerts make — at the epoch that raised them, so that the next stage applies them under the
-/// same watermark.
+/// and tenant, in event time, then event id): drops those a suppression across groups holds
+/// back (`quiet`), sheds those past the tenant's alert rate (`gate`), turns firings into alerts
+/// (and health events into health alerts) and writes them to the alert sink. It records in
+/// `done` the epoch before which every alert of the stage is in the sink, puts its quiet
+/// periods at each barrier into the checkpoint parts, and emits, for the rules over alerts that
+/// read them, the hits the alerts make — at the epoch that raised them, so that the next stage
+/// applies them under the same watermark.
 fn alerts<'s>(firings: StreamVec<'s, u64, Firing>, stage: AlertStage) -> StreamVec<'s, u64, Hit> {
     let AlertStage {
         level,
