@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Vigil service-path benchmark, beside the JetStream wall measured in the same run:
-# RAW -> normalize -> engine throughput, publish -> alert latency, and HTTP ingest
-# throughput under wrk (bounded: 2 threads, 16 connections, loopback).
+# RAW -> normalize -> engine throughput (K rounds of wall and both routes, medians),
+# publish -> alert latency, and HTTP ingest throughput under wrk (bounded: 2 threads,
+# 16 connections, loopback).
 #
-#   benches/pipeline.sh [--events N] [--rate R] [--seconds S]
+#   benches/pipeline.sh [--events N] [--rounds K] [--rate R] [--seconds S]
 #
 # Needs the dev services (started here) and wrk (installed with apt if missing).
-# Results: var/bench/pipeline/results.md. Not part of CI (it takes about two minutes).
+# Results: var/bench/pipeline/results.md. Not part of CI (it takes about three minutes).
 set -euo pipefail
 
 EVENTS=300000
+ROUNDS=3
 RATE=10000
 SECONDS_LIVE=15
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --events) EVENTS="$2"; shift 2 ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
         --rate) RATE="$2"; shift 2 ;;
         --seconds) SECONDS_LIVE="$2"; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "pipeline.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -32,7 +35,7 @@ if ! command -v wrk >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 
-target/release/vigil-pipeline --vigil "$VIGIL" --events "$EVENTS" --rate "$RATE" \
+target/release/vigil-pipeline --vigil "$VIGIL" --events "$EVENTS" --rounds "$ROUNDS" --rate "$RATE" \
     --seconds "$SECONDS_LIVE" --dir "$OUT" | tee "$OUT/results.md"
 PUBLISH_WALL=$(awk -F'|' '/JetStream publish/ {gsub(/[^0-9.]/, "", $3); print $3}' "$OUT/results.md")
 

@@ -1,8 +1,11 @@
 //! The service path against the JetStream wall, in one run on one machine (`benches/pipeline.sh`):
 //!
 //! 1. the wall: publish and batched-pull consume of the same events, one per message;
-//! 2. throughput: N raw events stored in `RAW`, then `vigil normalize` and `vigil run --config`
-//!    started together; time until the engine has processed all N (from its `/metrics`);
+//! 2. throughput, both routes: N raw events stored in `RAW`, then the engine on `RAW`, or
+//!    `vigil normalize` and the engine on `NORMALIZED`, started together; events/s in steady
+//!    state (the middle 80% of the messages the engine's source handed over, from its
+//!    `/metrics`) and from the start until the engine counted all N. Steps 1 and 2 run in
+//!    rounds (`--rounds`), each ratio against its own round's wall, and medians are reported;
 //! 3. latency: both running, events published live at a fixed rate with `@timestamp` = publish
 //!    time and a brute force every 100 events, then background traffic alone for the lateness
 //!    and a second (so alerts are released by event time, as in steady state, not by idleness);
@@ -44,6 +47,9 @@ struct Args {
     /// Events for the wall and the throughput run.
     #[arg(long, default_value_t = 300_000)]
     events: usize,
+    /// Rounds of (wall, one hop, two hops); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Engine worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -53,6 +59,15 @@ struct Args {
     /// Length of the latency run.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
+    /// The engine source's `max_ack_pending` (default: the engine's).
+    #[arg(long)]
+    max_ack_pending: Option<i64>,
+    /// The engine source's `checkpoint_interval` (default: the engine's).
+    #[arg(long)]
+    checkpoint_interval: Option<String>,
+    /// `nats-server`'s pid file, to report its CPU time per event (skipped when absent).
+    #[arg(long, default_value = "var/nats/nats.pid")]
+    nats_pid_file: Option<PathBuf>,
     /// Allowed lateness in the latency run.
     #[arg(long, default_value = "2s")]
     lateness: String,
@@ -132,12 +147,22 @@ kind = "jetstream"
 stream = "{stream}"
 consumer = "{tag}"
 tenants = ["{tenant}"]
-[sinks]
+{tuning}[sinks]
 alerts = ["jetstream"]
 rejects = ["jetstream"]
 "#,
             rules = rules.display(),
             workers = args.workers,
+            tuning = args
+                .max_ack_pending
+                .map(|n| format!("max_ack_pending = {n}\n"))
+                .into_iter()
+                .chain(
+                    args.checkpoint_interval
+                        .as_ref()
+                        .map(|d| format!("checkpoint_interval = \"{d}\"\n"))
+                )
+                .collect::<String>(),
             stream = match route {
                 Route::TwoHops => "NORMALIZED",
                 Route::OneHop => "RAW",
@@ -260,27 +285,70 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[i]
 }
 
+/// One throughput run of a route.
+struct Throughput {
+    /// Events/s while the engine is busy: the middle 80% of the events (from the 10% to the
+    /// 90% mark of the messages its source handed over), so neither start-up nor the drain of
+    /// the last batches weighs on it. With the engine's input channels full (backpressure),
+    /// hand-over is processing.
+    steady: f64,
+    /// Events/s from the processes' start until the engine's `/metrics` counted every event
+    /// (its workers publish counts about once a second, so this is late by up to a second).
+    cold: f64,
+    alerts: f64,
+    /// CPU time per event of the Vigil processes (engine, and normalizer for two hops) and of
+    /// `nats-server`, µs, from the processes' start until every event was counted.
+    cpu: (f64, Option<f64>),
+}
+
+/// CPU seconds (user + system) `pid` has used, from `/proc`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 async fn throughput(
     args: &Args,
     js: &async_nats::jetstream::Context,
     url: &str,
     route: Route,
-) -> Result<(f64, f64)> {
-    let tenant = format!("bench_t{}_{}", std::process::id(), route as u8);
+    round: usize,
+) -> Result<Throughput> {
+    let tenant = format!("bench_t{}_{}_{round}", std::process::id(), route as u8);
     let t = TenantId::parse(&tenant)?;
     let messages = (0..args.events)
         .map(|i| raw(&t, i, vigil_bench::wall::event(&tenant, i)))
         .collect();
     publish(js, messages).await?;
+    let nats_pid = args.nats_pid_file.as_ref().and_then(|f| {
+        std::fs::read_to_string(f)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+    });
+    let nats_before = nats_pid.and_then(cpu_seconds);
     let started = Instant::now();
-    let (_n, _e, port) = start(args, url, &tenant, "10s", &tenant, route)?;
+    let (normalizer, engine, port) = start(args, url, &tenant, "10s", &tenant, route)?;
     let deadline = started + Duration::from_secs(600);
+    let (low, high) = (args.events / 10, args.events - args.events / 10);
+    let (mut from, mut to) = (None, None);
     loop {
+        let handed = metric(port, "vigil_source_messages_total").unwrap_or(0.0) as usize;
+        let now = Instant::now();
+        if from.is_none() && handed >= low {
+            from = Some((now, handed));
+        }
+        if to.is_none() && handed >= high {
+            to = Some((now, handed));
+        }
         let done = metric(port, "vigil_engine_events_total").unwrap_or(0.0);
         if done as usize >= args.events {
             break;
         }
-        if Instant::now() > deadline {
+        if now > deadline {
             bail!(
                 "the engine processed {done} of {} events in 10 minutes",
                 args.events
@@ -288,10 +356,68 @@ async fn throughput(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let eps = args.events as f64 / started.elapsed().as_secs_f64();
+    let cold = args.events as f64 / started.elapsed().as_secs_f64();
+    let per_event = |secs: f64| secs * 1e6 / args.events as f64;
+    let vigil_cpu = [Some(&engine), normalizer.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| cpu_seconds(p.0.id()))
+        .sum::<f64>();
+    let nats_cpu = nats_pid
+        .and_then(cpu_seconds)
+        .zip(nats_before)
+        .map(|(after, before)| per_event(after - before));
+    let steady = match (from, to) {
+        (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) as f64 / (t1 - t0).as_secs_f64(),
+        _ => bail!("the run was too short to sample: raise --events"),
+    };
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let alerts = metric(port, "vigil_engine_alerts_total").unwrap_or(0.0);
-    Ok((eps, alerts))
+    drop((normalizer, engine));
+    clean_up(js, &tenant, &t).await?;
+    Ok(Throughput {
+        steady,
+        cold,
+        alerts,
+        cpu: (per_event(vigil_cpu), nats_cpu),
+    })
+}
+
+/// Deletes a finished run's durable consumers (named `tag`) and purges its tenant's messages,
+/// so that every run meets the server in the same state: durable consumers and retained
+/// messages of earlier runs would otherwise pile up in `nats-server`'s heap (1.5 GB after one
+/// invocation) and its garbage collector's work.
+async fn clean_up(js: &async_nats::jetstream::Context, tag: &str, t: &TenantId) -> Result<()> {
+    for subject in [
+        Subject::RawEvents,
+        Subject::NormalizedEvents,
+        Subject::Alerts,
+    ] {
+        let s = js.get_stream(subject.stream()).await?;
+        if s.consumer_info(tag).await.is_ok() {
+            s.delete_consumer(tag).await?;
+        }
+        s.purge().filter(subject.for_tenant(t)).await?;
+    }
+    Ok(())
+}
+
+/// One round: the wall, then each route.
+struct Round {
+    publish: f64,
+    consume: f64,
+    runs: Vec<Throughput>,
+}
+
+impl Round {
+    fn wall(&self) -> f64 {
+        self.publish.min(self.consume)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Latencies by rule, and of the normalize stage.
@@ -305,7 +431,7 @@ async fn latency(
     let t = TenantId::parse(&tenant)?;
     let client = async_nats::connect(url).await?;
     let alerts = client.subscribe(Subject::Alerts.for_tenant(&t)).await?;
-    let (_n, _e, port) = start(args, url, &tenant, &args.lateness, &tenant, route)?;
+    let (normalizer, engine, port) = start(args, url, &tenant, &args.lateness, &tenant, route)?;
     while metric(port, "vigil_engine_events_total").is_none() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -366,6 +492,8 @@ async fn latency(
     alert_task.abort();
     norm_task.abort();
     drop(client);
+    drop((normalizer, engine));
+    clean_up(js, &tenant, &t).await?;
     let sorted = |l: &Latencies| {
         let mut m = l.lock().map(|s| s.clone()).unwrap_or_default();
         for v in m.values_mut() {
@@ -414,14 +542,60 @@ async fn main() -> Result<()> {
     }
     let js = vigil_bus::connect(&url, Duration::from_secs(5)).await?;
     vigil_bus::ensure_streams(&js, &vigil_bus::dev::small_streams()).await?;
-    let (publish_eps, consume_eps) = vigil_bench::wall::run(&js, args.events, 1_024, 1).await?;
-    let wall = publish_eps.min(consume_eps);
+    // Rounds of (wall, one hop, two hops) back to back: each ratio is against the wall of its
+    // own round, and the medians are reported (the VM's speed drifts by 2x within minutes).
+    let routes = [Route::OneHop, Route::TwoHops];
+    let mut rounds = Vec::new();
+    println!(
+        "| round | publish, 1 event/message (the wall) | batched pull consume | {} | {} |",
+        routes[0].label(),
+        routes[1].label()
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for round in 0..args.rounds.max(1) {
+        let (publish_eps, consume_eps) = vigil_bench::wall::run(&js, args.events, 1_024, 1).await?;
+        let wall = publish_eps.min(consume_eps);
+        let mut runs = Vec::new();
+        for route in routes {
+            runs.push(throughput(&args, &js, &url, route, round).await?);
+        }
+        let cell = |r: &Throughput| {
+            format!(
+                "{:.0} ev/s (**{:.2}**); from start {:.0} ev/s ({:.2}); CPU µs/event: Vigil {:.1}, NATS {}",
+                r.steady,
+                r.steady / wall,
+                r.cold,
+                r.cold / wall,
+                r.cpu.0,
+                r.cpu.1.map_or("-".to_owned(), |c| format!("{c:.1}"))
+            )
+        };
+        println!(
+            "| {} | {publish_eps:.0} ev/s | {consume_eps:.0} ev/s | {} | {} |",
+            round + 1,
+            cell(&runs[0]),
+            cell(&runs[1])
+        );
+        rounds.push(Round {
+            publish: publish_eps,
+            consume: consume_eps,
+            runs,
+        });
+    }
+    println!();
+    let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let publish_eps = med(&|r| r.publish);
+    let consume_eps = med(&|r| r.consume);
+    let wall = med(&|r| r.wall());
     // The service path crosses JetStream twice (RAW, then NORMALIZED): the same work done
     // back to back, publish + consume + publish + consume.
     let two_hops = 1.0 / (2.0 / publish_eps + 2.0 / consume_eps);
     let normalize_us = normalize_alone(args.events)?;
     let expected = args.rate as u64 * args.seconds / 100;
-    println!("| measure | value | vs wall |");
+    let n = rounds.len();
+    println!(
+        "| measure (median of {n} rounds; ratios against each round's own wall) | value | vs wall |"
+    );
     println!("| --- | ---: | ---: |");
     println!("| JetStream publish, 1 event/message | {publish_eps:.0} events/s | |");
     println!("| JetStream batched pull consume | {consume_eps:.0} events/s | |");
@@ -434,14 +608,31 @@ async fn main() -> Result<()> {
         "| `vigil_normalize::normalize` + serialization alone, one thread, in memory | {normalize_us:.2} µs/event ({:.0} events/s) | |",
         1e6 / normalize_us
     );
-    for route in [Route::OneHop, Route::TwoHops] {
-        let (e2e, alerts) = throughput(&args, &js, &url, route).await?;
+    for (i, route) in routes.iter().enumerate() {
+        let alerts = med(&|r| r.runs[i].alerts);
+        let steady = med(&|r| r.runs[i].steady);
+        let ratio = med(&|r| r.runs[i].steady / r.wall());
+        let cold = med(&|r| r.runs[i].cold);
+        let cold_ratio = med(&|r| r.runs[i].cold / r.wall());
         println!(
-            "| {} ({} workers), {} events, {alerts:.0} alerts | {e2e:.0} events/s | **{:.2}** |",
+            "| {} ({} workers), {} events, {alerts:.0} alerts: steady (10% to 90% of the events) | {steady:.0} events/s | **{ratio:.2}** |",
             route.label(),
             args.workers,
             args.events,
-            e2e / wall,
+        );
+        println!(
+            "| the same from the processes' start to the last event counted | {cold:.0} events/s | {cold_ratio:.2} |"
+        );
+        let vigil_cpu = med(&|r| r.runs[i].cpu.0);
+        let nats_cpu = match rounds.iter().all(|r| r.runs[i].cpu.1.is_some()) {
+            true => format!(
+                ", nats-server {:.1} µs",
+                med(&|r| r.runs[i].cpu.1.unwrap_or(0.0))
+            ),
+            false => String::new(),
+        };
+        println!(
+            "| CPU per event over that time: Vigil processes {vigil_cpu:.1} µs{nats_cpu} | | |"
         );
     }
     for route in [Route::OneHop, Route::TwoHops] {
