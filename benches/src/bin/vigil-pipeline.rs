@@ -301,7 +301,8 @@ struct Throughput {
     cpu: (f64, Option<f64>),
 }
 
-/// CPU seconds (user + system) `pid` has used, from `/proc`.
+/// CPU seconds (user + system) `pid` has used, from `/proc` (in clock ticks of 1/100 s, Linux's
+/// `USER_HZ`).
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after the command name, which is in parentheses and may hold spaces.
