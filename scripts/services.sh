@@ -131,8 +131,16 @@ nats_pid() { [[ -f "$NATS_DIR/nats.pid" ]] && cat "$NATS_DIR/nats.pid"; }
 nats_running() { local p; p=$(nats_pid) && kill -0 "$p" 2>/dev/null; }
 nats_healthy() { curl -fsS "http://127.0.0.1:$NATS_MON/healthz?js-enabled-only=true" >/dev/null 2>&1; }
 
+nats_gone_or_healthy() { ! nats_running || nats_healthy; }
+
 nats_up() {
     mkdir -p "$NATS_DIR/data"
+    # A server stopped moments ago may still be exiting (it flushes JetStream first): wait for
+    # it to go rather than take it for a running one that never becomes ready.
+    if nats_running && ! nats_healthy; then
+        wait_for "nats-server to exit or answer" 30 nats_gone_or_healthy \
+            || die "nats-server (pid $(nats_pid)) neither answers nor exits (log: $NATS_DIR/nats.log)"
+    fi
     if nats_running; then
         log "nats already running (pid $(nats_pid))"
     else
