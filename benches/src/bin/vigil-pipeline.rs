@@ -554,12 +554,17 @@ async fn main() -> Result<()> {
     );
     println!("| --- | ---: | ---: | ---: | ---: |");
     for round in 0..args.rounds.max(1) {
-        let (publish_eps, consume_eps) = vigil_bench::wall::run(&js, args.events, 1_024, 1).await?;
-        let wall = publish_eps.min(consume_eps);
-        let mut runs = Vec::new();
+        let (publish, consume) = vigil_bench::wall::run(&js, args.events, 1_024, 1).await?;
+        let mut r = Round {
+            publish,
+            consume,
+            runs: Vec::new(),
+        };
         for route in routes {
-            runs.push(throughput(&args, &js, &url, route, round).await?);
+            r.runs
+                .push(throughput(&args, &js, &url, route, round).await?);
         }
+        let wall = r.wall();
         let cell = |r: &Throughput| {
             format!(
                 "{:.0} ev/s (**{:.2}**); from start {:.0} ev/s ({:.2}); CPU µs/event: Vigil {:.1}, NATS {}",
@@ -572,16 +577,12 @@ async fn main() -> Result<()> {
             )
         };
         println!(
-            "| {} | {publish_eps:.0} ev/s | {consume_eps:.0} ev/s | {} | {} |",
+            "| {} | {publish:.0} ev/s | {consume:.0} ev/s | {} | {} |",
             round + 1,
-            cell(&runs[0]),
-            cell(&runs[1])
+            cell(&r.runs[0]),
+            cell(&r.runs[1])
         );
-        rounds.push(Round {
-            publish: publish_eps,
-            consume: consume_eps,
-            runs,
-        });
+        rounds.push(r);
     }
     println!();
     let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
