@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use vigil_dsl::{EventView, FieldId, Predicate, Test};
+use vigil_operators::GroupBuilder;
 
 /// A predicate whose tests are atoms of a [`Filters`] table.
 #[derive(Debug)]
@@ -29,15 +30,19 @@ pub(crate) struct Filters {
     index: HashMap<String, u32>,
 }
 
-/// Each atom's result for one event: 0 not yet evaluated, 1 false, 2 true.
+/// What the rules compute for one event: each atom's result (0 not yet evaluated, 1 false,
+/// 2 true), and the buffer a hit's group values are packed in.
 #[derive(Debug, Default)]
-pub(crate) struct Memo(Vec<u8>);
+pub(crate) struct Memo {
+    atoms: Vec<u8>,
+    pub(crate) group: GroupBuilder,
+}
 
 impl Memo {
     /// Forgets the previous event's results.
     pub(crate) fn reset(&mut self, filters: &Filters) {
-        self.0.clear();
-        self.0.resize(filters.atoms.len(), 0);
+        self.atoms.clear();
+        self.atoms.resize(filters.atoms.len(), 0);
     }
 }
 
@@ -83,14 +88,14 @@ impl Filters {
     #[inline]
     pub(crate) fn atom<E: EventView + ?Sized>(&self, i: u32, e: &E, memo: &mut Memo) -> bool {
         let i = i as usize;
-        match memo.0[i] {
+        match memo.atoms[i] {
             0 => {
                 let (f, t) = &self.atoms[i];
                 let r = match t {
                     Test::Exists => e.has(*f),
                     t => e.any_value(*f, &mut |v| t.test(v)),
                 };
-                memo.0[i] = 1 + u8::from(r);
+                memo.atoms[i] = 1 + u8::from(r);
                 r
             }
             m => m == 2,

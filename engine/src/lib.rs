@@ -47,7 +47,7 @@ use vigil_model::time::{format_rfc3339_millis, now_millis};
 use vigil_operators::keyed_windows::{WindowStats, WindowStatsHandle};
 use vigil_operators::watermark::WatermarkTracker;
 use vigil_operators::{
-    EventId, Firing, Hit, KeyedWindows, Lateness, WindowsConfig, WindowsSnapshot,
+    EventId, Firing, Hit, KeyedWindows, Lateness, SmallStr, WindowsConfig, WindowsSnapshot,
 };
 
 use crate::checkpoint::{Coordinator, ProgressHandle, RuleRef, ToCoordinator};
@@ -945,18 +945,20 @@ impl Apply<'_> {
         let mut d = Decoded::default();
         if d.decode(&rules.trie, &line).is_ok() {
             self.memo.reset(&rules.filters);
+            let tenant = SmallStr::from(alert.tenant_id.as_str());
             let at = HitBase {
                 epoch: self.epoch,
                 source: ALERT_SOURCE,
                 ts: alert.timestamp,
                 prior_max: i64::MIN,
                 tenant: alert.tenant_id.as_str(),
+                hit_tenant: &tenant,
             };
             let mut id = || EventId::new(&alert.id);
             for &r in readers {
                 let m = rules.matches(r, &d, self.memo, &at, &mut id, self.hits);
                 if let Matched::Excepted = m {
-                    *st.excepted.entry((r, at.tenant.to_owned())).or_default() += 1;
+                    *st.excepted.entry((r, at.tenant.to_string())).or_default() += 1;
                 }
             }
         }

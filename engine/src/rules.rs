@@ -1,6 +1,7 @@
 //! The loaded rule set as the engine executes it: decode slots, filters, group slots, window
 //! specs, and the conversion of firings into alerts.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use vigil_dsl::{
@@ -8,7 +9,7 @@ use vigil_dsl::{
 };
 use vigil_model::{Alert, AlertWindow, Severity, TenantId, Threshold, alert_id};
 use vigil_operators::window::{AggFn, WindowKind};
-use vigil_operators::{EventId, Firing, Health, Hit, RuleSpec, SequenceSpec, WindowSpec};
+use vigil_operators::{EventId, Firing, Health, Hit, RuleSpec, SequenceSpec, SmallStr, WindowSpec};
 
 use crate::decode::{Decoded, FieldTrie, Val};
 use crate::filter::{Filters, Memo, Node};
@@ -82,6 +83,8 @@ pub(crate) struct HitBase<'a> {
     pub(crate) ts: i64,
     pub(crate) prior_max: i64,
     pub(crate) tenant: &'a str,
+    /// The same, as hits carry it.
+    pub(crate) hit_tenant: &'a SmallStr,
 }
 
 impl Compiled {
@@ -260,15 +263,17 @@ impl Compiled {
         }
         // A stateful rule skips an event without its group: it belongs to no group. A
         // suppressed single-event rule alerts on it anyway, keyed by an empty value.
-        let group = rule.group.iter().map(|&s| d.first(s).and_then(canonical));
-        let group = if matches!(rule.plan.kind, RuleKind::Single(_)) {
-            group.map(Option::unwrap_or_default).collect()
-        } else {
-            match group.collect::<Option<Vec<String>>>() {
-                Some(g) => g,
+        let single = matches!(rule.plan.kind, RuleKind::Single(_));
+        let builder = &mut memo.group;
+        builder.clear();
+        for &s in &rule.group {
+            match d.first(s).and_then(canonical) {
+                Some(v) => builder.push(&v),
+                None if single => builder.push(""),
                 None => return Matched::No,
             }
-        };
+        }
+        let group = builder.group();
         let distinct = match rule.distinct {
             Some(s) => match d.first(s).and_then(canonical) {
                 Some(v) => Some(xxhash_rust::xxh3::xxh3_128(v.as_bytes())),
@@ -295,7 +300,7 @@ impl Compiled {
         let title_values = rule
             .title
             .iter()
-            .map(|&s| d.first(s).and_then(canonical))
+            .map(|&s| d.first(s).and_then(canonical).map(Cow::into_owned))
             .collect();
         out.push(Hit {
             epoch: at.epoch,
@@ -304,7 +309,7 @@ impl Compiled {
             source: at.source,
             ts: at.ts,
             prior_max: at.prior_max,
-            tenant: at.tenant.to_owned(),
+            tenant: at.hit_tenant.clone(),
             event_id: event_id(),
             group,
             distinct,
@@ -646,15 +651,15 @@ impl SourceRule {
 }
 
 /// The canonical string of a value used as a group key or distinct value; `None` for `null`.
-pub(crate) fn canonical(v: &Val<'_>) -> Option<String> {
+pub(crate) fn canonical<'v>(v: &'v Val<'_>) -> Option<Cow<'v, str>> {
     match v {
-        Val::Str(s) => Some((*s).to_owned()),
-        Val::Owned(s) => Some(s.clone()),
+        Val::Str(s) => Some(Cow::Borrowed(s)),
+        Val::Owned(s) => Some(Cow::Borrowed(s)),
         Val::Num(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
-            Some(format!("{}", *n as i64))
+            Some(Cow::Owned(format!("{}", *n as i64)))
         }
-        Val::Num(n) => Some(format!("{n}")),
-        Val::Bool(b) => Some(b.to_string()),
+        Val::Num(n) => Some(Cow::Owned(format!("{n}"))),
+        Val::Bool(b) => Some(Cow::Owned(b.to_string())),
         Val::Null => None,
     }
 }

@@ -16,7 +16,7 @@ use timely::dataflow::{Scope, StreamVec};
 use vigil_model::time::{epoch_millis, parse_rfc3339};
 use vigil_model::{TenantId, is_valid_tenant};
 use vigil_operators::lateness::EventTimes;
-use vigil_operators::{EpochSummary, EventId, Hit, TenantIndex};
+use vigil_operators::{EpochSummary, EventId, Group, Hit, SmallStr, TenantIndex};
 use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use crate::decode::{Decoded, Val};
@@ -266,6 +266,8 @@ impl Parser {
         let mut excepted: Vec<(u32, usize)> = Vec::new();
         let mut tenants = TenantIndex::default();
         let mut maxima: Vec<i64> = Vec::new();
+        // The chunk's tenants as hits carry them, by index.
+        let mut small: Vec<SmallStr> = Vec::new();
         let mut events = Vec::new();
         let mut lines = 0u64;
         let mut line_no = 0u32;
@@ -312,6 +314,7 @@ impl Parser {
             let ti = tenants.index(tenant) as usize;
             if ti == maxima.len() {
                 maxima.push(i64::MIN);
+                small.push(SmallStr::from(tenant));
             }
             let prior_max = maxima[ti];
             maxima[ti] = prior_max.max(ts);
@@ -330,7 +333,8 @@ impl Parser {
                 source: chunk.source,
                 ts,
                 prior_max,
-                tenant: tenants.name(ti as u32),
+                tenant,
+                hit_tenant: &small[ti],
             };
             let mut id = || {
                 event_id
@@ -483,14 +487,14 @@ type Rejected = (RejectReason, String, Option<String>);
 /// The window key of a hit ([`Hit::key`]): xxh3-128 over (tenant, rule identity, group values),
 /// length-prefixed, so that every process routes a key to the same worker and a restored key
 /// meets the new hits of the same rule version.
-pub(crate) fn window_key(tenant: &str, rule_identity: u64, group: &[String]) -> [u64; 2] {
+pub(crate) fn window_key(tenant: &str, rule_identity: u64, group: &Group) -> [u64; 2] {
     let mut x = Xxh3::new();
     x.update(&(tenant.len() as u64).to_le_bytes());
     x.update(tenant.as_bytes());
     x.update(&rule_identity.to_le_bytes());
-    for g in group {
+    for g in group.iter_bytes() {
         x.update(&(g.len() as u64).to_le_bytes());
-        x.update(g.as_bytes());
+        x.update(g);
     }
     let h = x.digest128();
     [(h >> 64) as u64, h as u64]
@@ -512,14 +516,20 @@ mod tests {
     #[test]
     fn window_keys_are_pinned() {
         // Routing and restored state rely on keys agreeing across processes and releases.
-        let alice = window_key("acme", 0, &["alice".into()]);
+        let alice = window_key("acme", 0, &["alice"].into_iter().collect());
         assert_eq!(
             alice,
             // Computed independently with Python's `xxhash.xxh3_128` over the same bytes.
             [0x1224_b2f2_d359_686c, 0xa321_6981_1b3c_fcd2],
             "the key encoding changed: checkpoints of earlier releases would not restore"
         );
-        assert_ne!(alice, window_key("acme", 1, &["alice".into()]));
-        assert_ne!(window_key("ac", 0, &["mealice".into()]), alice);
+        assert_ne!(
+            alice,
+            window_key("acme", 1, &["alice"].into_iter().collect())
+        );
+        assert_ne!(
+            window_key("ac", 0, &["mealice"].into_iter().collect()),
+            alice
+        );
     }
 }

@@ -33,7 +33,7 @@
 //! timely::example(move |scope| {
 //!     let hit = |ts: i64, id: &str| Hit { epoch: 0, key: [7, 7], rule: 0, source: 0, ts,
 //!         prior_max: i64::MIN, tenant: "acme".into(), event_id: EventId::new(id),
-//!         group: vec!["alice".into()], distinct: None, number: None,
+//!         group: ["alice"].into_iter().collect(), distinct: None, number: None,
 //!         steps: 0, title_values: vec![] };
 //!     let hits = vec![hit(1_000, "a"), hit(2_000, "b")].to_stream(scope);
 //!     let summaries = vec![EpochSummary { epoch: 0, source: 0,
@@ -55,13 +55,14 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::{Stream, StreamVec};
 use timely::progress::frontier::MutableAntichain;
 
+use crate::compact::Group;
 use crate::event_id::EventId;
 use crate::records::{EpochSummary, Firing, Health, Hit};
 use crate::sequence::SeqFired;
 use crate::snapshot::{self, KeyEntryRef, WindowsSnapshot, WindowsSnapshotRef};
 use crate::state::{KeyState, Outcome, RuleSpec};
 use crate::tenants::TenantIndex;
-use crate::watermark::WatermarkTracker;
+use crate::watermark::{LateCheck, WatermarkTracker};
 
 /// Counters of one worker's `keyed_windows` operator.
 #[derive(Clone, Debug, Default)]
@@ -297,15 +298,13 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                     state.restore(snap, &mut tracker, &specs);
                     stats.borrow_mut().keys = state.keys.len();
                 }
-                // Emptied hit vectors of processed epochs, for the next epochs to fill.
-                let mut spare: Vec<Vec<Hit>> = Vec::new();
                 let mut epochs_done = 0u64;
                 let mut last_sweep_wall = i64::MIN;
                 move |(hits_in, hits_frontier), (sum_in, sum_frontier), output| {
                     hits_in.for_each(|_, data| {
                         for h in data.drain(..) {
                             let epoch = stash.entry(h.epoch).or_insert_with(|| Epoch {
-                                hits: spare.pop().unwrap_or_default(),
+                                hits: state.batches.spare(),
                                 summaries: Vec::new(),
                             });
                             epoch.hits.push(h);
@@ -330,25 +329,14 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         let mut fired = |f: Firing| session.give(f);
                         let mut epoch = entry.remove();
                         let mut st = stats.borrow_mut();
-                        // Tenants whose watermark may have moved in this epoch.
-                        let mut touched: BTreeSet<String> = BTreeSet::new();
-                        for h in epoch.hits.drain(..) {
-                            if tracker.is_late(h.source, &h.tenant, h.ts, h.prior_max) {
-                                *st.late.entry((h.rule, h.tenant)).or_default() += 1;
-                                continue;
-                            }
-                            if specs[h.rule as usize].is_single() {
-                                fired(single_firing(h));
-                                continue;
-                            }
-                            if !touched.contains(&h.tenant) {
-                                touched.insert(h.tenant.clone());
-                            }
-                            state.buffer(h);
-                        }
-                        if spare.len() < 4 {
-                            spare.push(std::mem::take(&mut epoch.hits));
-                        }
+                        // Tenants whose watermark may have moved in this epoch, by index.
+                        let mut touched = state.buffer_epoch(
+                            std::mem::take(&mut epoch.hits),
+                            &tracker,
+                            &specs,
+                            &mut st,
+                            &mut fired,
+                        );
                         let mut barrier = false;
                         let mut wall = None;
                         for s in &epoch.summaries {
@@ -356,23 +344,23 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             wall = wall.max(s.wall_ms);
                             tracker.apply(s);
                             for (t, _) in &s.tenants {
-                                if !touched.contains(t) {
-                                    touched.insert(t.clone());
+                                let (ti, _) = state.tenant(t);
+                                if !touched.contains(&ti) {
+                                    touched.push(ti);
                                 }
                             }
                             if s.wall_ms.is_some() {
                                 // Idleness may have moved any tenant of this source.
-                                for t in state.waiting_tenants() {
-                                    if !touched.contains(t) {
-                                        touched.insert(t.to_owned());
+                                for ti in state.waiting_tenants() {
+                                    if !touched.contains(&ti) {
+                                        touched.push(ti);
                                     }
                                 }
                             }
                         }
-                        for t in &touched {
-                            let wm = tracker.watermark(t);
-                            state.drain(t, wm, &specs, &mut st, &mut fired);
-                            let (ti, _) = state.tenant(t);
+                        for ti in state.by_name(touched) {
+                            let wm = tracker.watermark(state.tenants.name(ti));
+                            state.drain(ti, wm, &specs, &mut st, &mut fired);
                             state.sweep(ti, wm, &specs);
                         }
                         if barrier {
@@ -400,11 +388,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                         let mut session = output.session(&at);
                         let mut fired = |f: Firing| session.give(f);
                         tracker.finish();
-                        let ts: BTreeSet<String> =
-                            state.waiting_tenants().map(str::to_owned).collect();
+                        let waiting = state.waiting_tenants().collect();
                         let mut st = stats.borrow_mut();
-                        for t in &ts {
-                            state.drain(t, i64::MAX, &specs, &mut st, &mut fired);
+                        for ti in state.by_name(waiting) {
+                            state.drain(ti, i64::MAX, &specs, &mut st, &mut fired);
                         }
                         state.note_size(&mut st);
                         state.keys.clear();
@@ -432,9 +419,72 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
     }
 }
 
+/// The hit vectors of processed epochs, kept until every hit they buffered has been applied,
+/// so that a hit is moved once (from the input into its epoch's vector) and read in place.
+#[derive(Default)]
+struct Batches {
+    /// By batch index: the hits, and how many of them still wait.
+    batches: Vec<(Vec<Hit>, u32)>,
+    /// Indexes of emptied batches.
+    free: Vec<u32>,
+    /// Emptied vectors, for the next epochs to fill.
+    spare: Vec<Vec<Hit>>,
+}
+
+/// Where a buffered hit is: (batch, index in it).
+type Slot = (u32, u32);
+
+impl Batches {
+    /// An empty vector for an epoch's hits, reusing an allocation when there is one.
+    fn spare(&mut self) -> Vec<Hit> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keeps `hits` of which `waiting` are buffered; an empty batch is recycled at once.
+    fn add(&mut self, mut hits: Vec<Hit>, waiting: u32) -> u32 {
+        if waiting == 0 {
+            hits.clear();
+            self.recycle(hits);
+            return u32::MAX;
+        }
+        match self.free.pop() {
+            Some(b) => {
+                self.batches[b as usize] = (hits, waiting);
+                b
+            }
+            None => {
+                self.batches.push((hits, waiting));
+                (self.batches.len() - 1) as u32
+            }
+        }
+    }
+
+    fn get(&self, (b, i): Slot) -> &Hit {
+        &self.batches[b as usize].0[i as usize]
+    }
+
+    /// The hit at `slot` was applied; its batch is emptied once none waits.
+    fn done(&mut self, (b, _): Slot) {
+        let (hits, waiting) = &mut self.batches[b as usize];
+        *waiting -= 1;
+        if *waiting == 0 {
+            let mut hits = std::mem::take(hits);
+            hits.clear();
+            self.recycle(hits);
+            self.free.push(b);
+        }
+    }
+
+    fn recycle(&mut self, hits: Vec<Hit>) {
+        if self.spare.len() < 4 {
+            self.spare.push(hits);
+        }
+    }
+}
+
 /// One tenant's hits waiting for its watermark, taken out in `(event time, event.id, arrival)`
-/// order: small keys over a slab of hits, so that a hit is moved once in and once out (a B-tree
-/// of whole hits shifted them on every removal).
+/// order: small keys over the slots of [`Batches`], so that a hit is never moved while it
+/// waits (a B-tree of whole hits shifted them on every removal).
 ///
 /// `keys[head..]` is sorted; arrivals collect in `fresh` and are sorted in at the next take.
 /// They come nearly in time order, so only the short overlap between the sorted keys' tail and
@@ -445,25 +495,13 @@ struct Queue {
     keys: Vec<QueueKey>,
     head: usize,
     fresh: Vec<QueueKey>,
-    slab: Vec<Option<Hit>>,
-    free: Vec<u32>,
 }
 
-/// (event time, event id, arrival, slab slot).
-type QueueKey = (i64, EventId, u64, u32);
+/// (event time, event id, arrival, slot).
+type QueueKey = (i64, EventId, u64, Slot);
 
 impl Queue {
-    fn push(&mut self, (ts, id, seq): (i64, EventId, u64), h: Hit) {
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.slab[i as usize] = Some(h);
-                i
-            }
-            None => {
-                self.slab.push(Some(h));
-                (self.slab.len() - 1) as u32
-            }
-        };
+    fn push(&mut self, (ts, id, seq): (i64, EventId, u64), slot: Slot) {
         self.fresh.push((ts, id, seq, slot));
     }
 
@@ -491,14 +529,16 @@ impl Queue {
         self.keys.extend(b);
     }
 
-    /// The earliest hit, if it is before `wm`.
-    fn pop_before(&mut self, wm: i64) -> Option<(EventId, Hit)> {
+    /// The slot of the earliest hit, if it is before `wm`.
+    fn pop_before(&mut self, wm: i64) -> Option<(EventId, Slot)> {
         self.settle();
         if self.keys.get(self.head)?.0 >= wm {
             return None;
         }
-        let (_, id, _, slot) =
-            std::mem::replace(&mut self.keys[self.head], (0, EventId::Hex([0, 0]), 0, 0));
+        let (_, id, _, slot) = std::mem::replace(
+            &mut self.keys[self.head],
+            (0, EventId::Hex([0, 0]), 0, (0, 0)),
+        );
         self.head += 1;
         if self.head == self.keys.len() {
             self.keys.clear();
@@ -507,21 +547,22 @@ impl Queue {
             self.keys.drain(..self.head);
             self.head = 0;
         }
-        let h = self.slab[slot as usize].take()?;
-        self.free.push(slot);
-        Some((id, h))
+        Some((id, slot))
     }
 
     fn is_empty(&self) -> bool {
         self.head == self.keys.len() && self.fresh.is_empty()
     }
 
-    /// The hits in the order they come out.
-    fn in_order(&self) -> impl Iterator<Item = &Hit> {
-        let mut keys: Vec<_> = self.keys[self.head..].iter().chain(&self.fresh).collect();
+    /// The slots of the hits in the order they come out.
+    fn in_order(&self) -> impl Iterator<Item = Slot> + use<> {
+        let mut keys: Vec<_> = self.keys[self.head..]
+            .iter()
+            .chain(&self.fresh)
+            .cloned()
+            .collect();
         keys.sort_unstable();
-        keys.into_iter()
-            .filter_map(|&(_, _, _, slot)| self.slab[slot as usize].as_ref())
+        keys.into_iter().map(|(_, _, _, slot)| slot)
     }
 }
 
@@ -530,6 +571,8 @@ impl Queue {
 #[derive(Default)]
 struct Keys {
     keys: KeyMap,
+    /// The hits that wait, in their epochs' vectors.
+    batches: Batches,
     tenants: TenantIndex,
     /// By tenant index.
     waiting: Vec<Waiting>,
@@ -622,13 +665,19 @@ impl Keys {
         (i, &mut self.waiting[i as usize])
     }
 
-    /// Tenants with hits or deadlines waiting.
-    fn waiting_tenants(&self) -> impl Iterator<Item = &str> {
+    /// Tenants with hits or deadlines waiting, by index.
+    fn waiting_tenants(&self) -> impl Iterator<Item = u32> + use<'_> {
         self.waiting
             .iter()
             .enumerate()
             .filter(|(_, w)| !(w.pending.is_empty() && w.timers.is_empty()))
-            .map(|(i, _)| self.tenants.name(i as u32))
+            .map(|(i, _)| i as u32)
+    }
+
+    /// Tenant indexes in the order of the tenants' ids, the order they are drained in.
+    fn by_name(&self, mut tenants: Vec<u32>) -> Vec<u32> {
+        tenants.sort_by(|&a, &b| self.tenants.name(a).cmp(self.tenants.name(b)));
+        tenants
     }
 
     fn restore(
@@ -663,8 +712,14 @@ impl Keys {
                 },
             );
         }
-        for h in snap.pending {
-            self.buffer(h);
+        let pending: Vec<u32> = snap
+            .pending
+            .iter()
+            .map(|h| self.tenant(&h.tenant).0)
+            .collect();
+        let b = self.batches.add(snap.pending, pending.len() as u32);
+        for (i, tenant) in pending.into_iter().enumerate() {
+            self.buffer(tenant, (b, i as u32));
         }
     }
 
@@ -697,126 +752,88 @@ impl Keys {
         }
     }
 
-    /// Whether `tenant`, at its cap, may open one more key at watermark `wm` after dropping its
-    /// expired keys (once per drain, `swept`: a scan of every key).
-    fn may_open(
+    /// Takes the hits of an epoch whose frontier has passed: counts the late ones, fires the
+    /// single-event ones on time, and buffers the others until their tenant's watermark passes
+    /// them. Returns the tenants of the buffered hits, by index.
+    fn buffer_epoch(
         &mut self,
-        tenant: u32,
-        cap: u64,
-        wm: i64,
+        mut hits: Vec<Hit>,
+        tracker: &WatermarkTracker,
         specs: &[RuleSpec],
-        swept: &mut bool,
-    ) -> bool {
-        if !*swept {
-            *swept = true;
-            // Every expired key counts here, not only those filed as due: a sequence that an
-            // `until` cleared expires before its filed time.
-            let live = &mut self.live;
-            self.keys.retain(|_, k| {
-                let keep = k.tenant != tenant || !k.state.expired(&specs[k.rule as usize], wm);
-                if !keep {
-                    live.drop_key(k.rule, tenant);
+        st: &mut WindowStats,
+        fired: &mut impl FnMut(Firing),
+    ) -> Vec<u32> {
+        let mut touched: Vec<u32> = Vec::new();
+        // The lateness bound per (source, tenant), as of the epoch before.
+        let mut checks: Vec<(u16, u32, LateCheck)> = Vec::new();
+        // (tenant index, index in `hits`) of the hits to buffer.
+        let mut queued: Vec<(u32, u32)> = Vec::new();
+        for (i, h) in hits.iter_mut().enumerate() {
+            let ti = self.tenants.index(&h.tenant);
+            let check = match checks.iter().find(|&&(s, t, _)| s == h.source && t == ti) {
+                Some(&(_, _, c)) => c,
+                None => {
+                    let c = tracker.late_check(h.source, &h.tenant);
+                    checks.push((h.source, ti, c));
+                    c
                 }
-                keep
-            });
+            };
+            if check.is_late(h.ts, h.prior_max) {
+                *st.late.entry((h.rule, h.tenant.to_string())).or_default() += 1;
+            } else if specs[h.rule as usize].is_single() {
+                fired(single_firing(h));
+            } else {
+                if !touched.contains(&ti) {
+                    touched.push(ti);
+                }
+                queued.push((ti, i as u32));
+            }
         }
-        self.live.tenant(tenant) < cap
+        let b = self.batches.add(hits, queued.len() as u32);
+        for (ti, i) in queued {
+            self.buffer(ti, (b, i));
+        }
+        touched
     }
 
-    /// Buffers an on-time hit until its tenant's watermark passes it.
-    fn buffer(&mut self, h: Hit) {
+    /// Buffers the hit at `slot`, of the tenant at index `tenant`, until its watermark passes
+    /// it.
+    fn buffer(&mut self, tenant: u32, slot: Slot) {
         self.seq += 1;
+        let h = self.batches.get(slot);
         let k = (h.ts, h.event_id.clone(), self.seq);
-        self.tenant(&h.tenant).1.pending.push(k, h);
+        self.waiting_of(tenant).pending.push(k, slot);
+    }
+
+    fn waiting_of(&mut self, tenant: u32) -> &mut Waiting {
+        if self.waiting.len() <= tenant as usize {
+            self.waiting
+                .resize_with(tenant as usize + 1, Waiting::default);
+        }
+        &mut self.waiting[tenant as usize]
     }
 
     /// Applies the tenant's buffered hits below `wm` in `(time, id)` order, then fires the
     /// deadlines `wm` has reached.
     fn drain(
         &mut self,
-        tenant: &str,
+        tenant_idx: u32,
         wm: i64,
         specs: &[RuleSpec],
         st: &mut WindowStats,
         fired: &mut impl FnMut(Firing),
     ) {
-        let (tenant_idx, _) = self.tenant(tenant);
-        let cap = self.caps.of(tenant);
-        let mut swept = false;
-        {
-            while let Some((id, h)) = self.waiting[tenant_idx as usize].pending.pop_before(wm) {
-                let spec = &specs[h.rule as usize];
-                // Below its cap (the common case) a tenant's hit costs no extra lookup; at the
-                // cap, one that would open a key is shed.
-                let at_cap = self.live.tenant(tenant_idx) >= cap;
-                if at_cap
-                    && !self.keys.contains_key(&h.key)
-                    && !self.may_open(tenant_idx, cap, wm, specs, &mut swept)
-                {
-                    *st.shed.entry((h.rule, h.tenant.clone())).or_default() += 1;
-                    let period = h.ts - h.ts.rem_euclid(KEY_CAP_PERIOD_MS);
-                    if self.reported.insert((tenant_idx, h.rule, period)) {
-                        fired(Firing::health(
-                            h.rule,
-                            tenant,
-                            Health::KeyCap { cap },
-                            period,
-                        ));
-                    }
-                    continue;
-                }
-                let waiting = &mut self.waiting[tenant_idx as usize];
-                let mut opened = false;
-                let key = self.keys.entry(h.key).or_insert_with(|| {
-                    opened = true;
-                    Key {
-                        state: KeyState::new(spec, &h.group),
-                        rule: h.rule,
-                        tenant: tenant_idx,
-                    }
-                });
-                if opened {
-                    self.live.open(h.rule, tenant_idx);
-                }
-                match (&mut key.state, spec) {
-                    (KeyState::Window(state), RuleSpec::Window(w)) => {
-                        match state.add(w, h.ts, id, h.distinct, h.number) {
-                            Outcome::Fired(f) => fired(Firing {
-                                rule: h.rule,
-                                tenant: h.tenant,
-                                group: h.group,
-                                event_id: h.event_id.to_string(),
-                                title_values: h.title_values,
-                                value: f.value,
-                                start: f.start,
-                                end: h.ts,
-                                events: f.events,
-                                event_count: f.event_count,
-                                health: None,
-                            }),
-                            Outcome::Suppressed => st.count_suppressed(h.rule, &h.tenant),
-                            Outcome::Quiet => {}
-                        }
-                    }
-                    (KeyState::Sequence(state), RuleSpec::Sequence(q)) => {
-                        match state.add(q, h.ts, id, h.steps) {
-                            Outcome::Fired(f) => {
-                                fired(seq_firing(h.rule, &h.tenant, state.group(), f));
-                            }
-                            Outcome::Suppressed => st.count_suppressed(h.rule, &h.tenant),
-                            Outcome::Quiet => {}
-                        }
-                        if let Some(d) = state.deadline(q) {
-                            waiting.timers.insert((d, h.key));
-                        }
-                    }
-                    // A key restored under a rule of another kind starts afresh next sweep.
-                    _ => {}
-                }
-                if opened {
-                    file_expiry(&mut waiting.expiry, key.state.expiry(spec), h.key);
-                }
-            }
+        let tenant = &self.tenants.name(tenant_idx).to_owned();
+        let mut at = Drain {
+            tenant,
+            index: tenant_idx,
+            cap: self.caps.of(tenant),
+            wm,
+            swept: false,
+        };
+        while let Some((id, slot)) = self.waiting[tenant_idx as usize].pending.pop_before(wm) {
+            self.apply((slot, id), &mut at, specs, st, fired);
+            self.batches.done(slot);
         }
         let timers = &mut self.waiting[tenant_idx as usize].timers;
         while let Some(&(d, k)) = timers.first() {
@@ -839,6 +856,104 @@ impl Keys {
         }
     }
 
+    /// Applies the buffered hit at `slot` (event id `id`) to its key.
+    fn apply(
+        &mut self,
+        (slot, id): (Slot, EventId),
+        at: &mut Drain<'_>,
+        specs: &[RuleSpec],
+        st: &mut WindowStats,
+        fired: &mut impl FnMut(Firing),
+    ) {
+        let Drain {
+            tenant,
+            index: tenant_idx,
+            cap,
+            wm,
+            ref mut swept,
+        } = *at;
+        let h = self.batches.get(slot);
+        let spec = &specs[h.rule as usize];
+        // Below its cap (the common case) a tenant's hit costs no extra lookup; at the cap, one
+        // that would open a key is shed.
+        let at_cap = self.live.tenant(tenant_idx) >= cap;
+        if at_cap
+            && !self.keys.contains_key(&h.key)
+            && !may_open(
+                &mut self.keys,
+                &mut self.live,
+                tenant_idx,
+                cap,
+                wm,
+                specs,
+                swept,
+            )
+        {
+            *st.shed.entry((h.rule, h.tenant.to_string())).or_default() += 1;
+            let period = h.ts - h.ts.rem_euclid(KEY_CAP_PERIOD_MS);
+            if self.reported.insert((tenant_idx, h.rule, period)) {
+                fired(Firing::health(
+                    h.rule,
+                    tenant,
+                    Health::KeyCap { cap },
+                    period,
+                ));
+            }
+            return;
+        }
+        let waiting = &mut self.waiting[tenant_idx as usize];
+        let mut opened = false;
+        let key = self.keys.entry(h.key).or_insert_with(|| {
+            opened = true;
+            Key {
+                state: KeyState::new(spec, &h.group),
+                rule: h.rule,
+                tenant: tenant_idx,
+            }
+        });
+        if opened {
+            self.live.open(h.rule, tenant_idx);
+        }
+        match (&mut key.state, spec) {
+            (KeyState::Window(state), RuleSpec::Window(w)) => {
+                match state.add(w, h.ts, id, h.distinct, h.number) {
+                    Outcome::Fired(f) => fired(Firing {
+                        rule: h.rule,
+                        tenant: h.tenant.to_string(),
+                        group: h.group.to_strings(),
+                        event_id: h.event_id.to_string(),
+                        title_values: h.title_values.clone(),
+                        value: f.value,
+                        start: f.start,
+                        end: h.ts,
+                        events: f.events,
+                        event_count: f.event_count,
+                        health: None,
+                    }),
+                    Outcome::Suppressed => st.count_suppressed(h.rule, &h.tenant),
+                    Outcome::Quiet => {}
+                }
+            }
+            (KeyState::Sequence(state), RuleSpec::Sequence(q)) => {
+                match state.add(q, h.ts, id, h.steps) {
+                    Outcome::Fired(f) => {
+                        fired(seq_firing(h.rule, &h.tenant, state.group(), f));
+                    }
+                    Outcome::Suppressed => st.count_suppressed(h.rule, &h.tenant),
+                    Outcome::Quiet => {}
+                }
+                if let Some(d) = state.deadline(q) {
+                    waiting.timers.insert((d, h.key));
+                }
+            }
+            // A key restored under a rule of another kind starts afresh next sweep.
+            _ => {}
+        }
+        if opened {
+            file_expiry(&mut waiting.expiry, key.state.expiry(spec), h.key);
+        }
+    }
+
     fn encode(&self, tracker: &WatermarkTracker) -> Vec<u8> {
         let names = self.tenants.names();
         snapshot::encode(&WindowsSnapshotRef {
@@ -857,6 +972,7 @@ impl Keys {
                 .waiting
                 .iter()
                 .flat_map(|w| w.pending.in_order())
+                .map(|slot| self.batches.get(slot))
                 .collect(),
         })
     }
@@ -942,19 +1058,59 @@ impl Keys {
     }
 }
 
+/// The tenant a drain applies hits of, and its bounds.
+struct Drain<'a> {
+    tenant: &'a str,
+    /// The tenant's index.
+    index: u32,
+    /// Its cap on live keys.
+    cap: u64,
+    /// Its watermark.
+    wm: i64,
+    /// Whether its expired keys were dropped in this drain ([`may_open`]).
+    swept: bool,
+}
+
+/// Whether `tenant`, at its cap, may open one more key at watermark `wm` after dropping its
+/// expired keys (once per drain, `swept`: a scan of every key).
+fn may_open(
+    keys: &mut KeyMap,
+    live: &mut Live,
+    tenant: u32,
+    cap: u64,
+    wm: i64,
+    specs: &[RuleSpec],
+    swept: &mut bool,
+) -> bool {
+    if !*swept {
+        *swept = true;
+        // Every expired key counts here, not only those filed as due: a sequence that an
+        // `until` cleared expires before its filed time.
+        keys.retain(|_, k| {
+            let keep = k.tenant != tenant || !k.state.expired(&specs[k.rule as usize], wm);
+            if !keep {
+                live.drop_key(k.rule, tenant);
+            }
+            keep
+        });
+    }
+    live.tenant(tenant) < cap
+}
+
 /// A rule's first keys whose heap [`Keys::note_size`] measures one by one.
 const MEASURE_ALL: usize = 1024;
 /// Past [`MEASURE_ALL`], one key in this many is measured.
 const MEASURE_ONE_IN: usize = 16;
 
-fn single_firing(h: Hit) -> Firing {
+/// The firing of a single-event rule's hit (whose title values it takes).
+fn single_firing(h: &mut Hit) -> Firing {
     Firing {
         rule: h.rule,
-        tenant: h.tenant,
+        tenant: h.tenant.to_string(),
         group: Vec::new(),
         events: vec![h.event_id.to_string()],
         event_id: h.event_id.to_string(),
-        title_values: h.title_values,
+        title_values: std::mem::take(&mut h.title_values),
         value: 1.0,
         start: h.ts,
         end: h.ts,
@@ -964,11 +1120,11 @@ fn single_firing(h: Hit) -> Firing {
 }
 
 /// The firing of a sequence: its value is the number of events matched.
-fn seq_firing(rule: u32, tenant: &str, group: &[String], f: SeqFired) -> Firing {
+fn seq_firing(rule: u32, tenant: &str, group: &Group, f: SeqFired) -> Firing {
     Firing {
         rule,
         tenant: tenant.to_owned(),
-        group: group.to_vec(),
+        group: group.to_strings(),
         event_id: f.events.last().cloned().unwrap_or_default(),
         title_values: Vec::new(),
         value: f.event_count as f64,
@@ -1000,7 +1156,7 @@ mod tests {
             prior_max: i64::MIN,
             tenant: tenant.into(),
             event_id: EventId::new(&format!("e{epoch}-{key}")),
-            group: vec![format!("g{key}")],
+            group: [format!("g{key}")].into_iter().collect(),
             distinct: None,
             number: None,
             steps: 0,

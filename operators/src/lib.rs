@@ -18,6 +18,7 @@
 //! - [`lateness`]: the operator that classifies every event as on time or late.
 //! - [`snapshot`]: operator state at checkpoint barriers, and its restore.
 
+pub mod compact;
 pub mod event_id;
 pub mod keyed_windows;
 pub mod lateness;
@@ -29,6 +30,7 @@ pub mod tenants;
 pub mod watermark;
 pub mod window;
 
+pub use compact::{Group, GroupBuilder, GroupIter, SmallStr};
 pub use event_id::EventId;
 pub use keyed_windows::{KeyCaps, KeyedWindows, WindowsConfig};
 pub use lateness::Lateness;

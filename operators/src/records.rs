@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::compact::{Group, SmallStr};
 use crate::event_id::EventId;
 
 /// One event matched by one rule's filter, on its way to that rule's window state.
@@ -24,12 +25,12 @@ pub struct Hit {
     /// Largest event time of the same (source, tenant) earlier in the same chunk, or `i64::MIN`.
     pub prior_max: i64,
     /// Tenant id (validated).
-    pub tenant: String,
+    pub tenant: SmallStr,
     /// `event.id` (from the event, or derived from its position and content), in the compact
     /// form window state keeps.
     pub event_id: EventId,
     /// Canonical values of the rule's group-by fields, in field-path order.
-    pub group: Vec<String>,
+    pub group: Group,
     /// xxh3-128 of the canonical value of the `distinct count of` field, when the rule has
     /// one: windows count the hashes.
     pub distinct: Option<u128>,

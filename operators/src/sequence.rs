@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use crate::compact::Group;
 use crate::event_id::EventId;
 use crate::state::Outcome;
 
@@ -67,7 +68,7 @@ pub struct SequenceState {
     /// Matches completing before this time do not fire.
     suppressed_until: i64,
     /// The key's group values, for alerts fired by a deadline rather than by a hit.
-    group: Vec<String>,
+    group: Group,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -101,7 +102,7 @@ fn has(mask: u64, bit: u8) -> bool {
 
 impl SequenceState {
     /// Fresh state for the key with these group values.
-    pub fn new(group: Vec<String>) -> Self {
+    pub fn new(group: Group) -> Self {
         SequenceState {
             partials: Vec::new(),
             suppressed_until: i64::MIN,
@@ -110,7 +111,7 @@ impl SequenceState {
     }
 
     /// The key's group values.
-    pub fn group(&self) -> &[String] {
+    pub fn group(&self) -> &Group {
         &self.group
     }
 
@@ -255,8 +256,7 @@ impl SequenceState {
     /// Bytes of heap memory the state holds.
     pub fn heap_bytes(&self) -> usize {
         size_of::<Self>()
-            + self.group.iter().map(String::capacity).sum::<usize>()
-            + self.group.capacity() * size_of::<String>()
+            + self.group.heap_bytes()
             + self.partials.capacity() * size_of::<Option<Partial>>()
             + self
                 .partials
@@ -301,7 +301,7 @@ mod tests {
     }
 
     fn run(spec: &SequenceSpec, events: &[(i64, u64)], wm: i64) -> Vec<SeqFired> {
-        let mut s = SequenceState::new(vec!["alice".into()]);
+        let mut s = SequenceState::new(["alice"].into_iter().collect());
         let mut out = Vec::new();
         for (i, &(t, mask)) in events.iter().enumerate() {
             out.extend(
@@ -344,7 +344,7 @@ mod tests {
             a_then_b,
             suppressed_absence,
         ] {
-            let mut s = SequenceState::new(vec!["alice".into()]);
+            let mut s = SequenceState::new(["alice"].into_iter().collect());
             let (mut t, mut wm) = (0, i64::MIN);
             for i in 0..600 {
                 t += next(40_000) as i64;
@@ -359,8 +359,10 @@ mod tests {
                 let first = s.expiry(&spec).max(t);
                 for drop_at in [first, first + 2 * MIN] {
                     assert!(s.expired(&spec, drop_at), "event {i} at {t}");
-                    let (mut kept, mut fresh) =
-                        (s.clone(), SequenceState::new(vec!["alice".into()]));
+                    let (mut kept, mut fresh) = (
+                        s.clone(),
+                        SequenceState::new(["alice"].into_iter().collect()),
+                    );
                     let (mut u, mut w) = (drop_at, drop_at);
                     for j in 0..40 {
                         let id = EventId::new(&format!("later{j}"));
@@ -404,7 +406,7 @@ mod tests {
             suppress_ms: MIN,
             max_refs: 10,
         };
-        let mut s = SequenceState::new(vec!["alice".into()]);
+        let mut s = SequenceState::new(["alice"].into_iter().collect());
         let outcomes: Vec<&str> = [(0, FAIL), (1, OK), (2, FAIL), (3, OK), (MIN + 4, FAIL)]
             .into_iter()
             .enumerate()
@@ -422,7 +424,7 @@ mod tests {
             suppress_ms: 10 * MIN,
             ..not_followed()
         };
-        let mut s = SequenceState::new(vec!["alice".into()]);
+        let mut s = SequenceState::new(["alice"].into_iter().collect());
         assert_eq!(s.add(&absent, 0, EventId::new("a"), FAIL), Outcome::Quiet);
         assert!(matches!(
             s.on_watermark(&absent, 5 * MIN),
@@ -546,7 +548,7 @@ mod tests {
     #[test]
     fn absence_fires_when_the_watermark_passes_the_deadline() {
         let spec = not_followed();
-        let mut s = SequenceState::new(Vec::new());
+        let mut s = SequenceState::new(Group::default());
         assert!(s.add(&spec, 0, EventId::new("a"), FAIL).fired().is_none());
         assert_eq!(s.deadline(&spec), Some(5 * MIN));
         assert!(
@@ -584,7 +586,7 @@ mod tests {
     #[test]
     fn partial_matches_expire_with_the_span() {
         let spec = failures_then_success();
-        let mut s = SequenceState::new(Vec::new());
+        let mut s = SequenceState::new(Group::default());
         assert!(s.add(&spec, 0, EventId::new("a"), FAIL).fired().is_none());
         assert!(!s.expired(&spec, 10 * MIN - 1));
         assert!(s.expired(&spec, 10 * MIN));

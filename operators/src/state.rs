@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::compact::Group;
 use crate::sequence::{SequenceSpec, SequenceState};
 use crate::window::{WindowKind, WindowSpec, WindowState};
 
@@ -54,11 +55,11 @@ pub enum KeyState {
 
 impl KeyState {
     /// Fresh state for a key of `spec` with these group values.
-    pub fn new(spec: &RuleSpec, group: &[String]) -> Self {
+    pub fn new(spec: &RuleSpec, group: &Group) -> Self {
         match spec {
             RuleSpec::Window(_) => KeyState::Window(WindowState::default()),
             RuleSpec::Sequence(_) => {
-                KeyState::Sequence(Box::new(SequenceState::new(group.to_vec())))
+                KeyState::Sequence(Box::new(SequenceState::new(group.clone())))
             }
         }
     }

@@ -36,6 +36,22 @@ impl SourceClock {
     }
 }
 
+/// The lateness bound of one (source, tenant) as of the epochs applied so far.
+#[derive(Clone, Copy, Debug)]
+pub struct LateCheck {
+    seen: i64,
+    lateness: i64,
+}
+
+impl LateCheck {
+    /// Whether an event at `ts` is late, given the largest event time of its (source, tenant)
+    /// earlier in its own chunk (`i64::MIN` if none).
+    pub fn is_late(self, ts: i64, prior_max: i64) -> bool {
+        let m = self.seen.max(prior_max);
+        m != i64::MIN && ts < m.saturating_sub(self.lateness)
+    }
+}
+
 /// Tracks watermarks for every (source, tenant) from the epoch summaries, applied in epoch order.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WatermarkTracker {
@@ -74,11 +90,18 @@ impl WatermarkTracker {
     /// Whether an event at `ts` is late, given the largest event time of its (source, tenant)
     /// earlier in its own chunk (`i64::MIN` if none). Call before applying the event's chunk.
     pub fn is_late(&self, source: u16, tenant: &str, ts: i64, prior_max: i64) -> bool {
-        let seen = self
-            .clock(source, tenant)
-            .map_or(i64::MIN, SourceClock::effective_max);
-        let m = seen.max(prior_max);
-        m != i64::MIN && ts < m.saturating_sub(self.lateness(source))
+        self.late_check(source, tenant).is_late(ts, prior_max)
+    }
+
+    /// What [`is_late`](Self::is_late) decides by for (source, tenant), until the next
+    /// [`apply`](Self::apply): for the hits of one epoch, one lookup per (source, tenant).
+    pub fn late_check(&self, source: u16, tenant: &str) -> LateCheck {
+        LateCheck {
+            seen: self
+                .clock(source, tenant)
+                .map_or(i64::MIN, SourceClock::effective_max),
+            lateness: self.lateness(source),
+        }
     }
 
     /// Applies one epoch's summary. Summaries must be applied in epoch order.
