@@ -148,6 +148,11 @@ impl<'a> Decoded<'a> {
         }
     }
 
+    /// The string values of a slot.
+    pub(crate) fn strs(&self, slot: u16) -> impl Iterator<Item = &str> {
+        self.values(slot).iter().filter_map(|(_, v)| v.as_str())
+    }
+
     /// The first value of a slot.
     pub fn first(&self, slot: u16) -> Option<&Val<'a>> {
         self.values(slot).first().map(|(_, v)| v)

@@ -103,6 +103,96 @@ impl Filters {
     }
 }
 
+/// The rules over events by the string their gate ([`Node::gate`]) requires of a field, so
+/// that an event visits only the rules whose gate it can pass: `event.category == "process"`
+/// opens a third of a typical library, and an authentication event need not visit those
+/// rules at all. A rule whose gate is not an equality or `in` over strings is always visited.
+#[derive(Debug, Default)]
+pub(crate) struct RuleIndex {
+    /// Bit per rule index: the rules every event visits.
+    always: Vec<u64>,
+    /// Per indexed field: its slot, and per value the rules gated on it.
+    fields: Vec<(u16, ByValue)>,
+}
+
+/// Rules (bits by rule index) by the value their gate requires.
+type ByValue = HashMap<Box<str>, Vec<u64>>;
+
+impl RuleIndex {
+    /// Indexes `rules` (rule index and gate) among `n` rules; `filters` holds the gates' atoms.
+    pub(crate) fn new(
+        filters: &Filters,
+        n: usize,
+        rules: impl IntoIterator<Item = (u32, Option<u32>)>,
+    ) -> RuleIndex {
+        let words = n.div_ceil(64);
+        let mut index = RuleIndex {
+            always: vec![0; words],
+            fields: Vec::new(),
+        };
+        for (rule, gate) in rules {
+            let (word, bit) = (rule as usize / 64, 1u64 << (rule % 64));
+            let (field, values): (FieldId, &[String]) =
+                match gate.map(|g| &filters.atoms[g as usize]) {
+                    Some((f, Test::EqStr(v))) => (*f, std::slice::from_ref(v)),
+                    Some((f, Test::InStr(vs))) => (*f, vs),
+                    _ => {
+                        index.always[word] |= bit;
+                        continue;
+                    }
+                };
+            let at = match index.fields.iter().position(|(f, _)| *f == field.0) {
+                Some(at) => at,
+                None => {
+                    index.fields.push((field.0, HashMap::new()));
+                    index.fields.len() - 1
+                }
+            };
+            for v in values {
+                let bits = index.fields[at]
+                    .1
+                    .entry(v.as_str().into())
+                    .or_insert_with(|| vec![0; words]);
+                bits[word] |= bit;
+            }
+        }
+        index
+    }
+
+    /// The rules the event whose string values `strs` gives by slot visits, as bits by rule
+    /// index (into `bits`).
+    pub(crate) fn visits<'e, I: Iterator<Item = &'e str>>(
+        &self,
+        strs: impl Fn(u16) -> I,
+        bits: &mut Vec<u64>,
+    ) {
+        bits.clone_from(&self.always);
+        for (slot, by_value) in &self.fields {
+            for v in strs(*slot) {
+                if let Some(rules) = by_value.get(v) {
+                    for (b, r) in bits.iter_mut().zip(rules) {
+                        *b |= r;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The indexes of the bits set in `bits`, in increasing order.
+pub(crate) fn set_bits(bits: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    bits.iter().enumerate().flat_map(|(w, &word)| {
+        let mut rest = word;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let b = rest.trailing_zeros();
+                rest &= rest - 1;
+                w as u32 * 64 + b
+            })
+        })
+    })
+}
+
 impl Node {
     /// An atom that must hold for the node to hold (the first conjunct that is one), by which
     /// the rules sharing it are skipped together with one memoized check.
@@ -174,5 +264,39 @@ mod tests {
         }
         let gates: Vec<Option<u32>> = nodes.iter().map(Node::gate).collect();
         assert_eq!(gates, [Some(0), Some(0), None, Some(4), None]);
+    }
+
+    #[test]
+    fn an_event_visits_exactly_the_rules_whose_gate_it_can_pass() {
+        // Rule 70 (past one word of bits) is gated on a list; rule 3 on a prefix (not
+        // indexed); rule 5 has no gate.
+        let preds = [
+            (0, Predicate::And(vec![eq(0, "process"), eq(1, "cmd.exe")])),
+            (1, eq(0, "network")),
+            (3, Predicate::Test(FieldId(1), Test::StartsWith("c".into()))),
+            (5, Predicate::Or(vec![eq(2, "x"), eq(0, "process")])),
+            (
+                70,
+                Predicate::Test(FieldId(2), Test::InStr(vec!["a".into(), "process".into()])),
+            ),
+        ];
+        let mut filters = Filters::default();
+        let rules: Vec<(u32, Option<u32>)> = preds
+            .iter()
+            .map(|(r, p)| (*r, filters.compile(p).gate()))
+            .collect();
+        let index = RuleIndex::new(&filters, 71, rules);
+        let visits = |fields: [&[&'static str]; 3]| {
+            let mut bits = Vec::new();
+            index.visits(|slot| fields[usize::from(slot)].iter().copied(), &mut bits);
+            set_bits(&bits).collect::<Vec<u32>>()
+        };
+        assert_eq!(visits([&["process"], &[], &[]]), [0, 3, 5]);
+        assert_eq!(visits([&["network", "process"], &[], &[]]), [0, 1, 3, 5]);
+        assert_eq!(visits([&[], &[], &["a"]]), [3, 5, 70]);
+        assert_eq!(
+            visits([&["Process"], &["cmd.exe"], &["process"]]),
+            [3, 5, 70]
+        );
     }
 }

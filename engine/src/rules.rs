@@ -12,7 +12,7 @@ use vigil_operators::window::{AggFn, WindowKind};
 use vigil_operators::{EventId, Firing, Health, Hit, RuleSpec, SequenceSpec, SmallStr, WindowSpec};
 
 use crate::decode::{Decoded, FieldTrie, Val};
-use crate::filter::{Filters, Memo, Node};
+use crate::filter::{Filters, Memo, Node, RuleIndex, set_bits};
 use crate::quiet::Quiet;
 use crate::source::window_key;
 
@@ -56,8 +56,9 @@ pub struct Compiled {
     pub(crate) paths: Vec<String>,
     /// Per rule: the rules over alerts that read its alerts.
     readers: Vec<Vec<u32>>,
-    /// The rules over events (level 0), the ones the source offers each event to.
-    event_rules: Vec<u32>,
+    /// The rules over events (level 0), the ones the source offers each event to, by the
+    /// values their gates require.
+    event_rules: RuleIndex,
     /// Per rule: its suppression across groups, applied by the alert stage.
     quiet: Vec<Option<Quiet>>,
 }
@@ -162,9 +163,13 @@ impl Compiled {
                     .collect()
             })
             .collect();
-        let event_rules = (0..set.rules.len() as u32)
-            .filter(|&r| set.rules[r as usize].level == 0)
-            .collect();
+        let event_rules = RuleIndex::new(
+            &filters,
+            rules.len(),
+            (0..rules.len() as u32)
+                .filter(|&r| set.rules[r as usize].level == 0)
+                .map(|r| (r, rules[r as usize].gate)),
+        );
         Compiled {
             readers,
             event_rules,
@@ -215,9 +220,15 @@ impl Compiled {
             .map_or(1, |l| l + 1)
     }
 
-    /// The rules over events, in rule-index order.
-    pub(crate) fn event_rules(&self) -> &[u32] {
-        &self.event_rules
+    /// The rules over events that the event `d` may match (the others' gates fail), in
+    /// rule-index order; `bits` is scratch space.
+    pub(crate) fn event_rules<'b>(
+        &self,
+        d: &Decoded<'_>,
+        bits: &'b mut Vec<u64>,
+    ) -> impl Iterator<Item = u32> + 'b {
+        self.event_rules.visits(|slot| d.strs(slot), bits);
+        set_bits(bits)
     }
 
     /// The level of rule `i`: 0 over events (`RulePlan::level`).

@@ -275,6 +275,8 @@ impl Parser {
         let mut start = 0usize;
         let mut scratch = self.scratch.take().unwrap_or_default();
         let mut memo = std::mem::take(&mut self.memo);
+        // The rules an event visits, as bits.
+        let mut visits = Vec::new();
         while start < data.len() {
             let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
             let raw = &data[start..end];
@@ -344,7 +346,7 @@ impl Parser {
                     })
                     .clone()
             };
-            for &ri in rules.event_rules() {
+            for ri in rules.event_rules(&d, &mut visits) {
                 if let Matched::Excepted = rules.matches(ri, &d, &mut memo, &at, &mut id, &mut hits)
                 {
                     excepted.push((ri, ti));

@@ -262,6 +262,9 @@ struct Epoch {
     summaries: Vec<EpochSummary>,
 }
 
+/// Hits a drain loads ahead of applying them ([`Keys::drain`]).
+const RUN: usize = 16;
+
 /// How many epochs pass between reports of the live keys and the state size (every tenant
 /// is swept then too; a tenant whose watermark moves is swept every epoch).
 const REPORT_EVERY: u64 = 64;
@@ -831,9 +834,29 @@ impl Keys {
             wm,
             swept: false,
         };
-        while let Some((id, slot)) = self.waiting[tenant_idx as usize].pending.pop_before(wm) {
-            self.apply((slot, id), &mut at, specs, st, fired);
-            self.batches.done(slot);
+        let mut run = Vec::with_capacity(RUN);
+        loop {
+            let pending = &mut self.waiting[tenant_idx as usize].pending;
+            while run.len() < RUN
+                && let Some(next) = pending.pop_before(wm)
+            {
+                run.push(next);
+            }
+            if run.is_empty() {
+                break;
+            }
+            // Load the run's hits and key states before applying them in order: the loads of
+            // this short loop are independent, so their cache misses overlap rather than
+            // queue one after another (the key table and the states are far larger than the
+            // caches). Nothing here changes state.
+            for &(_, slot) in &run {
+                let h = self.batches.get(slot);
+                std::hint::black_box(self.keys.get(&h.key).map(|k| k.state.warm()));
+            }
+            for (id, slot) in run.drain(..) {
+                self.apply((slot, id), &mut at, specs, st, fired);
+                self.batches.done(slot);
+            }
         }
         let timers = &mut self.waiting[tenant_idx as usize].timers;
         while let Some(&(d, k)) = timers.first() {

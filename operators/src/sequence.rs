@@ -253,6 +253,15 @@ impl SequenceState {
             .fold(self.suppressed_until, i64::max)
     }
 
+    /// Reads the memory the next event will touch ([`KeyState::warm`](crate::KeyState::warm)).
+    pub fn warm(&self) -> i64 {
+        self.partials
+            .iter()
+            .flatten()
+            .map(|p| p.start ^ p.events.back().map_or(0, |e| e.heap_bytes() as i64))
+            .fold(self.suppressed_until, |a, b| a ^ b)
+    }
+
     /// Bytes of heap memory the state holds.
     pub fn heap_bytes(&self) -> usize {
         size_of::<Self>()

@@ -84,6 +84,15 @@ impl KeyState {
         }
     }
 
+    /// Reads the memory the next event will touch, so that it is in cache when that event is
+    /// applied: the value is meaningless.
+    pub fn warm(&self) -> i64 {
+        match self {
+            KeyState::Window(s) => s.warm(),
+            KeyState::Sequence(s) => s.warm(),
+        }
+    }
+
     /// Bytes of heap memory the state holds.
     pub fn heap_bytes(&self) -> usize {
         match self {

@@ -656,6 +656,17 @@ impl WindowState {
         ends.max(self.suppressed_until)
     }
 
+    /// Reads the memory the next event will touch ([`KeyState::warm`](crate::KeyState::warm)).
+    pub fn warm(&self) -> i64 {
+        let ends = |q: &VecDeque<(i64, EventId)>| {
+            q.front().map_or(0, |e| e.0) ^ q.back().map_or(0, |e| e.0)
+        };
+        ends(&self.recent)
+            ^ self.extra.as_ref().map_or(0, |x| {
+                x.older.front().map_or(0, |e| e.0) ^ x.distinct_order.back().map_or(0, |e| e.0)
+            })
+    }
+
     /// Bytes of heap memory the state holds (capacities, not lengths).
     pub fn heap_bytes(&self) -> usize {
         let recent = self.recent.capacity() * size_of::<(i64, EventId)>()
