@@ -63,8 +63,9 @@ pub struct SeqFired {
 /// State of one (tenant, rule, group) key of a sequence rule.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SequenceState {
-    /// `partials[s]`: the partial match that has matched stages `0..=s`.
-    partials: Vec<Option<Partial>>,
+    /// `partials[s]`: the partial match that has matched stages `0..=s` (one allocation,
+    /// sized to the stages).
+    partials: Box<[Option<Partial>]>,
     /// Matches completing before this time do not fire.
     suppressed_until: i64,
     /// The key's group values, for alerts fired by a deadline rather than by a hit.
@@ -75,7 +76,80 @@ pub struct SequenceState {
 struct Partial {
     start: i64,
     count: u32,
-    events: VecDeque<EventId>,
+    events: Refs,
+}
+
+/// A partial match's event ids, the latest `max_refs`, oldest first: inline while there is one
+/// (most partial matches never get past their first event). Encoded as a list, as the
+/// `VecDeque` it replaced was.
+#[derive(Clone, Debug)]
+enum Refs {
+    One(EventId),
+    Many(VecDeque<EventId>),
+}
+
+impl Refs {
+    /// Appends `id`, dropping the oldest beyond `max`.
+    fn push(&mut self, id: EventId, max: usize) {
+        let max = max.max(1);
+        match self {
+            Refs::One(first) if max == 1 => *first = id,
+            Refs::One(_) => {
+                let Refs::One(first) = std::mem::replace(self, Refs::Many(VecDeque::new())) else {
+                    return;
+                };
+                *self = Refs::Many(VecDeque::from([first, id]));
+            }
+            Refs::Many(events) => {
+                if events.len() >= max {
+                    events.pop_front();
+                }
+                events.push_back(id);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &EventId> {
+        let (one, many) = match self {
+            Refs::One(id) => (Some(id), None),
+            Refs::Many(events) => (None, Some(events.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Refs::One(id) => id.heap_bytes(),
+            Refs::Many(events) => {
+                events.capacity() * size_of::<EventId>()
+                    + events.iter().map(EventId::heap_bytes).sum::<usize>()
+            }
+        }
+    }
+}
+
+impl Serialize for Refs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Refs::One(id) => s.collect_seq([id]),
+            Refs::Many(events) => events.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Refs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut events = VecDeque::<EventId>::deserialize(d)?;
+        Ok(
+            if events.len() == 1
+                && let Some(id) = events.pop_front()
+            {
+                Refs::One(id)
+            } else {
+                Refs::Many(events)
+            },
+        )
+    }
 }
 
 impl Partial {
@@ -104,7 +178,7 @@ impl SequenceState {
     /// Fresh state for the key with these group values.
     pub fn new(group: Group) -> Self {
         SequenceState {
-            partials: Vec::new(),
+            partials: Box::default(),
             suppressed_until: i64::MIN,
             group,
         }
@@ -130,7 +204,7 @@ impl SequenceState {
             return Outcome::Quiet;
         }
         if self.partials.len() != n {
-            self.partials = vec![None; n];
+            self.partials = vec![None; n].into_boxed_slice();
         }
         // A wait whose deadline this event has reached ended before it.
         let ended = self.on_watermark(spec, ts);
@@ -160,20 +234,18 @@ impl SequenceState {
             }
             if let Some(mut p) = self.partials[s].take() {
                 p.count += 1;
-                push_ref(&mut p.events, id.clone(), spec.max_refs);
+                p.events.push(id.clone(), spec.max_refs);
                 self.place(spec, s + 1, p);
             }
         }
         if has(mask, spec.stages[0]) {
-            let mut events = VecDeque::with_capacity(1);
-            events.push_back(id);
             self.place(
                 spec,
                 0,
                 Partial {
                     start: ts,
                     count: 1,
-                    events,
+                    events: Refs::One(id),
                 },
             );
         }
@@ -258,37 +330,55 @@ impl SequenceState {
         self.partials
             .iter()
             .flatten()
-            .map(|p| p.start ^ p.events.back().map_or(0, |e| e.heap_bytes() as i64))
+            .map(|p| p.start ^ p.events.iter().last().map_or(0, |e| e.heap_bytes() as i64))
             .fold(self.suppressed_until, |a, b| a ^ b)
     }
 
     /// Bytes of heap memory the state holds.
     pub fn heap_bytes(&self) -> usize {
-        size_of::<Self>()
-            + self.group.heap_bytes()
-            + self.partials.capacity() * size_of::<Option<Partial>>()
+        self.group.heap_bytes()
+            + self.partials.len() * size_of::<Option<Partial>>()
             + self
                 .partials
                 .iter()
                 .flatten()
-                .map(|p| {
-                    p.events.capacity() * size_of::<EventId>()
-                        + p.events.iter().map(EventId::heap_bytes).sum::<usize>()
-                })
+                .map(|p| p.events.heap_bytes())
                 .sum::<usize>()
     }
-}
-
-fn push_ref(events: &mut VecDeque<EventId>, id: EventId, max: usize) {
-    if events.len() >= max.max(1) {
-        events.pop_front();
-    }
-    events.push_back(id);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_refs_keep_the_latest_and_encode_as_a_list() {
+        let id = |i: u32| EventId::new(&format!("e{i:02}"));
+        for max in [1, 2, 3] {
+            let mut refs = Refs::One(id(0));
+            let mut plain = VecDeque::from([id(0)]);
+            for i in 1..6 {
+                refs.push(id(i), max);
+                if plain.len() >= max {
+                    plain.pop_front();
+                }
+                plain.push_back(id(i));
+                assert!(refs.iter().eq(plain.iter()), "max {max}, after {i}");
+                let bytes = postcard::to_allocvec(&refs).unwrap();
+                assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
+                let back: Refs = postcard::from_bytes(&bytes).unwrap();
+                assert!(back.iter().eq(plain.iter()));
+            }
+        }
+        let one: Refs =
+            postcard::from_bytes(&postcard::to_allocvec(&vec![id(7)]).unwrap()).unwrap();
+        assert!(matches!(one, Refs::One(_)));
+        assert_eq!(
+            size_of::<crate::KeyState>(),
+            size_of::<crate::WindowState>(),
+            "a sequence's state, held inline, must not grow every key's slot"
+        );
+    }
 
     const MIN: i64 = 60_000;
     const FAIL: u64 = 1;

@@ -49,8 +49,8 @@ impl<F> Outcome<F> {
 pub enum KeyState {
     /// Of a windowed aggregate.
     Window(WindowState),
-    /// Of a sequence (boxed: the window state is the common, small case).
-    Sequence(Box<SequenceState>),
+    /// Of a sequence.
+    Sequence(SequenceState),
 }
 
 impl KeyState {
@@ -58,9 +58,7 @@ impl KeyState {
     pub fn new(spec: &RuleSpec, group: &Group) -> Self {
         match spec {
             RuleSpec::Window(_) => KeyState::Window(WindowState::default()),
-            RuleSpec::Sequence(_) => {
-                KeyState::Sequence(Box::new(SequenceState::new(group.clone())))
-            }
+            RuleSpec::Sequence(_) => KeyState::Sequence(SequenceState::new(group.clone())),
         }
     }
 
