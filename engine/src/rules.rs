@@ -84,7 +84,8 @@ pub(crate) struct HitBase<'a> {
     pub(crate) ts: i64,
     pub(crate) prior_max: i64,
     pub(crate) tenant: &'a str,
-    /// The same, as hits carry it.
+    /// The same, as hits carry it (kept beside `tenant`: every rule reads the tenant, and a
+    /// `SmallStr` checks its bytes as UTF-8 on each read).
     pub(crate) hit_tenant: &'a SmallStr,
 }
 

@@ -7,7 +7,6 @@
 //! so records and snapshots keep their encoding.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use serde::de::{SeqAccess, Visitor};
@@ -17,8 +16,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Bytes that fit are stored inline: a tenant id, a user, host or address.
 const INLINE: usize = 22;
 
-/// Bytes, inline up to [`INLINE`] and on the heap past it (24 bytes either way). Always built
-/// by [`Bytes::new`], so equal contents have equal representations.
+/// Bytes, inline up to [`INLINE`] and on the heap past it (24 bytes either way); equal when
+/// their contents are.
 #[derive(Clone)]
 enum Bytes {
     Inline { len: u8, buf: [u8; INLINE] },
@@ -60,8 +59,16 @@ impl Default for Bytes {
     }
 }
 
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Bytes {}
+
 /// An immutable string, inline when short.
-#[derive(Clone, Default)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmallStr(Bytes);
 
 impl SmallStr {
@@ -70,28 +77,11 @@ impl SmallStr {
         // Only ever built from a `&str`.
         std::str::from_utf8(self.0.as_slice()).unwrap_or_default()
     }
-
-    /// Heap bytes held (0 when inline).
-    pub fn heap_bytes(&self) -> usize {
-        self.0.heap_bytes()
-    }
 }
 
 impl From<&str> for SmallStr {
     fn from(s: &str) -> Self {
         SmallStr(Bytes::new(s.as_bytes()))
-    }
-}
-
-impl From<String> for SmallStr {
-    fn from(s: String) -> Self {
-        SmallStr::from(s.as_str())
-    }
-}
-
-impl From<&SmallStr> for String {
-    fn from(s: &SmallStr) -> Self {
-        s.as_str().to_owned()
     }
 }
 
@@ -102,29 +92,9 @@ impl Deref for SmallStr {
     }
 }
 
-impl PartialEq for SmallStr {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for SmallStr {}
-
-impl PartialEq<str> for SmallStr {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl PartialEq<&str> for SmallStr {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-impl Hash for SmallStr {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.as_str().hash(h);
     }
 }
 
@@ -164,25 +134,8 @@ impl<'de> Deserialize<'de> for SmallStr {
 
 /// The canonical values of a rule's group-by fields, packed into one buffer (each value as a
 /// LEB128 length, then its bytes), inline when short.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Group(GroupBytes);
-
-#[derive(Clone, Default)]
-struct GroupBytes(Bytes);
-
-impl PartialEq for GroupBytes {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_slice() == other.0.as_slice()
-    }
-}
-
-impl Eq for GroupBytes {}
-
-impl Hash for GroupBytes {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.0.as_slice().hash(h);
-    }
-}
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Group(Bytes);
 
 /// Builds [`Group`]s in a reusable buffer.
 #[derive(Debug, Default)]
@@ -211,7 +164,7 @@ impl GroupBuilder {
 
     /// The group of the values pushed since the last [`GroupBuilder::clear`].
     pub fn group(&self) -> Group {
-        Group(GroupBytes(Bytes::new(&self.0)))
+        Group(Bytes::new(&self.0))
     }
 }
 
@@ -225,7 +178,7 @@ impl Group {
 
     /// The values' bytes, in order (no UTF-8 check: for hashing).
     pub fn iter_bytes(&self) -> GroupIter<'_> {
-        GroupIter(self.0.0.as_slice())
+        GroupIter(self.0.as_slice())
     }
 
     /// Number of values.
@@ -235,7 +188,7 @@ impl Group {
 
     /// Whether there are no values.
     pub fn is_empty(&self) -> bool {
-        self.0.0.as_slice().is_empty()
+        self.0.as_slice().is_empty()
     }
 
     /// The values as strings.
@@ -245,7 +198,7 @@ impl Group {
 
     /// Heap bytes held (0 when inline).
     pub fn heap_bytes(&self) -> usize {
-        self.0.0.heap_bytes()
+        self.0.heap_bytes()
     }
 }
 
@@ -342,7 +295,7 @@ mod tests {
         let s = SmallStr::from(long.as_str());
         assert_eq!(&*s, long);
         assert_eq!(SmallStr::from("acme"), "acme");
-        assert_eq!(SmallStr::from("acme").heap_bytes(), 0);
+        assert_eq!(SmallStr::from("acme").0.heap_bytes(), 0);
         assert_eq!(size_of::<SmallStr>(), 24);
         assert_eq!(size_of::<Group>(), 24);
     }

@@ -444,9 +444,8 @@ impl Batches {
     }
 
     /// Keeps `hits` of which `waiting` are buffered; an empty batch is recycled at once.
-    fn add(&mut self, mut hits: Vec<Hit>, waiting: u32) -> u32 {
+    fn add(&mut self, hits: Vec<Hit>, waiting: u32) -> u32 {
         if waiting == 0 {
-            hits.clear();
             self.recycle(hits);
             return u32::MAX;
         }
@@ -471,14 +470,15 @@ impl Batches {
         let (hits, waiting) = &mut self.batches[b as usize];
         *waiting -= 1;
         if *waiting == 0 {
-            let mut hits = std::mem::take(hits);
-            hits.clear();
+            let hits = std::mem::take(hits);
             self.recycle(hits);
             self.free.push(b);
         }
     }
 
-    fn recycle(&mut self, hits: Vec<Hit>) {
+    /// Drops the hits of a vector and keeps its allocation for a later epoch.
+    fn recycle(&mut self, mut hits: Vec<Hit>) {
+        hits.clear();
         if self.spare.len() < 4 {
             self.spare.push(hits);
         }
@@ -662,10 +662,7 @@ impl Keys {
     /// The index of `tenant` and what waits for it.
     fn tenant(&mut self, tenant: &str) -> (u32, &mut Waiting) {
         let i = self.tenants.index(tenant);
-        if self.waiting.len() <= i as usize {
-            self.waiting.resize_with(i as usize + 1, Waiting::default);
-        }
-        (i, &mut self.waiting[i as usize])
+        (i, self.waiting_of(i))
     }
 
     /// Tenants with hits or deadlines waiting, by index.
@@ -808,6 +805,7 @@ impl Keys {
         self.waiting_of(tenant).pending.push(k, slot);
     }
 
+    /// What waits for the tenant at index `tenant`.
     fn waiting_of(&mut self, tenant: u32) -> &mut Waiting {
         if self.waiting.len() <= tenant as usize {
             self.waiting

@@ -94,10 +94,8 @@ impl Refs {
         let max = max.max(1);
         match self {
             Refs::One(first) if max == 1 => *first = id,
-            Refs::One(_) => {
-                let Refs::One(first) = std::mem::replace(self, Refs::Many(VecDeque::new())) else {
-                    return;
-                };
+            Refs::One(first) => {
+                let first = std::mem::replace(first, EventId::Hex([0, 0]));
                 *self = Refs::Many(VecDeque::from([first, id]));
             }
             Refs::Many(events) => {
