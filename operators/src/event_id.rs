@@ -48,18 +48,33 @@ impl EventId {
     }
 }
 
-/// Parses up to 16 lowercase hex digits.
+/// The value of each lowercase hex digit; `0x80` for every other byte.
+const HEX: [u8; 256] = {
+    let mut t = [0x80; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
+
+/// Parses up to 16 lowercase hex digits (without a branch per digit: every event's id passes
+/// here).
 fn hex(digits: &[u8]) -> Option<u64> {
     let mut v = 0u64;
+    let mut bad = 0u8;
     for &c in digits {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | u64::from(d);
+        let d = HEX[c as usize];
+        bad |= d;
+        v = (v << 4) | u64::from(d & 0x0f);
     }
-    Some(v)
+    (bad & 0x80 == 0).then_some(v)
 }
 
 impl fmt::Display for EventId {
@@ -128,6 +143,16 @@ mod tests {
             EventId::new("0190F6B2-7C1E-7A3B-9F00-0123456789AB"),
             EventId::Other(_)
         ));
+        // A byte just past each digit range is not a digit.
+        for s in [
+            "0123456789abcdef0123456789abcdeg",
+            "0123456789abcdef0123456789abcde:",
+            "0123456789abcdef0123456789abcde`",
+            "0123456789abcdef0123456789abcde/",
+        ] {
+            assert!(matches!(EventId::new(s), EventId::Other(_)), "{s}");
+            assert_eq!(EventId::new(s).to_string(), s);
+        }
         assert_eq!(size_of::<EventId>(), 24);
     }
 

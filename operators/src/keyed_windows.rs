@@ -437,6 +437,16 @@ struct Batches {
 /// Where a buffered hit is: (batch, index in it).
 type Slot = (u32, u32);
 
+/// Consecutive buffered hits of one event: (batch, index of the first, count). They wait as one
+/// entry of a [`Queue`]: a typical event has several stateful hits, all applied at its place in
+/// the order.
+type Run = (u32, u32, u32);
+
+/// The slots of a run, in order.
+fn slots((b, first, n): Run) -> impl Iterator<Item = Slot> {
+    (first..first + n).map(move |i| (b, i))
+}
+
 impl Batches {
     /// An empty vector for an epoch's hits, reusing an allocation when there is one.
     fn spare(&mut self) -> Vec<Hit> {
@@ -486,8 +496,9 @@ impl Batches {
 }
 
 /// One tenant's hits waiting for its watermark, taken out in `(event time, event.id, arrival)`
-/// order: small keys over the slots of [`Batches`], so that a hit is never moved while it
-/// waits (a B-tree of whole hits shifted them on every removal).
+/// order: small keys over the runs of [`Batches`] slots, so that a hit is never moved while it
+/// waits (a B-tree of whole hits shifted them on every removal), and the hits of one event are
+/// sorted once.
 ///
 /// `keys[head..]` is sorted; arrivals collect in `fresh` and are sorted in at the next take.
 /// They come nearly in time order, so only the short overlap between the sorted keys' tail and
@@ -500,12 +511,12 @@ struct Queue {
     fresh: Vec<QueueKey>,
 }
 
-/// (event time, event id, arrival, slot).
-type QueueKey = (i64, EventId, u64, Slot);
+/// (event time, event id, arrival, run).
+type QueueKey = (i64, EventId, u64, Run);
 
 impl Queue {
-    fn push(&mut self, (ts, id, seq): (i64, EventId, u64), slot: Slot) {
-        self.fresh.push((ts, id, seq, slot));
+    fn push(&mut self, (ts, id, seq): (i64, EventId, u64), run: Run) {
+        self.fresh.push((ts, id, seq, run));
     }
 
     /// Sorts the arrivals into the keys.
@@ -532,15 +543,15 @@ impl Queue {
         self.keys.extend(b);
     }
 
-    /// The slot of the earliest hit, if it is before `wm`.
-    fn pop_before(&mut self, wm: i64) -> Option<(EventId, Slot)> {
+    /// The earliest run of hits, if it is before `wm`.
+    fn pop_before(&mut self, wm: i64) -> Option<(EventId, Run)> {
         self.settle();
         if self.keys.get(self.head)?.0 >= wm {
             return None;
         }
-        let (_, id, _, slot) = std::mem::replace(
+        let (_, id, _, run) = std::mem::replace(
             &mut self.keys[self.head],
-            (0, EventId::Hex([0, 0]), 0, (0, 0)),
+            (0, EventId::Hex([0, 0]), 0, (0, 0, 0)),
         );
         self.head += 1;
         if self.head == self.keys.len() {
@@ -550,7 +561,7 @@ impl Queue {
             self.keys.drain(..self.head);
             self.head = 0;
         }
-        Some((id, slot))
+        Some((id, run))
     }
 
     fn is_empty(&self) -> bool {
@@ -565,7 +576,7 @@ impl Queue {
             .cloned()
             .collect();
         keys.sort_unstable();
-        keys.into_iter().map(|(_, _, _, slot)| slot)
+        keys.into_iter().flat_map(|(_, _, _, run)| slots(run))
     }
 }
 
@@ -719,7 +730,7 @@ impl Keys {
             .collect();
         let b = self.batches.add(snap.pending, pending.len() as u32);
         for (i, tenant) in pending.into_iter().enumerate() {
-            self.buffer(tenant, (b, i as u32));
+            self.buffer(tenant, (b, i as u32, 1));
         }
     }
 
@@ -766,9 +777,12 @@ impl Keys {
         let mut touched: Vec<u32> = Vec::new();
         // The lateness bound per (source, tenant), as of the epoch before.
         let mut checks: Vec<(u16, u32, LateCheck)> = Vec::new();
-        // (tenant index, index in `hits`) of the hits to buffer.
-        let mut queued: Vec<(u32, u32)> = Vec::new();
-        for (i, h) in hits.iter_mut().enumerate() {
+        // (tenant index, first, count) of the runs of hits to buffer: consecutive hits of one
+        // event. The hits to buffer move to the front of `hits`, in order.
+        let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+        let mut kept = 0;
+        for i in 0..hits.len() {
+            let h = &mut hits[i];
             let ti = self.tenants.index(&h.tenant);
             let check = match checks.iter().find(|&&(s, t, _)| s == h.source && t == ti) {
                 Some(&(_, _, c)) => c,
@@ -786,23 +800,37 @@ impl Keys {
                 if !touched.contains(&ti) {
                     touched.push(ti);
                 }
-                queued.push((ti, i as u32));
+                // Moves a hit only past the ones that left (late or single-event).
+                hits.swap(kept, i);
+                let (h, last) = (&hits[kept], runs.last_mut());
+                match last {
+                    Some((t, first, n))
+                        if *t == ti
+                            && hits[*first as usize].ts == h.ts
+                            && hits[*first as usize].event_id == h.event_id =>
+                    {
+                        *n += 1;
+                    }
+                    _ => runs.push((ti, kept as u32, 1)),
+                }
+                kept += 1;
             }
         }
-        let b = self.batches.add(hits, queued.len() as u32);
-        for (ti, i) in queued {
-            self.buffer(ti, (b, i));
+        hits.truncate(kept);
+        let b = self.batches.add(hits, kept as u32);
+        for (ti, first, n) in runs {
+            self.buffer(ti, (b, first, n));
         }
         touched
     }
 
-    /// Buffers the hit at `slot`, of the tenant at index `tenant`, until its watermark passes
-    /// it.
-    fn buffer(&mut self, tenant: u32, slot: Slot) {
+    /// Buffers `run`, hits of one event of the tenant at index `tenant`, until its watermark
+    /// passes them.
+    fn buffer(&mut self, tenant: u32, run: Run) {
         self.seq += 1;
-        let h = self.batches.get(slot);
+        let h = self.batches.get((run.0, run.1));
         let k = (h.ts, h.event_id.clone(), self.seq);
-        self.waiting_of(tenant).pending.push(k, slot);
+        self.waiting_of(tenant).pending.push(k, run);
     }
 
     /// What waits for the tenant at index `tenant`.
@@ -836,9 +864,9 @@ impl Keys {
         loop {
             let pending = &mut self.waiting[tenant_idx as usize].pending;
             while run.len() < RUN
-                && let Some(next) = pending.pop_before(wm)
+                && let Some((id, hits)) = pending.pop_before(wm)
             {
-                run.push(next);
+                run.extend(slots(hits).map(|slot| (id.clone(), slot)));
             }
             if run.is_empty() {
                 break;
@@ -847,8 +875,8 @@ impl Keys {
             // this short loop are independent, so their cache misses overlap rather than
             // queue one after another (the key table and the states are far larger than the
             // caches). Nothing here changes state.
-            for &(_, slot) in &run {
-                let h = self.batches.get(slot);
+            for (_, slot) in &run {
+                let h = self.batches.get(*slot);
                 std::hint::black_box(self.keys.get(&h.key).map(|k| k.state.warm()));
             }
             for (id, slot) in run.drain(..) {

@@ -141,7 +141,9 @@ pub struct WindowState {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Extra {
-    /// Events in the window older than `recent`, run-length encoded by timestamp.
+    /// Events in the window older than `recent`, run-length encoded by timestamp (a tumbling
+    /// window or session, which evicts nothing, folds them into one entry: the earliest time
+    /// and the count).
     older: VecDeque<(i64, u32)>,
     /// Number of events in `older`.
     older_count: u64,
@@ -365,6 +367,16 @@ impl WindowState {
                 }
             }
         }
+        if self.fired_in_bucket {
+            // The tumbling window or session has fired and fires no more (that is the window,
+            // not suppression): of its events only a session's latest matters (the next one
+            // joins it or starts another, and the key expires after it). The aggregate was
+            // dropped when it fired.
+            if matches!(spec.kind, WindowKind::Session { .. }) {
+                self.push_recent(spec, ts, id, false);
+            }
+            return Outcome::Quiet;
+        }
         self.push_recent(spec, ts, id, true);
         if spec.agg == AggFn::Distinct
             && let Some(h) = distinct
@@ -377,8 +389,7 @@ impl WindowState {
             self.add_number(spec, ts, v);
         }
         let value = self.value(spec);
-        // A tumbling window or session fires once: that is the window, not suppression.
-        if self.fired_in_bucket || !spec.threshold.holds(value) {
+        if !spec.threshold.holds(value) {
             return Outcome::Quiet;
         }
         if ts < self.suppressed_until {
@@ -399,12 +410,17 @@ impl WindowState {
             .and_then(|x| x.older.front().map(|o| o.0))
             .or_else(|| self.recent.front().map(|r| r.0))
             .unwrap_or(ts);
-        Outcome::Fired(Fired {
+        let fired = Fired {
             value,
             start,
             events: self.recent.iter().map(|(_, id)| id.to_string()).collect(),
             event_count: self.event_count(),
-        })
+        };
+        if self.fired_in_bucket {
+            // Nothing reads the aggregate again before the next window or session resets it.
+            self.extra = None;
+        }
+        Outcome::Fired(fired)
     }
 
     /// A first-seen key: new when it was never seen or not within the TTL before `ts`.
@@ -453,8 +469,11 @@ impl WindowState {
             && keep
         {
             let x = self.extra.get_or_insert_with(Box::default);
+            // Only a sliding window evicts by time; a tumbling window or session counts its
+            // older events in one entry under the earliest time.
+            let fold = spec.kind != WindowKind::Sliding;
             match x.older.back_mut() {
-                Some((t, n)) if *t == old_ts && *n < u32::MAX => *n += 1,
+                Some((t, n)) if (fold || *t == old_ts) && *n < u32::MAX => *n += 1,
                 _ => x.older.push_back((old_ts, 1)),
             }
             x.older_count += 1;
@@ -1051,6 +1070,59 @@ mod tests {
     }
 
     #[test]
+    fn a_fired_session_or_tumbling_window_keeps_no_aggregate_until_the_next_one() {
+        let session = WindowSpec {
+            agg: AggFn::Distinct,
+            suppress_ms: 0,
+            ..spec(WindowKind::Session { max_ms: 60 * MIN }, 3, 10 * MIN)
+        };
+        let tumbling = WindowSpec {
+            kind: WindowKind::Tumbling,
+            window_ms: 60 * MIN,
+            ..session
+        };
+        for s in [session, tumbling] {
+            let mut st = WindowState::default();
+            let mut fired = Vec::new();
+            // Distinct values 0, 1, 2 fire at 2m; 200 more values within the same session
+            // (every event joins it) or window (`[0, 60m)`) change nothing and keep nothing.
+            // A new session or window (at 71m) counts afresh: 3 distinct values again.
+            let mut times: Vec<i64> = (0..203).map(|i| i * MIN / 4).collect();
+            times.extend([71 * MIN, 72 * MIN, 73 * MIN]);
+            for (i, &t) in times.iter().enumerate() {
+                let v = (i % 203) as u128;
+                if let Some(f) = st
+                    .add(&s, t, EventId::new(&format!("e{i:03}")), Some(v), None)
+                    .fired()
+                {
+                    fired.push((t, f.value, f.start, f.event_count, f.events.len()));
+                }
+                if t < 71 * MIN {
+                    assert!(
+                        i < 2 || st.extra.is_none(),
+                        "{:?} keeps its aggregate",
+                        s.kind
+                    );
+                }
+            }
+            assert_eq!(
+                fired,
+                [(MIN / 2, 3.0, 0, 3, 3), (73 * MIN, 3.0, 71 * MIN, 3, 3)],
+                "{:?}",
+                s.kind
+            );
+        }
+        // The fired session still ends a gap after its latest event.
+        let mut st = WindowState::default();
+        for i in 0..50 {
+            st.add(&session, i * MIN, EventId::new("e"), Some(i as u128), None);
+        }
+        assert!(st.recent.len() <= 10);
+        assert!(!st.expired(&session, 59 * MIN - 1));
+        assert!(st.expired(&session, 59 * MIN));
+    }
+
+    #[test]
     fn first_seen_fires_on_a_key_unseen_for_the_ttl_and_keeps_one_event() {
         let s = WindowSpec {
             suppress_ms: 0,
@@ -1216,6 +1288,35 @@ mod tests {
         assert_eq!(fire(1, 200.0), None, "once per window");
         assert_eq!(fire(5 * MIN, 50.0), None, "the old maximum is gone");
         assert_eq!(fire(5 * MIN + 1, 120.0), Some(120.0));
+    }
+
+    #[test]
+    fn tumbling_windows_and_sessions_count_their_older_events_in_one_entry() {
+        let tumbling = spec(WindowKind::Tumbling, 40, 60 * MIN);
+        let session = spec(WindowKind::Session { max_ms: 60 * MIN }, 40, 10 * MIN);
+        for s in [tumbling, session] {
+            let mut st = WindowState::default();
+            for i in 0..39 {
+                let t = 5 * MIN + i * 1_000;
+                assert!(
+                    st.add(&s, t, EventId::new("e"), None, None)
+                        .fired()
+                        .is_none()
+                );
+            }
+            // 29 older events at as many times, in one entry.
+            assert_eq!(st.extra.as_ref().map(|x| x.older.len()), Some(1));
+            let f = st.add(&s, 6 * MIN, EventId::new("e"), None, None).fired();
+            let f = f.expect("the 40th event fires");
+            assert_eq!((f.value, f.start, f.event_count), (40.0, 5 * MIN, 40));
+        }
+        // A sliding window keeps them by time, to evict them.
+        let mut st = WindowState::default();
+        let sliding = spec(WindowKind::Sliding, 40, 60 * MIN);
+        for i in 0..39 {
+            st.add(&sliding, i * 1_000, EventId::new("e"), None, None);
+        }
+        assert_eq!(st.extra.as_ref().map(|x| x.older.len()), Some(29));
     }
 
     #[test]
