@@ -20,7 +20,13 @@ pub(crate) enum Node {
     Or(Box<[Node]>),
     Not(Box<Node>),
     Atom(u32),
+    /// A conjunction of atoms and negated atoms ([`NEGATED`] set), the shape of most filters
+    /// and steps: evaluated in one loop, in order, where [`Node::And`] recurses per conjunct.
+    Literals(Box<[u32]>),
 }
+
+/// The bit of a [`Node::Literals`] entry that negates its atom.
+const NEGATED: u32 = 1 << 31;
 
 /// The distinct tests of a rule set.
 #[derive(Debug, Default)]
@@ -52,19 +58,32 @@ impl Filters {
         let all = |s: &mut Self, ps: &[Predicate]| ps.iter().map(|p| s.compile(p)).collect();
         match p {
             Predicate::Const(b) => Node::Const(*b),
-            Predicate::And(ps) => Node::And(all(self, ps)),
+            Predicate::And(ps) => match ps.iter().map(literal).collect::<Option<Vec<_>>>() {
+                Some(literals) => Node::Literals(
+                    literals
+                        .into_iter()
+                        .map(|(f, t, negated)| {
+                            self.atom_of(f, t) | if negated { NEGATED } else { 0 }
+                        })
+                        .collect(),
+                ),
+                None => Node::And(all(self, ps)),
+            },
             Predicate::Or(ps) => Node::Or(all(self, ps)),
             Predicate::Not(p) => Node::Not(Box::new(self.compile(p))),
-            Predicate::Test(f, t) => {
-                let key = format!("{}\u{0}{t:?}", f.0);
-                let next = self.atoms.len() as u32;
-                let id = *self.index.entry(key).or_insert(next);
-                if id == next {
-                    self.atoms.push((*f, t.clone()));
-                }
-                Node::Atom(id)
-            }
+            Predicate::Test(f, t) => Node::Atom(self.atom_of(*f, t)),
         }
+    }
+
+    /// The atom of test `t` on `f`, added if new.
+    fn atom_of(&mut self, f: FieldId, t: &Test) -> u32 {
+        let key = format!("{}\u{0}{t:?}", f.0);
+        let next = self.atoms.len() as u32;
+        let id = *self.index.entry(key).or_insert(next);
+        if id == next {
+            self.atoms.push((f, t.clone()));
+        }
+        id
     }
 
     /// Number of distinct tests.
@@ -81,25 +100,32 @@ impl Filters {
             Node::Or(ns) => ns.iter().any(|n| self.eval(n, e, memo)),
             Node::Not(n) => !self.eval(n, e, memo),
             Node::Atom(i) => self.atom(*i, e, memo),
+            Node::Literals(ls) => ls
+                .iter()
+                .all(|&l| self.atom(l & !NEGATED, e, memo) != (l & NEGATED != 0)),
         }
     }
 
     /// Evaluates atom `i` on `e` (once per event: `memo` keeps the result).
     #[inline]
     pub(crate) fn atom<E: EventView + ?Sized>(&self, i: u32, e: &E, memo: &mut Memo) -> bool {
-        let i = i as usize;
-        match memo.atoms[i] {
-            0 => {
-                let (f, t) = &self.atoms[i];
-                let r = match t {
-                    Test::Exists => e.has(*f),
-                    t => e.any_value(*f, &mut |v| t.test(v)),
-                };
-                memo.atoms[i] = 1 + u8::from(r);
-                r
-            }
+        match memo.atoms[i as usize] {
+            0 => self.test(i as usize, e, memo),
             m => m == 2,
         }
+    }
+
+    /// Runs atom `i`'s test on `e` and keeps the result. Not inlined: the memoized path of
+    /// [`Filters::atom`], taken for most atoms, stays small in the loops that call it.
+    #[inline(never)]
+    fn test<E: EventView + ?Sized>(&self, i: usize, e: &E, memo: &mut Memo) -> bool {
+        let (f, t) = &self.atoms[i];
+        let r = match t {
+            Test::Exists => e.has(*f),
+            t => e.any_value(*f, &mut |v| t.test(v)),
+        };
+        memo.atoms[i] = 1 + u8::from(r);
+        r
     }
 }
 
@@ -193,6 +219,18 @@ pub(crate) fn set_bits(bits: &[u64]) -> impl Iterator<Item = u32> + '_ {
     })
 }
 
+/// A test or a negated test: (field, test, negated).
+fn literal(p: &Predicate) -> Option<(FieldId, &Test, bool)> {
+    match p {
+        Predicate::Test(f, t) => Some((*f, t, false)),
+        Predicate::Not(p) => match &**p {
+            Predicate::Test(f, t) => Some((*f, t, true)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 impl Node {
     /// An atom that must hold for the node to hold (the first conjunct that is one), by which
     /// the rules sharing it are skipped together with one memoized check.
@@ -200,6 +238,7 @@ impl Node {
         match self {
             Node::Atom(i) => Some(*i),
             Node::And(ns) => ns.iter().find_map(Node::gate),
+            Node::Literals(ls) => ls.iter().find(|&&l| l & NEGATED == 0).copied(),
             _ => None,
         }
     }
@@ -238,6 +277,12 @@ mod tests {
             Predicate::Or(vec![eq(2, "x"), eq(0, "process")]),
             Predicate::And(vec![eq(0, "network"), eq(1, "cmd.exe")]),
             Predicate::Const(false),
+            // Not only literals: evaluated as a tree.
+            Predicate::And(vec![
+                Predicate::Not(Box::new(eq(2, "x"))),
+                Predicate::Or(vec![eq(1, "cmd.exe"), eq(1, "java")]),
+                eq(0, "process"),
+            ]),
         ];
         let mut filters = Filters::default();
         let nodes: Vec<Node> = preds.iter().map(|p| filters.compile(p)).collect();
@@ -263,7 +308,9 @@ mod tests {
             assert!(memoed.1.get() < plain.1.get(), "shared tests ran once");
         }
         let gates: Vec<Option<u32>> = nodes.iter().map(Node::gate).collect();
-        assert_eq!(gates, [Some(0), Some(0), None, Some(4), None]);
+        assert_eq!(gates, [Some(0), Some(0), None, Some(4), None, Some(0)]);
+        assert!(matches!(nodes[1], Node::Literals(_)));
+        assert!(matches!(nodes[5], Node::And(_)));
     }
 
     #[test]
