@@ -117,12 +117,9 @@ impl<'a> Val<'a> {
 pub struct Decoded<'a> {
     /// Sorted by slot (stably: a slot's values keep their order in the line).
     vals: Vec<(u16, Val<'a>)>,
-    /// Per slot, the index of its first value in `vals`, or [`ABSENT`].
-    first: Vec<u32>,
+    /// Per slot, the range of its values in `vals` (empty when it has none).
+    spans: Vec<(u32, u32)>,
 }
-
-/// A slot without values.
-const ABSENT: u32 = u32::MAX;
 
 impl<'a> Decoded<'a> {
     /// Reuses another line's allocation for a new line (the vector is emptied first).
@@ -132,19 +129,15 @@ impl<'a> Decoded<'a> {
         // An empty vector maps to an empty vector; collecting in place keeps the allocation.
         Decoded {
             vals: v.into_iter().map(|_| (0, Val::Null)).collect(),
-            first: self.first,
+            spans: self.spans,
         }
     }
 
     /// The values of a slot.
     fn values(&self, slot: u16) -> &[(u16, Val<'a>)] {
-        match self.first.get(usize::from(slot)) {
-            Some(&i) if i != ABSENT => {
-                let rest = &self.vals[i as usize..];
-                let n = rest.iter().take_while(|(s, _)| *s == slot).count();
-                &rest[..n]
-            }
-            _ => &[],
+        match self.spans.get(usize::from(slot)) {
+            Some(&(from, to)) => &self.vals[from as usize..to as usize],
+            None => &[],
         }
     }
 
@@ -171,10 +164,14 @@ impl<'a> Decoded<'a> {
         // Index the values by slot, so that a rule's tests read a field without a scan. Lines
         // carry few projected values, and the stable sort is an insertion sort for them.
         self.vals.sort_by_key(|(s, _)| *s);
-        self.first.clear();
-        self.first.resize(trie.slots, ABSENT);
-        for (i, (s, _)) in self.vals.iter().enumerate().rev() {
-            self.first[usize::from(*s)] = i as u32;
+        self.spans.clear();
+        self.spans.resize(trie.slots, (0, 0));
+        let mut from = 0;
+        for (i, (s, _)) in self.vals.iter().enumerate() {
+            if self.vals.get(i + 1).is_none_or(|(next, _)| next != s) {
+                self.spans[usize::from(*s)] = (from, i as u32 + 1);
+                from = i as u32 + 1;
+            }
         }
         Ok(())
     }

@@ -305,12 +305,15 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                 let mut last_sweep_wall = i64::MIN;
                 move |(hits_in, hits_frontier), (sum_in, sum_frontier), output| {
                     hits_in.for_each(|_, data| {
-                        for h in data.drain(..) {
-                            let epoch = stash.entry(h.epoch).or_insert_with(|| Epoch {
+                        // A batch holds one epoch's hits (the common case): they are appended
+                        // together, with one lookup of their epoch.
+                        while let Some(e) = data.first().map(|h| h.epoch) {
+                            let epoch = stash.entry(e).or_insert_with(|| Epoch {
                                 hits: state.batches.spare(),
                                 summaries: Vec::new(),
                             });
-                            epoch.hits.push(h);
+                            let n = data.iter().take_while(|h| h.epoch == e).count();
+                            epoch.hits.extend(data.drain(..n));
                         }
                     });
                     sum_in.for_each(|_, data| {
