@@ -926,6 +926,13 @@ impl Keys {
         } = *at;
         let h = self.batches.get(slot);
         let spec = &specs[h.rule as usize];
+        // A sequence's hit that cannot start a match changes nothing but an existing key.
+        if let RuleSpec::Sequence(q) = spec
+            && !q.starts(h.steps)
+            && !self.keys.contains_key(&h.key)
+        {
+            return;
+        }
         // Below its cap (the common case) a tenant's hit costs no extra lookup; at the cap, one
         // that would open a key is shed.
         let at_cap = self.live.tenant(tenant_idx) >= cap;

@@ -162,6 +162,13 @@ impl Partial {
 }
 
 impl SequenceSpec {
+    /// Whether an event matching the steps in `mask` can start a match. One that cannot leaves
+    /// a fresh state as it was (there is no partial match to advance, cancel or end), so it
+    /// opens no key.
+    pub fn starts(&self, mask: u64) -> bool {
+        self.stages.first().is_some_and(|&b| has(mask, b))
+    }
+
     /// Index of the stage that waits for the deadline, for a sequence with an absent step.
     fn waiting_stage(&self) -> Option<usize> {
         self.absent.map(|_| self.stages.len() - 1)
@@ -408,6 +415,36 @@ mod tests {
         }
         out.extend(s.on_watermark(spec, wm).fired());
         out
+    }
+
+    #[test]
+    fn an_event_that_cannot_start_a_match_leaves_a_fresh_state_expired() {
+        // The window operator opens no key for such an event: for that to be invisible, a fresh
+        // state must take it quietly and stay expired (which behaves like a fresh state, by the
+        // test below).
+        let a_then_b_until_c = SequenceSpec {
+            stages: vec![0, 1],
+            absent: None,
+            until: Some(2),
+            span_ms: 2 * MIN,
+            suppress_ms: 0,
+            max_refs: 5,
+        };
+        let mut skipped = 0;
+        for spec in [failures_then_success(), not_followed(), a_then_b_until_c] {
+            for mask in 0..16u64 {
+                let mut s = SequenceState::new(["alice"].into_iter().collect());
+                let o = s.add(&spec, 5 * MIN, EventId::new("e"), mask);
+                if spec.starts(mask) {
+                    continue;
+                }
+                skipped += 1;
+                assert!(matches!(o, Outcome::Quiet), "{mask:b}");
+                assert_eq!(s.deadline(&spec), None);
+                assert!(s.expired(&spec, i64::MIN), "{mask:b}");
+            }
+        }
+        assert!(skipped >= 3 * 8, "{skipped}");
     }
 
     #[test]
