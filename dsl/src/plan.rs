@@ -2,7 +2,7 @@
 //! [`FieldId`]s into [`RuleSet::fields`]; everything is validated, so evaluation cannot fail.
 
 use std::fmt::{self, Write as _};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -526,9 +526,9 @@ impl Test {
             (Test::EndsWith(s), ValueRef::Str(v)) => v.ends_with(s.as_str()),
             (Test::EndsWithCi(s), ValueRef::Str(v)) => affix_ci(v, s, false),
             (Test::Matches(re, _), ValueRef::Str(v)) => re.is_match(v),
-            (Test::Cidr(nets), ValueRef::Str(v)) => v
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| nets.iter().any(|n| n.contains(ip))),
+            (Test::Cidr(nets), ValueRef::Str(v)) => {
+                parse_ip(v).is_some_and(|ip| nets.iter().any(|n| n.contains(ip)))
+            }
             (Test::InList(list, ci), ValueRef::Str(v)) => list.contains(v, *ci),
             _ => false,
         }
@@ -544,13 +544,54 @@ fn eq_ci(v: &str, lower: &str) -> bool {
     }
 }
 
+/// `v` contains `lower` (already lowercase) ignoring case; allocation-free for ASCII, where a
+/// position is compared further only when it starts with the needle's first byte. (A memchr
+/// for the first byte costs more than it saves on the short values events carry.)
 fn contains_ci(v: &str, lower: &str) -> bool {
     if v.is_ascii() && lower.is_ascii() {
         let (v, n) = (v.as_bytes(), lower.as_bytes());
-        n.is_empty() || v.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+        let Some((&first, rest)) = n.split_first() else {
+            return true;
+        };
+        let Some(last) = v.len().checked_sub(n.len()) else {
+            return false;
+        };
+        v[..=last].iter().enumerate().any(|(i, c)| {
+            c.to_ascii_lowercase() == first && v[i + 1..i + n.len()].eq_ignore_ascii_case(rest)
+        })
     } else {
         v.to_lowercase().contains(lower)
     }
+}
+
+/// An address as `str::parse::<IpAddr>` reads it, with dotted IPv4 (the common case, tested
+/// against CIDRs on every network event) read by hand rather than by the general parser.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    match parse_v4(s.as_bytes()) {
+        Some(ip) => Some(IpAddr::V4(ip)),
+        None => s.parse().ok(),
+    }
+}
+
+/// Four decimal octets of 0 to 255 without leading zeros, as `Ipv4Addr`'s parser accepts.
+fn parse_v4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut n = 0;
+    for part in b.split(|&c| c == b'.') {
+        if n == 4 || part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut v = 0u16;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(c - b'0');
+        }
+        octets[n] = u8::try_from(v).ok()?;
+        n += 1;
+    }
+    (n == 4).then(|| Ipv4Addr::from(octets))
 }
 
 /// `v` starts (or ends) with `lower` ignoring case; allocation-free for ASCII.
@@ -1016,5 +1057,78 @@ mod tests {
         assert!(!Test::EndsWithCi("longer than value".into()).test(ValueRef::Str("short")));
         assert!(Test::EqStrCi("émile".into()).test(ValueRef::Str("ÉMILE")));
         assert!(!Test::EqStr("a".into()).test(ValueRef::Num(1.0)));
+    }
+
+    #[test]
+    fn case_insensitive_substrings_agree_with_a_scan_of_every_position() {
+        let scan = |v: &str, n: &str| {
+            let v = v.to_ascii_lowercase();
+            v.contains(n)
+        };
+        let hays = [
+            "",
+            "a",
+            "A",
+            "aa",
+            "xAbAbC",
+            "-EncodedCommand",
+            "ab-ENC",
+            "enc",
+            "zzz-en",
+        ];
+        let needles = [
+            "", "a", "ab", "abc", "bab", "-enc", "enc", "-en", "zzz-en", "x",
+        ];
+        for v in hays {
+            for n in needles {
+                assert_eq!(contains_ci(v, n), scan(v, n), "{v:?} contains~ {n:?}");
+            }
+        }
+        // Outside ASCII, the value is lowercased in full.
+        assert!(contains_ci("DER ÉMILE", "émile"));
+        assert!(!contains_ci("emile", "émile"));
+    }
+
+    #[test]
+    fn addresses_parse_exactly_as_the_standard_parser_reads_them() {
+        let mut cases: Vec<String> = [
+            "",
+            ".",
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.0",
+            "1..3.4",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.1000",
+            "1.2.3.a",
+            "::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+            "1.2.3.4:80",
+            "١.٢.٣.٤",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every octet of 0 to 300 in each position, and two-digit forms with a leading zero.
+        for i in 0..=300 {
+            cases.push(format!("{i}.1.2.3"));
+            cases.push(format!("1.{i}.2.3"));
+            cases.push(format!("1.2.3.{i}"));
+            cases.push(format!("1.2.3.{i:02}"));
+        }
+        for c in &cases {
+            assert_eq!(parse_ip(c), c.parse::<IpAddr>().ok(), "{c:?}");
+        }
     }
 }

@@ -141,9 +141,9 @@ impl<'a> Decoded<'a> {
         }
     }
 
-    /// The string values of a slot.
-    pub(crate) fn strs(&self, slot: u16) -> impl Iterator<Item = &str> {
-        self.values(slot).iter().filter_map(|(_, v)| v.as_str())
+    /// The values of a slot.
+    pub(crate) fn refs(&self, slot: u16) -> impl Iterator<Item = ValueRef<'_>> {
+        self.values(slot).iter().map(|(_, v)| v.as_ref())
     }
 
     /// The first value of a slot.

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use vigil_dsl::{EventView, FieldId, Predicate, Test};
+use vigil_dsl::{EventView, FieldId, Predicate, Test, ValueRef};
 use vigil_operators::GroupBuilder;
 
 /// A predicate whose tests are atoms of a [`Filters`] table.
@@ -129,27 +129,38 @@ impl Filters {
     }
 }
 
-/// The rules over events by the string their gate ([`Node::gate`]) requires of a field, so
-/// that an event visits only the rules whose gate it can pass: `event.category == "process"`
-/// opens a third of a typical library, and an authentication event need not visit those
-/// rules at all. A rule whose gate is not an equality or `in` over strings is always visited.
+/// The rules over events by the values their gates ([`Filters::gate`]) require of a field, so
+/// that an event visits only the rules whose gate it can pass: `process.name =~ "certutil.exe"`
+/// opens a handful of rules, and a logon need not visit them at all. A rule without a gate of
+/// equality or `in` tests (strings, either case, or numbers) is always visited.
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
     /// Bit per rule index: the rules every event visits.
     always: Vec<u64>,
-    /// Per indexed field: its slot, and per value the rules gated on it.
+    /// Per indexed field (by slot): the rules by the value their gate requires.
     fields: Vec<(u16, ByValue)>,
 }
 
-/// Rules (bits by rule index) by the value their gate requires.
-type ByValue = HashMap<Box<str>, Vec<u64>>;
+/// One field's rules (bits by rule index) by value: exact strings, lowercased strings (for
+/// `=~` and `in~`), and numbers (by their bits, zero unsigned).
+#[derive(Debug, Default)]
+struct ByValue {
+    exact: HashMap<Box<str>, Vec<u64>>,
+    folded: HashMap<Box<str>, Vec<u64>>,
+    nums: HashMap<u64, Vec<u64>>,
+}
+
+/// The key of number `n` in [`ByValue::nums`]: `-0 == 0`, and NaN equals nothing.
+fn num_key(n: f64) -> Option<u64> {
+    (!n.is_nan()).then(|| if n == 0.0 { 0 } else { n.to_bits() })
+}
 
 impl RuleIndex {
     /// Indexes `rules` (rule index and gate) among `n` rules; `filters` holds the gates' atoms.
     pub(crate) fn new(
         filters: &Filters,
         n: usize,
-        rules: impl IntoIterator<Item = (u32, Option<u32>)>,
+        rules: impl IntoIterator<Item = (u32, Option<Vec<u32>>)>,
     ) -> RuleIndex {
         let words = n.div_ceil(64);
         let mut index = RuleIndex {
@@ -158,51 +169,99 @@ impl RuleIndex {
         };
         for (rule, gate) in rules {
             let (word, bit) = (rule as usize / 64, 1u64 << (rule % 64));
-            let (field, values): (FieldId, &[String]) =
-                match gate.map(|g| &filters.atoms[g as usize]) {
-                    Some((f, Test::EqStr(v))) => (*f, std::slice::from_ref(v)),
-                    Some((f, Test::InStr(vs))) => (*f, vs),
-                    _ => {
-                        index.always[word] |= bit;
-                        continue;
+            let Some(gate) = gate else {
+                index.always[word] |= bit;
+                continue;
+            };
+            for atom in gate {
+                let (field, test) = &filters.atoms[atom as usize];
+                let at = match index.fields.iter().position(|(f, _)| *f == field.0) {
+                    Some(at) => at,
+                    None => {
+                        index.fields.push((field.0, ByValue::default()));
+                        index.fields.len() - 1
                     }
                 };
-            let at = match index.fields.iter().position(|(f, _)| *f == field.0) {
-                Some(at) => at,
-                None => {
-                    index.fields.push((field.0, HashMap::new()));
-                    index.fields.len() - 1
+                let by = &mut index.fields[at].1;
+                let mut add = |bits: &mut Vec<u64>| {
+                    bits.resize(words, 0);
+                    bits[word] |= bit;
+                };
+                let strs = |map: &mut HashMap<Box<str>, Vec<u64>>,
+                            vs: &[String],
+                            add: &mut dyn FnMut(&mut Vec<u64>)| {
+                    for v in vs {
+                        add(map.entry(v.as_str().into()).or_default());
+                    }
+                };
+                match test {
+                    Test::EqStr(v) => strs(&mut by.exact, std::slice::from_ref(v), &mut add),
+                    Test::InStr(vs) => strs(&mut by.exact, vs, &mut add),
+                    Test::EqStrCi(v) => strs(&mut by.folded, std::slice::from_ref(v), &mut add),
+                    Test::InStrCi(vs) => strs(&mut by.folded, vs, &mut add),
+                    Test::EqNum(v) => num_key(*v)
+                        .into_iter()
+                        .for_each(|k| add(by.nums.entry(k).or_default())),
+                    Test::InNum(vs) => vs
+                        .iter()
+                        .filter_map(|v| num_key(*v))
+                        .for_each(|k| add(by.nums.entry(k).or_default())),
+                    _ => unreachable!("a gate holds indexed tests only"),
                 }
-            };
-            for v in values {
-                let bits = index.fields[at]
-                    .1
-                    .entry(v.as_str().into())
-                    .or_insert_with(|| vec![0; words]);
-                bits[word] |= bit;
             }
         }
         index
     }
 
-    /// The rules the event whose string values `strs` gives by slot visits, as bits by rule
-    /// index (into `bits`).
-    pub(crate) fn visits<'e, I: Iterator<Item = &'e str>>(
+    /// The rules the event whose values `values` gives by slot visits, as bits by rule index
+    /// (into `bits`).
+    pub(crate) fn visits<'e, I: Iterator<Item = ValueRef<'e>>>(
         &self,
-        strs: impl Fn(u16) -> I,
+        values: impl Fn(u16) -> I,
         bits: &mut Vec<u64>,
     ) {
         bits.clone_from(&self.always);
-        for (slot, by_value) in &self.fields {
-            for v in strs(*slot) {
-                if let Some(rules) = by_value.get(v) {
-                    for (b, r) in bits.iter_mut().zip(rules) {
-                        *b |= r;
+        let mut or = |rules: Option<&Vec<u64>>| {
+            for (b, r) in bits.iter_mut().zip(rules.into_iter().flatten()) {
+                *b |= r;
+            }
+        };
+        let mut lower = String::new();
+        for (slot, by) in &self.fields {
+            for v in values(*slot) {
+                match v {
+                    ValueRef::Str(s) => {
+                        if !by.exact.is_empty() {
+                            or(by.exact.get(s));
+                        }
+                        if !by.folded.is_empty() {
+                            or(by.folded.get(fold(s, &mut lower)));
+                        }
                     }
+                    ValueRef::Num(n) if !by.nums.is_empty() => {
+                        or(num_key(n).and_then(|k| by.nums.get(&k)));
+                    }
+                    _ => {}
                 }
             }
         }
     }
+}
+
+/// `s` lowercased as the case-insensitive tests compare it (`buf` holds the result when it
+/// differs from `s`).
+fn fold<'a>(s: &'a str, buf: &'a mut String) -> &'a str {
+    if s.is_ascii() {
+        if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return s;
+        }
+        buf.clear();
+        buf.push_str(s);
+        buf.make_ascii_lowercase();
+    } else {
+        *buf = s.to_lowercase();
+    }
+    buf
 }
 
 /// The indexes of the bits set in `bits`, in increasing order.
@@ -231,17 +290,105 @@ fn literal(p: &Predicate) -> Option<(FieldId, &Test, bool)> {
     }
 }
 
-impl Node {
-    /// An atom that must hold for the node to hold (the first conjunct that is one), by which
-    /// the rules sharing it are skipped together with one memoized check.
-    pub(crate) fn gate(&self) -> Option<u32> {
-        match self {
-            Node::Atom(i) => Some(*i),
-            Node::And(ns) => ns.iter().find_map(Node::gate),
-            Node::Literals(ls) => ls.iter().find(|&&l| l & NEGATED == 0).copied(),
-            _ => None,
+/// The ECS categorization fields: a handful of allowed values each over all events, so the
+/// gates that test them are passed by a large share of events.
+const CATEGORIZATION: [&str; 4] = [
+    "event.kind",
+    "event.category",
+    "event.type",
+    "event.outcome",
+];
+
+impl Filters {
+    /// The gate of a rule whose filter is `filter` and whose sequence steps (if any) are
+    /// `steps`: atoms one of which holds whenever the rule takes an event, each an equality or
+    /// `in` test, so that [`RuleIndex`] finds the rule by the value it requires. `None` when
+    /// there is no such set: the rule is visited by every event.
+    ///
+    /// A conjunction gates on one conjunct: the first on a field other than a categorization
+    /// field (`event.category` and the like) if it has one, which far fewer events pass. A
+    /// disjunction gates on the union of its operands' gates, and a sequence on the union of
+    /// its steps' (it takes an event one of its steps takes).
+    pub(crate) fn gate<'n>(
+        &self,
+        filter: &Node,
+        steps: impl IntoIterator<Item = &'n Node>,
+        paths: &[String],
+    ) -> Option<Vec<u32>> {
+        let broad = |atom: u32| {
+            let field = usize::from(self.atoms[atom as usize].0.0);
+            paths
+                .get(field)
+                .is_some_and(|p| CATEGORIZATION.contains(&p.as_str()))
+        };
+        let mut steps = steps.into_iter().peekable();
+        let of_steps = match steps.peek() {
+            None => None,
+            Some(_) => steps
+                .map(|n| self.gates(n, &broad))
+                .collect::<Option<Vec<_>>>()
+                .map(|gs| union(gs.into_iter())),
+        };
+        best(
+            [self.gates(filter, &broad), of_steps].into_iter().flatten(),
+            &broad,
+        )
+    }
+
+    /// The indexed gate of `n` (see [`Filters::gate`]); `broad` tells a categorization test.
+    fn gates(&self, n: &Node, broad: &dyn Fn(u32) -> bool) -> Option<Vec<u32>> {
+        match n {
+            Node::Const(false) => Some(Vec::new()),
+            Node::Const(true) | Node::Not(_) => None,
+            Node::Atom(i) => self.indexed(*i).then(|| vec![*i]),
+            Node::Literals(ls) => best(
+                ls.iter()
+                    .filter(|&&l| l & NEGATED == 0 && self.indexed(l))
+                    .map(|&l| vec![l]),
+                broad,
+            ),
+            Node::And(ns) => best(ns.iter().filter_map(|n| self.gates(n, broad)), broad),
+            Node::Or(ns) => ns
+                .iter()
+                .map(|n| self.gates(n, broad))
+                .collect::<Option<Vec<_>>>()
+                .map(|gs| union(gs.into_iter())),
         }
     }
+
+    /// Whether atom `i` is a test [`RuleIndex`] can look up by value.
+    fn indexed(&self, i: u32) -> bool {
+        matches!(
+            self.atoms[i as usize].1,
+            Test::EqStr(_)
+                | Test::InStr(_)
+                | Test::EqStrCi(_)
+                | Test::InStrCi(_)
+                | Test::EqNum(_)
+                | Test::InNum(_)
+        )
+    }
+}
+
+/// Of alternative gates of one conjunction, the first with no categorization test, else the
+/// first.
+fn best(gates: impl Iterator<Item = Vec<u32>>, broad: &dyn Fn(u32) -> bool) -> Option<Vec<u32>> {
+    let mut first = None;
+    for g in gates {
+        if !g.iter().any(|&a| broad(a)) {
+            return Some(g);
+        }
+        first.get_or_insert(g);
+    }
+    first
+}
+
+/// The atoms of several gates, each once.
+fn union(gates: impl Iterator<Item = Vec<u32>>) -> Vec<u32> {
+    let mut all: Vec<u32> = gates.flatten().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 #[cfg(test)]
@@ -307,43 +454,106 @@ mod tests {
             assert!(memoed.1.get() <= filters.len());
             assert!(memoed.1.get() < plain.1.get(), "shared tests ran once");
         }
-        let gates: Vec<Option<u32>> = nodes.iter().map(Node::gate).collect();
-        assert_eq!(gates, [Some(0), Some(0), None, Some(4), None, Some(0)]);
+        // Atoms: process 0, cmd.exe 1, java 2, x 3, network 4. A conjunction gates on a test
+        // of a field other than `event.category` when it has one; a disjunction on the union.
+        let paths = ["event.category", "process.name", "x"].map(String::from);
+        let gates: Vec<Option<Vec<u32>>> =
+            nodes.iter().map(|n| filters.gate(n, [], &paths)).collect();
+        let want: [Option<&[u32]>; 6] = [
+            Some(&[1]),
+            Some(&[0]),
+            Some(&[0, 3]),
+            Some(&[1]),
+            Some(&[]),
+            Some(&[1, 2]),
+        ];
+        assert_eq!(gates, want.map(|g| g.map(<[u32]>::to_vec)));
         assert!(matches!(nodes[1], Node::Literals(_)));
         assert!(matches!(nodes[5], Node::And(_)));
     }
 
     #[test]
     fn an_event_visits_exactly_the_rules_whose_gate_it_can_pass() {
+        let ci = |f: u16, v: &str| Predicate::Test(FieldId(f), Test::EqStrCi(v.into()));
+        let num = |f: u16, vs: &[f64]| Predicate::Test(FieldId(f), Test::InNum(vs.to_vec()));
         // Rule 70 (past one word of bits) is gated on a list; rule 3 on a prefix (not
-        // indexed); rule 5 has no gate.
-        let preds = [
-            (0, Predicate::And(vec![eq(0, "process"), eq(1, "cmd.exe")])),
-            (1, eq(0, "network")),
-            (3, Predicate::Test(FieldId(1), Test::StartsWith("c".into()))),
-            (5, Predicate::Or(vec![eq(2, "x"), eq(0, "process")])),
+        // indexed: always visited); rule 5 on either of two fields; rule 6 on a name in any
+        // case, not on its category; rule 7 on a number; rule 8 is a sequence, gated on its
+        // steps (its filter is `true`); rule 9 can match nothing.
+        let rules: [(u32, Predicate, Vec<Predicate>); 9] = [
+            (
+                0,
+                Predicate::And(vec![eq(0, "process"), eq(1, "cmd.exe")]),
+                vec![],
+            ),
+            (1, eq(0, "network"), vec![]),
+            (
+                3,
+                Predicate::Test(FieldId(1), Test::StartsWith("c".into())),
+                vec![],
+            ),
+            (5, Predicate::Or(vec![eq(2, "x"), eq(0, "process")]), vec![]),
+            (
+                6,
+                Predicate::And(vec![eq(0, "process"), ci(1, "certutil.exe")]),
+                vec![],
+            ),
+            (
+                7,
+                Predicate::And(vec![eq(0, "network"), num(3, &[22.0, 0.0])]),
+                vec![],
+            ),
+            (
+                8,
+                Predicate::Const(true),
+                vec![
+                    eq(0, "authentication"),
+                    Predicate::And(vec![eq(0, "network"), eq(2, "y")]),
+                ],
+            ),
+            (9, Predicate::Const(false), vec![]),
             (
                 70,
                 Predicate::Test(FieldId(2), Test::InStr(vec!["a".into(), "process".into()])),
+                vec![],
             ),
         ];
+        let paths = ["event.category", "process.name", "x", "port"].map(String::from);
         let mut filters = Filters::default();
-        let rules: Vec<(u32, Option<u32>)> = preds
+        let gates: Vec<(u32, Option<Vec<u32>>)> = rules
             .iter()
-            .map(|(r, p)| (*r, filters.compile(p).gate()))
+            .map(|(r, p, steps)| {
+                let filter = filters.compile(p);
+                let steps: Vec<Node> = steps.iter().map(|s| filters.compile(s)).collect();
+                (*r, filters.gate(&filter, &steps, &paths))
+            })
             .collect();
-        let index = RuleIndex::new(&filters, 71, rules);
-        let visits = |fields: [&[&'static str]; 3]| {
+        let index = RuleIndex::new(&filters, 71, gates);
+        let visits = |fields: [&[ValueRef<'static>]; 4]| {
             let mut bits = Vec::new();
             index.visits(|slot| fields[usize::from(slot)].iter().copied(), &mut bits);
             set_bits(&bits).collect::<Vec<u32>>()
         };
-        assert_eq!(visits([&["process"], &[], &[]]), [0, 3, 5]);
-        assert_eq!(visits([&["network", "process"], &[], &[]]), [0, 1, 3, 5]);
-        assert_eq!(visits([&[], &[], &["a"]]), [3, 5, 70]);
+        let s = ValueRef::Str;
+        assert_eq!(visits([&[s("process")], &[], &[], &[]]), [3, 5]);
+        assert_eq!(visits([&[], &[s("cmd.exe")], &[], &[]]), [0, 3]);
+        assert_eq!(visits([&[], &[s("CertUtil.EXE")], &[], &[]]), [3, 6]);
+        assert_eq!(visits([&[], &[s("certutil.exe")], &[], &[]]), [3, 6]);
+        assert_eq!(visits([&[s("network")], &[], &[], &[]]), [1, 3]);
+        assert_eq!(visits([&[], &[], &[], &[ValueRef::Num(22.0)]]), [3, 7]);
+        assert_eq!(visits([&[], &[], &[], &[ValueRef::Num(-0.0)]]), [3, 7]);
+        assert_eq!(visits([&[], &[], &[], &[s("22")]]), [3]);
+        assert_eq!(visits([&[s("authentication")], &[], &[], &[]]), [3, 8]);
+        assert_eq!(visits([&[], &[], &[s("y")], &[]]), [3, 8]);
+        assert_eq!(visits([&[], &[], &[s("x")], &[]]), [3, 5]);
         assert_eq!(
-            visits([&["Process"], &["cmd.exe"], &["process"]]),
-            [3, 5, 70]
+            visits([&[s("network"), s("process")], &[], &[], &[]]),
+            [1, 3, 5]
+        );
+        assert_eq!(visits([&[], &[], &[s("a")], &[]]), [3, 70]);
+        assert_eq!(
+            visits([&[s("Process")], &[s("cmd.exe")], &[s("process")], &[]]),
+            [0, 3, 70]
         );
     }
 }

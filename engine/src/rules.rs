@@ -30,8 +30,6 @@ pub(crate) struct SourceRule {
     pub(crate) title: Vec<u16>,
     /// The filter over [`Compiled::filters`].
     pub(crate) filter: Node,
-    /// An atom the filter needs ([`Node::gate`]).
-    pub(crate) gate: Option<u32>,
     /// A sequence's steps, then its absent step, then `until`, over [`Compiled::filters`]: bit
     /// `i` of [`Hit::steps`](vigil_operators::Hit) is set when `steps[i]` holds (see
     /// [`rule_spec`]); `None` marks a step the rule does not have.
@@ -137,7 +135,6 @@ impl Compiled {
                 distinct,
                 number,
                 title: plan.alert_fields.iter().map(|&f| slot(f)).collect(),
-                gate: filter.gate(),
                 filter,
                 steps: match &plan.kind {
                     RuleKind::Sequence(q) => q
@@ -169,7 +166,13 @@ impl Compiled {
             rules.len(),
             (0..rules.len() as u32)
                 .filter(|&r| set.rules[r as usize].level == 0)
-                .map(|r| (r, rules[r as usize].gate)),
+                .map(|r| {
+                    let rule = &rules[r as usize];
+                    (
+                        r,
+                        filters.gate(&rule.filter, rule.steps.iter().flatten(), &paths),
+                    )
+                }),
         );
         Compiled {
             readers,
@@ -228,7 +231,7 @@ impl Compiled {
         d: &Decoded<'_>,
         bits: &'b mut Vec<u64>,
     ) -> impl Iterator<Item = u32> + 'b {
-        self.event_rules.visits(|slot| d.strs(slot), bits);
+        self.event_rules.visits(|slot| d.refs(slot), bits);
         set_bits(bits)
     }
 
@@ -259,12 +262,17 @@ impl Compiled {
         out: &mut Vec<Hit>,
     ) -> Matched {
         let rule = &self.rules[ri as usize];
-        if !rule.plan.tenants.admits(at.tenant)
-            || rule.gate.is_some_and(|g| !self.filters.atom(g, d, memo))
-            || !self.filters.eval(&rule.filter, d, memo)
-        {
+        if !rule.plan.tenants.admits(at.tenant) || !self.filters.eval(&rule.filter, d, memo) {
             return Matched::No;
         }
+        // A sequence takes an event one of its steps takes.
+        let steps = match &rule.plan.kind {
+            RuleKind::Sequence(_) => match rule.step_mask(&self.filters, d, memo) {
+                0 => return Matched::No,
+                m => m,
+            },
+            _ => 0,
+        };
         if rule
             .plan
             .exceptions
@@ -292,13 +300,6 @@ impl Compiled {
                 None => return Matched::No,
             },
             None => None,
-        };
-        let steps = match &rule.plan.kind {
-            RuleKind::Sequence(_) => match rule.step_mask(&self.filters, d, memo) {
-                0 => return Matched::No,
-                m => m,
-            },
-            _ => 0,
         };
         // Sums, minima, maxima and averages read numbers only: an event whose field is
         // absent, null or not a number does not contribute.
