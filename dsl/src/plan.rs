@@ -461,6 +461,15 @@ pub trait EventView {
     fn has(&self, field: FieldId) -> bool {
         self.any_value(field, &mut |_| true)
     }
+
+    /// Whether test `t` holds for `field`: for one of its values, or for `exists` whether it
+    /// is present. A view may answer without the callback of [`EventView::any_value`].
+    fn passes(&self, field: FieldId, t: &Test) -> bool {
+        match t {
+            Test::Exists => self.has(field),
+            t => self.any_value(field, &mut |v| t.test(v)),
+        }
+    }
 }
 
 impl Predicate {
@@ -471,8 +480,7 @@ impl Predicate {
             Predicate::And(ps) => ps.iter().all(|p| p.eval(e)),
             Predicate::Or(ps) => ps.iter().any(|p| p.eval(e)),
             Predicate::Not(p) => !p.eval(e),
-            Predicate::Test(f, Test::Exists) => e.has(*f),
-            Predicate::Test(f, t) => e.any_value(*f, &mut |v| t.test(v)),
+            Predicate::Test(f, t) => e.passes(*f, t),
         }
     }
 

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use vigil_dsl::{EventView, FieldId, ValueRef};
+use vigil_dsl::{EventView, FieldId, Test, ValueRef};
 
 /// A trie over dotted field paths; each path that is a leaf owns a slot.
 #[derive(Clone, Debug)]
@@ -180,6 +180,14 @@ impl<'a> Decoded<'a> {
 impl EventView for Decoded<'_> {
     fn any_value(&self, field: FieldId, f: &mut dyn FnMut(ValueRef<'_>) -> bool) -> bool {
         self.values(field.0).iter().any(|(_, v)| f(v.as_ref()))
+    }
+
+    fn passes(&self, field: FieldId, t: &Test) -> bool {
+        let vs = self.values(field.0);
+        match t {
+            Test::Exists => !vs.is_empty(),
+            t => vs.iter().any(|(_, v)| t.test(v.as_ref())),
+        }
     }
 }
 

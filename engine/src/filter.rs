@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use aho_corasick::AhoCorasick;
+
 use vigil_dsl::{EventView, FieldId, Predicate, Test, ValueRef};
 use vigil_operators::GroupBuilder;
 
@@ -92,17 +94,29 @@ impl Filters {
         self.atoms.len()
     }
 
-    /// Evaluates `n` on `e`, reusing and filling `memo` (reset for `e`).
+    /// Evaluates `n` on `e`, reusing and filling `memo` (reset for `e`). Inline for the
+    /// shapes of most filters and steps (a conjunction of literals, one test); the recursive
+    /// walk of other trees is out of line.
+    #[inline]
     pub(crate) fn eval<E: EventView + ?Sized>(&self, n: &Node, e: &E, memo: &mut Memo) -> bool {
         match n {
             Node::Const(b) => *b,
-            Node::And(ns) => ns.iter().all(|n| self.eval(n, e, memo)),
-            Node::Or(ns) => ns.iter().any(|n| self.eval(n, e, memo)),
-            Node::Not(n) => !self.eval(n, e, memo),
             Node::Atom(i) => self.atom(*i, e, memo),
             Node::Literals(ls) => ls
                 .iter()
                 .all(|&l| self.atom(l & !NEGATED, e, memo) != (l & NEGATED != 0)),
+            n => self.eval_tree(n, e, memo),
+        }
+    }
+
+    /// [`Filters::eval`] of a tree.
+    #[inline(never)]
+    fn eval_tree<E: EventView + ?Sized>(&self, n: &Node, e: &E, memo: &mut Memo) -> bool {
+        match n {
+            Node::And(ns) => ns.iter().all(|n| self.eval(n, e, memo)),
+            Node::Or(ns) => ns.iter().any(|n| self.eval(n, e, memo)),
+            Node::Not(n) => !self.eval(n, e, memo),
+            n => self.eval(n, e, memo),
         }
     }
 
@@ -120,10 +134,7 @@ impl Filters {
     #[inline(never)]
     fn test<E: EventView + ?Sized>(&self, i: usize, e: &E, memo: &mut Memo) -> bool {
         let (f, t) = &self.atoms[i];
-        let r = match t {
-            Test::Exists => e.has(*f),
-            t => e.any_value(*f, &mut |v| t.test(v)),
-        };
+        let r = e.passes(*f, t);
         memo.atoms[i] = 1 + u8::from(r);
         r
     }
@@ -142,12 +153,45 @@ pub(crate) struct RuleIndex {
 }
 
 /// One field's rules (bits by rule index) by value: exact strings, lowercased strings (for
-/// `=~` and `in~`), and numbers (by their bits, zero unsigned).
+/// `=~` and `in~`), numbers (by their bits, zero unsigned), and substrings (`contains`,
+/// `contains~`), found all at once by one automaton each.
 #[derive(Debug, Default)]
 struct ByValue {
     exact: HashMap<Box<str>, Vec<u64>>,
     folded: HashMap<Box<str>, Vec<u64>>,
     nums: HashMap<u64, Vec<u64>>,
+    contains: Option<Substrings>,
+    contains_ci: Option<Substrings>,
+}
+
+/// The rules gated on substrings of one field: an Aho-Corasick automaton over the needles
+/// (ASCII-case-insensitive for `contains~`, whose needles are lowercase), and per needle the
+/// rules.
+#[derive(Debug)]
+struct Substrings {
+    automaton: AhoCorasick,
+    rules: Vec<Vec<u64>>,
+}
+
+impl Substrings {
+    fn new(needles: HashMap<Box<str>, Vec<u64>>, folded: bool) -> Option<Substrings> {
+        if needles.is_empty() {
+            return None;
+        }
+        let (needles, rules): (Vec<Box<str>>, Vec<Vec<u64>>) = needles.into_iter().unzip();
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(folded)
+            .build(needles.iter().map(|n| n.as_bytes()))
+            .expect("the needles of rule tests build an automaton");
+        Some(Substrings { automaton, rules })
+    }
+
+    /// The rules of every needle `hay` contains, into `or`.
+    fn find(&self, hay: &str, or: &mut impl FnMut(Option<&Vec<u64>>)) {
+        for m in self.automaton.find_overlapping_iter(hay) {
+            or(self.rules.get(m.pattern().as_usize()));
+        }
+    }
 }
 
 /// The key of number `n` in [`ByValue::nums`]: `-0 == 0`, and NaN equals nothing.
@@ -167,11 +211,17 @@ impl RuleIndex {
             always: vec![0; words],
             fields: Vec::new(),
         };
+        // Per indexed field: the needles of `contains` and of `contains~` (automata built last).
+        let mut needles: Vec<[HashMap<Box<str>, Vec<u64>>; 2]> = Vec::new();
         for (rule, gate) in rules {
             let (word, bit) = (rule as usize / 64, 1u64 << (rule % 64));
             let Some(gate) = gate else {
                 index.always[word] |= bit;
                 continue;
+            };
+            let set = |bits: &mut Vec<u64>| {
+                bits.resize(words, 0);
+                bits[word] |= bit;
             };
             for atom in gate {
                 let (field, test) = &filters.atoms[atom as usize];
@@ -179,36 +229,41 @@ impl RuleIndex {
                     Some(at) => at,
                     None => {
                         index.fields.push((field.0, ByValue::default()));
+                        needles.push(Default::default());
                         index.fields.len() - 1
                     }
                 };
                 let by = &mut index.fields[at].1;
-                let mut add = |bits: &mut Vec<u64>| {
-                    bits.resize(words, 0);
-                    bits[word] |= bit;
-                };
-                let strs = |map: &mut HashMap<Box<str>, Vec<u64>>,
-                            vs: &[String],
-                            add: &mut dyn FnMut(&mut Vec<u64>)| {
-                    for v in vs {
-                        add(map.entry(v.as_str().into()).or_default());
+                let [contains, contains_ci] = &mut needles[at];
+                let one = std::slice::from_ref;
+                let (map, values): (&mut HashMap<Box<str>, Vec<u64>>, &[String]) = match test {
+                    Test::EqStr(v) => (&mut by.exact, one(v)),
+                    Test::InStr(vs) => (&mut by.exact, vs),
+                    Test::EqStrCi(v) => (&mut by.folded, one(v)),
+                    Test::InStrCi(vs) => (&mut by.folded, vs),
+                    Test::Contains(v) => (contains, one(v)),
+                    Test::ContainsCi(v) => (contains_ci, one(v)),
+                    Test::EqNum(_) | Test::InNum(_) => {
+                        let nums = match test {
+                            Test::EqNum(v) => std::slice::from_ref(v),
+                            Test::InNum(vs) => vs.as_slice(),
+                            _ => &[],
+                        };
+                        for k in nums.iter().filter_map(|v| num_key(*v)) {
+                            set(by.nums.entry(k).or_default());
+                        }
+                        continue;
                     }
-                };
-                match test {
-                    Test::EqStr(v) => strs(&mut by.exact, std::slice::from_ref(v), &mut add),
-                    Test::InStr(vs) => strs(&mut by.exact, vs, &mut add),
-                    Test::EqStrCi(v) => strs(&mut by.folded, std::slice::from_ref(v), &mut add),
-                    Test::InStrCi(vs) => strs(&mut by.folded, vs, &mut add),
-                    Test::EqNum(v) => num_key(*v)
-                        .into_iter()
-                        .for_each(|k| add(by.nums.entry(k).or_default())),
-                    Test::InNum(vs) => vs
-                        .iter()
-                        .filter_map(|v| num_key(*v))
-                        .for_each(|k| add(by.nums.entry(k).or_default())),
                     _ => unreachable!("a gate holds indexed tests only"),
+                };
+                for v in values {
+                    set(map.entry(v.as_str().into()).or_default());
                 }
             }
+        }
+        for ((_, by), [contains, contains_ci]) in index.fields.iter_mut().zip(needles) {
+            by.contains = Substrings::new(contains, false);
+            by.contains_ci = Substrings::new(contains_ci, true);
         }
         index
     }
@@ -236,6 +291,14 @@ impl RuleIndex {
                         }
                         if !by.folded.is_empty() {
                             or(by.folded.get(fold(s, &mut lower)));
+                        }
+                        if let Some(subs) = &by.contains {
+                            subs.find(s, &mut or);
+                        }
+                        if let Some(subs) = &by.contains_ci {
+                            // As `contains~` compares: ASCII in either case, else lowercased.
+                            let hay = if s.is_ascii() { s } else { fold(s, &mut lower) };
+                            subs.find(hay, &mut or);
                         }
                     }
                     ValueRef::Num(n) if !by.nums.is_empty() => {
@@ -301,42 +364,47 @@ const CATEGORIZATION: [&str; 4] = [
 
 impl Filters {
     /// The gate of a rule whose filter is `filter` and whose sequence steps (if any) are
-    /// `steps`: atoms one of which holds whenever the rule takes an event, each an equality or
-    /// `in` test, so that [`RuleIndex`] finds the rule by the value it requires. `None` when
-    /// there is no such set: the rule is visited by every event.
+    /// `steps`: atoms one of which holds whenever the rule takes an event, each an equality,
+    /// `in` or substring test, so that [`RuleIndex`] finds the rule by the value it requires.
+    /// `None` when there is no such set: every event visits the rule.
     ///
-    /// A conjunction gates on one conjunct: the first on a field other than a categorization
-    /// field (`event.category` and the like) if it has one, which far fewer events pass. A
-    /// disjunction gates on the union of its operands' gates, and a sequence on the union of
-    /// its steps' (it takes an event one of its steps takes).
+    /// A conjunction gates on one conjunct, preferring a field that tells entities apart
+    /// (`process.name`, `user.name`) over the other `event.*` fields (`event.action`), and
+    /// those over the categorization fields (`event.category` and the like), which far more
+    /// events pass; among equals, the first. A disjunction gates on the union of its operands'
+    /// gates, and a sequence on the union of its steps' (it takes an event one of its steps
+    /// takes).
     pub(crate) fn gate<'n>(
         &self,
         filter: &Node,
         steps: impl IntoIterator<Item = &'n Node>,
         paths: &[String],
     ) -> Option<Vec<u32>> {
-        let broad = |atom: u32| {
+        let rank = |atom: u32| -> u8 {
             let field = usize::from(self.atoms[atom as usize].0.0);
-            paths
-                .get(field)
-                .is_some_and(|p| CATEGORIZATION.contains(&p.as_str()))
+            match paths.get(field).map(String::as_str) {
+                Some(p) if CATEGORIZATION.contains(&p) => 2,
+                Some(p) if p.starts_with("event.") => 1,
+                _ => 0,
+            }
         };
         let mut steps = steps.into_iter().peekable();
         let of_steps = match steps.peek() {
             None => None,
             Some(_) => steps
-                .map(|n| self.gates(n, &broad))
+                .map(|n| self.gates(n, &rank))
                 .collect::<Option<Vec<_>>>()
                 .map(|gs| union(gs.into_iter())),
         };
         best(
-            [self.gates(filter, &broad), of_steps].into_iter().flatten(),
-            &broad,
+            [self.gates(filter, &rank), of_steps].into_iter().flatten(),
+            &rank,
         )
     }
 
-    /// The indexed gate of `n` (see [`Filters::gate`]); `broad` tells a categorization test.
-    fn gates(&self, n: &Node, broad: &dyn Fn(u32) -> bool) -> Option<Vec<u32>> {
+    /// The indexed gate of `n` (see [`Filters::gate`]); `rank` orders atoms by how many
+    /// events pass them.
+    fn gates(&self, n: &Node, rank: &dyn Fn(u32) -> u8) -> Option<Vec<u32>> {
         match n {
             Node::Const(false) => Some(Vec::new()),
             Node::Const(true) | Node::Not(_) => None,
@@ -345,12 +413,12 @@ impl Filters {
                 ls.iter()
                     .filter(|&&l| l & NEGATED == 0 && self.indexed(l))
                     .map(|&l| vec![l]),
-                broad,
+                rank,
             ),
-            Node::And(ns) => best(ns.iter().filter_map(|n| self.gates(n, broad)), broad),
+            Node::And(ns) => best(ns.iter().filter_map(|n| self.gates(n, rank)), rank),
             Node::Or(ns) => ns
                 .iter()
-                .map(|n| self.gates(n, broad))
+                .map(|n| self.gates(n, rank))
                 .collect::<Option<Vec<_>>>()
                 .map(|gs| union(gs.into_iter())),
         }
@@ -366,21 +434,13 @@ impl Filters {
                 | Test::InStrCi(_)
                 | Test::EqNum(_)
                 | Test::InNum(_)
-        )
+        ) || matches!(&self.atoms[i as usize].1, Test::Contains(n) | Test::ContainsCi(n) if !n.is_empty())
     }
 }
 
-/// Of alternative gates of one conjunction, the first with no categorization test, else the
-/// first.
-fn best(gates: impl Iterator<Item = Vec<u32>>, broad: &dyn Fn(u32) -> bool) -> Option<Vec<u32>> {
-    let mut first = None;
-    for g in gates {
-        if !g.iter().any(|&a| broad(a)) {
-            return Some(g);
-        }
-        first.get_or_insert(g);
-    }
-    first
+/// Of alternative gates of one conjunction, the first of those whose worst atom ranks best.
+fn best(gates: impl Iterator<Item = Vec<u32>>, rank: &dyn Fn(u32) -> u8) -> Option<Vec<u32>> {
+    gates.min_by_key(|g| g.iter().map(|&a| rank(a)).max().unwrap_or(0))
 }
 
 /// The atoms of several gates, each once.
@@ -406,6 +466,16 @@ mod tests {
                 Some(v) => g(ValueRef::Str(v)),
                 None => false,
             }
+        }
+    }
+
+    /// Fields by slot, each with its values.
+    struct Fields<'a>(&'a [(u16, &'a [ValueRef<'a>])]);
+
+    impl EventView for Fields<'_> {
+        fn any_value(&self, f: FieldId, g: &mut dyn FnMut(ValueRef<'_>) -> bool) -> bool {
+            let of = self.0.iter().find(|(s, _)| *s == f.0);
+            of.is_some_and(|(_, vs)| vs.iter().any(|&v| g(v)))
         }
     }
 
@@ -474,33 +544,33 @@ mod tests {
 
     #[test]
     fn an_event_visits_exactly_the_rules_whose_gate_it_can_pass() {
-        let ci = |f: u16, v: &str| Predicate::Test(FieldId(f), Test::EqStrCi(v.into()));
-        let num = |f: u16, vs: &[f64]| Predicate::Test(FieldId(f), Test::InNum(vs.to_vec()));
+        let test = |f: u16, t: Test| Predicate::Test(FieldId(f), t);
+        let and = Predicate::And;
         // Rule 70 (past one word of bits) is gated on a list; rule 3 on a prefix (not
         // indexed: always visited); rule 5 on either of two fields; rule 6 on a name in any
         // case, not on its category; rule 7 on a number; rule 8 is a sequence, gated on its
-        // steps (its filter is `true`); rule 9 can match nothing.
-        let rules: [(u32, Predicate, Vec<Predicate>); 9] = [
-            (
-                0,
-                Predicate::And(vec![eq(0, "process"), eq(1, "cmd.exe")]),
-                vec![],
-            ),
+        // steps (its filter is `true`); rule 9 can match nothing; rule 10 on a substring,
+        // rule 11 on a substring in any case or a name; rule 12 on `event.action` rather than
+        // on its category.
+        let rules: Vec<(u32, Predicate, Vec<Predicate>)> = vec![
+            (0, and(vec![eq(0, "process"), eq(1, "cmd.exe")]), vec![]),
             (1, eq(0, "network"), vec![]),
-            (
-                3,
-                Predicate::Test(FieldId(1), Test::StartsWith("c".into())),
-                vec![],
-            ),
+            (3, test(1, Test::StartsWith("c".into())), vec![]),
             (5, Predicate::Or(vec![eq(2, "x"), eq(0, "process")]), vec![]),
             (
                 6,
-                Predicate::And(vec![eq(0, "process"), ci(1, "certutil.exe")]),
+                and(vec![
+                    eq(0, "process"),
+                    test(1, Test::EqStrCi("certutil.exe".into())),
+                ]),
                 vec![],
             ),
             (
                 7,
-                Predicate::And(vec![eq(0, "network"), num(3, &[22.0, 0.0])]),
+                and(vec![
+                    eq(0, "network"),
+                    test(3, Test::InNum(vec![22.0, 0.0])),
+                ]),
                 vec![],
             ),
             (
@@ -508,17 +578,45 @@ mod tests {
                 Predicate::Const(true),
                 vec![
                     eq(0, "authentication"),
-                    Predicate::And(vec![eq(0, "network"), eq(2, "y")]),
+                    and(vec![eq(0, "network"), eq(2, "y")]),
                 ],
             ),
             (9, Predicate::Const(false), vec![]),
             (
+                10,
+                and(vec![
+                    eq(0, "process"),
+                    test(2, Test::Contains("\\temp\\".into())),
+                ]),
+                vec![],
+            ),
+            (
+                11,
+                Predicate::Or(vec![
+                    test(2, Test::ContainsCi("suspicious".into())),
+                    eq(1, "okta"),
+                ]),
+                vec![],
+            ),
+            (
+                12,
+                and(vec![eq(0, "authentication"), eq(4, "logon")]),
+                vec![],
+            ),
+            (
                 70,
-                Predicate::Test(FieldId(2), Test::InStr(vec!["a".into(), "process".into()])),
+                test(2, Test::InStr(vec!["a".into(), "process".into()])),
                 vec![],
             ),
         ];
-        let paths = ["event.category", "process.name", "x", "port"].map(String::from);
+        let paths = [
+            "event.category",
+            "process.name",
+            "x",
+            "port",
+            "event.action",
+        ]
+        .map(String::from);
         let mut filters = Filters::default();
         let gates: Vec<(u32, Option<Vec<u32>>)> = rules
             .iter()
@@ -529,31 +627,56 @@ mod tests {
             })
             .collect();
         let index = RuleIndex::new(&filters, 71, gates);
-        let visits = |fields: [&[ValueRef<'static>]; 4]| {
+        let visits = |fields: &[(u16, &[ValueRef<'static>])]| {
             let mut bits = Vec::new();
-            index.visits(|slot| fields[usize::from(slot)].iter().copied(), &mut bits);
-            set_bits(&bits).collect::<Vec<u32>>()
+            let values = |slot: u16| {
+                let of = fields.iter().find(|(f, _)| *f == slot);
+                of.map_or(&[][..], |(_, vs)| *vs).iter().copied()
+            };
+            index.visits(values, &mut bits);
+            let visited: Vec<u32> = set_bits(&bits).collect();
+            // Never skips a rule that takes the event.
+            let view = Fields(fields);
+            for (r, p, steps) in &rules {
+                let takes =
+                    p.eval(&view) && (steps.is_empty() || steps.iter().any(|s| s.eval(&view)));
+                assert!(!takes || visited.contains(r), "rule {r} takes {fields:?}");
+            }
+            visited
         };
         let s = ValueRef::Str;
-        assert_eq!(visits([&[s("process")], &[], &[], &[]]), [3, 5]);
-        assert_eq!(visits([&[], &[s("cmd.exe")], &[], &[]]), [0, 3]);
-        assert_eq!(visits([&[], &[s("CertUtil.EXE")], &[], &[]]), [3, 6]);
-        assert_eq!(visits([&[], &[s("certutil.exe")], &[], &[]]), [3, 6]);
-        assert_eq!(visits([&[s("network")], &[], &[], &[]]), [1, 3]);
-        assert_eq!(visits([&[], &[], &[], &[ValueRef::Num(22.0)]]), [3, 7]);
-        assert_eq!(visits([&[], &[], &[], &[ValueRef::Num(-0.0)]]), [3, 7]);
-        assert_eq!(visits([&[], &[], &[], &[s("22")]]), [3]);
-        assert_eq!(visits([&[s("authentication")], &[], &[], &[]]), [3, 8]);
-        assert_eq!(visits([&[], &[], &[s("y")], &[]]), [3, 8]);
-        assert_eq!(visits([&[], &[], &[s("x")], &[]]), [3, 5]);
+        let num = ValueRef::Num;
+        assert_eq!(visits(&[(0, &[s("process")])]), [3, 5]);
+        assert_eq!(visits(&[(1, &[s("cmd.exe")])]), [0, 3]);
+        assert_eq!(visits(&[(1, &[s("CertUtil.EXE")])]), [3, 6]);
+        assert_eq!(visits(&[(1, &[s("certutil.exe")])]), [3, 6]);
+        assert_eq!(visits(&[(0, &[s("network")])]), [1, 3]);
+        assert_eq!(visits(&[(3, &[num(22.0)])]), [3, 7]);
+        assert_eq!(visits(&[(3, &[num(-0.0)])]), [3, 7]);
+        assert_eq!(visits(&[(3, &[s("22")])]), [3]);
+        assert_eq!(visits(&[(0, &[s("authentication")])]), [3, 8]);
+        assert_eq!(visits(&[(2, &[s("y")])]), [3, 8]);
+        assert_eq!(visits(&[(2, &[s("x")])]), [3, 5]);
+        assert_eq!(visits(&[(0, &[s("network"), s("process")])]), [1, 3, 5]);
+        assert_eq!(visits(&[(2, &[s("a")])]), [3, 70]);
         assert_eq!(
-            visits([&[s("network"), s("process")], &[], &[], &[]]),
-            [1, 3, 5]
-        );
-        assert_eq!(visits([&[], &[], &[s("a")], &[]]), [3, 70]);
-        assert_eq!(
-            visits([&[s("Process")], &[s("cmd.exe")], &[s("process")], &[]]),
+            visits(&[
+                (0, &[s("Process")]),
+                (1, &[s("cmd.exe")]),
+                (2, &[s("process")])
+            ]),
             [0, 3, 70]
+        );
+        assert_eq!(visits(&[(2, &[s("c:\\Temp\\x")])]), [3]);
+        assert_eq!(visits(&[(2, &[s("c:\\temp\\x")])]), [3, 10]);
+        assert_eq!(visits(&[(2, &[s("A SusPicious one")])]), [3, 11]);
+        assert_eq!(visits(&[(2, &[s("ÉTÉ SUSPICIOUS")])]), [3, 11]);
+        assert_eq!(visits(&[(2, &[s("suspiciou")])]), [3]);
+        assert_eq!(visits(&[(1, &[s("okta")])]), [3, 11]);
+        assert_eq!(visits(&[(4, &[s("logon")])]), [3, 12]);
+        assert_eq!(
+            visits(&[(0, &[s("authentication")]), (4, &[s("logoff")])]),
+            [3, 8]
         );
     }
 }

@@ -435,6 +435,9 @@ struct Batches {
     free: Vec<u32>,
     /// Emptied vectors, for the next epochs to fill.
     spare: Vec<Vec<Hit>>,
+    /// The most hits one epoch has held: a new epoch's vector starts at that capacity, where
+    /// growing it by doubling copied every hit once more.
+    largest: usize,
 }
 
 /// Where a buffered hit is: (batch, index in it).
@@ -453,11 +456,14 @@ fn slots((b, first, n): Run) -> impl Iterator<Item = Slot> {
 impl Batches {
     /// An empty vector for an epoch's hits, reusing an allocation when there is one.
     fn spare(&mut self) -> Vec<Hit> {
-        self.spare.pop().unwrap_or_default()
+        let mut hits = self.spare.pop().unwrap_or_default();
+        hits.reserve(self.largest);
+        hits
     }
 
     /// Keeps `hits` of which `waiting` are buffered; an empty batch is recycled at once.
     fn add(&mut self, hits: Vec<Hit>, waiting: u32) -> u32 {
+        self.largest = self.largest.max(hits.len());
         if waiting == 0 {
             self.recycle(hits);
             return u32::MAX;
