@@ -574,7 +574,7 @@ fn contains_ci(v: &str, lower: &str) -> bool {
 
 /// An address as `str::parse::<IpAddr>` reads it, with dotted IPv4 (the common case, tested
 /// against CIDRs on every network event) read by hand rather than by the general parser.
-fn parse_ip(s: &str) -> Option<IpAddr> {
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
     match parse_v4(s.as_bytes()) {
         Some(ip) => Some(IpAddr::V4(ip)),
         None => s.parse().ok(),

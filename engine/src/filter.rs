@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use aho_corasick::AhoCorasick;
 
-use vigil_dsl::{EventView, FieldId, Predicate, Test, ValueRef};
+use vigil_dsl::{Cidr, EventView, FieldId, Predicate, Test, ValueRef, parse_ip};
 use vigil_operators::GroupBuilder;
 
 /// A predicate whose tests are atoms of a [`Filters`] table.
@@ -153,8 +153,8 @@ pub(crate) struct RuleIndex {
 }
 
 /// One field's rules (bits by rule index) by value: exact strings, lowercased strings (for
-/// `=~` and `in~`), numbers (by their bits, zero unsigned), and substrings (`contains`,
-/// `contains~`), found all at once by one automaton each.
+/// `=~` and `in~`), numbers (by their bits, zero unsigned), substrings (`contains`,
+/// `contains~`), found all at once by one automaton each, and networks.
 #[derive(Debug, Default)]
 struct ByValue {
     exact: HashMap<Box<str>, Vec<u64>>,
@@ -162,6 +162,9 @@ struct ByValue {
     nums: HashMap<u64, Vec<u64>>,
     contains: Option<Substrings>,
     contains_ci: Option<Substrings>,
+    /// Networks (`cidr`), each with its rules: a value is parsed as an address once and
+    /// checked against each.
+    cidrs: Vec<(Cidr, Vec<u64>)>,
 }
 
 /// The rules gated on substrings of one field: an Aho-Corasick automaton over the needles
@@ -243,6 +246,19 @@ impl RuleIndex {
                     Test::InStrCi(vs) => (&mut by.folded, vs),
                     Test::Contains(v) => (contains, one(v)),
                     Test::ContainsCi(v) => (contains_ci, one(v)),
+                    Test::Cidr(nets) => {
+                        for net in nets {
+                            match by.cidrs.iter_mut().find(|(n, _)| n == net) {
+                                Some((_, bits)) => set(bits),
+                                None => {
+                                    let mut bits = Vec::new();
+                                    set(&mut bits);
+                                    by.cidrs.push((*net, bits));
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     Test::EqNum(_) | Test::InNum(_) => {
                         let nums = match test {
                             Test::EqNum(v) => std::slice::from_ref(v),
@@ -299,6 +315,15 @@ impl RuleIndex {
                             // As `contains~` compares: ASCII in either case, else lowercased.
                             let hay = if s.is_ascii() { s } else { fold(s, &mut lower) };
                             subs.find(hay, &mut or);
+                        }
+                        if !by.cidrs.is_empty()
+                            && let Some(ip) = parse_ip(s)
+                        {
+                            for (net, rules) in &by.cidrs {
+                                if net.contains(ip) {
+                                    or(Some(rules));
+                                }
+                            }
                         }
                     }
                     ValueRef::Num(n) if !by.nums.is_empty() => {
@@ -365,7 +390,8 @@ const CATEGORIZATION: [&str; 4] = [
 impl Filters {
     /// The gate of a rule whose filter is `filter` and whose sequence steps (if any) are
     /// `steps`: atoms one of which holds whenever the rule takes an event, each an equality,
-    /// `in` or substring test, so that [`RuleIndex`] finds the rule by the value it requires.
+    /// `in`, substring or CIDR test, so that [`RuleIndex`] finds the rule by the value it
+    /// requires.
     /// `None` when there is no such set: every event visits the rule.
     ///
     /// A conjunction gates on one conjunct, preferring a field that tells entities apart
@@ -434,6 +460,7 @@ impl Filters {
                 | Test::InStrCi(_)
                 | Test::EqNum(_)
                 | Test::InNum(_)
+                | Test::Cidr(_)
         ) || matches!(&self.atoms[i as usize].1, Test::Contains(n) | Test::ContainsCi(n) if !n.is_empty())
     }
 }
@@ -551,7 +578,7 @@ mod tests {
         // case, not on its category; rule 7 on a number; rule 8 is a sequence, gated on its
         // steps (its filter is `true`); rule 9 can match nothing; rule 10 on a substring,
         // rule 11 on a substring in any case or a name; rule 12 on `event.action` rather than
-        // on its category.
+        // on its category; rule 13 on networks.
         let rules: Vec<(u32, Predicate, Vec<Predicate>)> = vec![
             (0, and(vec![eq(0, "process"), eq(1, "cmd.exe")]), vec![]),
             (1, eq(0, "network"), vec![]),
@@ -604,6 +631,21 @@ mod tests {
                 vec![],
             ),
             (
+                13,
+                and(vec![
+                    eq(0, "authentication"),
+                    test(
+                        5,
+                        Test::Cidr(
+                            ["10.0.0.0/8", "2001:db8::/32"]
+                                .map(|n| Cidr::parse(n).unwrap())
+                                .to_vec(),
+                        ),
+                    ),
+                ]),
+                vec![],
+            ),
+            (
                 70,
                 test(2, Test::InStr(vec!["a".into(), "process".into()])),
                 vec![],
@@ -615,6 +657,7 @@ mod tests {
             "x",
             "port",
             "event.action",
+            "source.ip",
         ]
         .map(String::from);
         let mut filters = Filters::default();
@@ -674,6 +717,10 @@ mod tests {
         assert_eq!(visits(&[(2, &[s("suspiciou")])]), [3]);
         assert_eq!(visits(&[(1, &[s("okta")])]), [3, 11]);
         assert_eq!(visits(&[(4, &[s("logon")])]), [3, 12]);
+        assert_eq!(visits(&[(5, &[s("10.1.2.3")])]), [3, 13]);
+        assert_eq!(visits(&[(5, &[s("::ffff:10.0.0.1")])]), [3, 13]);
+        assert_eq!(visits(&[(5, &[s("2001:db8::7")])]), [3, 13]);
+        assert_eq!(visits(&[(5, &[s("11.0.0.1"), s("x")])]), [3]);
         assert_eq!(
             visits(&[(0, &[s("authentication")]), (4, &[s("logoff")])]),
             [3, 8]
