@@ -458,10 +458,12 @@ impl WindowState {
     /// Appends an event to `recent`; the oldest beyond `max_refs` moves to `older` when `keep`
     /// (it still counts), or is dropped.
     fn push_recent(&mut self, spec: &WindowSpec, ts: i64, id: EventId, keep: bool) {
-        if self.recent.len() == self.recent.capacity() && self.recent.len() < spec.max_refs {
-            // Grow one slot at a time: most keys hold one or two events, and the default
-            // growth to four slots would double a quiet key's state.
-            self.recent.reserve_exact(1);
+        let len = self.recent.len();
+        if len == self.recent.capacity() && len < spec.max_refs {
+            // Grow from one slot by doubling, up to `max_refs`: most keys hold one or two
+            // events, and the default growth to four slots would double a quiet key's state;
+            // growing one slot at a time moved a busy key's events on every push.
+            self.recent.reserve_exact(len.clamp(1, spec.max_refs - len));
         }
         self.recent.push_back((ts, id));
         if self.recent.len() > spec.max_refs.max(1)
