@@ -692,6 +692,75 @@ exception acme.backup {
     );
 }
 
+#[test]
+fn a_sequence_exception_counts_only_the_events_its_steps_take() {
+    // Two failures then a success for svc_backup, with process events between them and an
+    // authentication of unknown outcome after, in acme and in globex. The exception allows
+    // acme's: the three events its steps take are excepted (the others are no step's, so the
+    // rule never took them), and only globex fires.
+    let files = [
+        SourceFile::new(
+            "seq.rule",
+            r#"
+rule login_after_failures {
+    title    "Login after failures for {user.name}"
+    severity high
+    sequence by user.name within 10m {
+        fail: event.category == "authentication" and event.outcome == "failure" runs 2
+        ok:   event.category == "authentication" and event.outcome == "success"
+    }
+}
+"#,
+        ),
+        SourceFile::new(
+            "acme.exceptions",
+            r#"
+exception acme.backup {
+    rule    login_after_failures
+    tenant  acme
+    owner   "soc@acme.example"
+    expires 2027-01-01
+    reason  "backup agent retries"
+    match   user.name == "svc_backup"
+}
+"#,
+        ),
+    ];
+    let day = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+    let (set, warnings) =
+        vigil_dsl::compile_at(&files, vigil_dsl::Schema::canonical(), day).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mut lines = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let kinds = [
+            (r#""authentication"],"outcome":"failure""#, 0),
+            (r#""process"],"outcome":"success""#, 1),
+            (r#""authentication"],"outcome":"failure""#, 2),
+            (r#""process"],"outcome":"success""#, 3),
+            (r#""authentication"],"outcome":"success""#, 4),
+            (r#""process"],"outcome":"success""#, 5),
+            (r#""authentication"],"outcome":"unknown""#, 6),
+        ];
+        for (kind, i) in kinds {
+            let t = day + i * 1_000;
+            lines.push(format!(
+                r#"{{"@timestamp":{t},"tenant_id":"{tenant}","user":{{"name":"svc_backup"}},"event":{{"id":"{tenant}-{i}","category":[{kind}}}}}"#
+            ));
+        }
+    }
+    let (alerts, _, stats) = run_with(
+        &EngineConfig::default(),
+        MemorySource::from_lines("x", &lines, 4),
+        Arc::new(Compiled::new(&set)),
+    );
+    let fired: Vec<&str> = alerts.iter().map(|a| a.tenant_id.as_str()).collect();
+    assert_eq!(fired, ["globex"]);
+    assert_eq!(
+        stats.excepted,
+        [(("login_after_failures".to_owned(), "acme".to_owned()), 3)].into()
+    );
+}
+
 /// `sudo` per (user, host) with an hour's quiet period; `host.name` is sometimes missing.
 fn suppressed_sudo_rules() -> Arc<Compiled> {
     let rule = r#"
