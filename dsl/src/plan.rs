@@ -581,25 +581,36 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
     }
 }
 
-/// Four decimal octets of 0 to 255 without leading zeros, as `Ipv4Addr`'s parser accepts.
+/// Four decimal octets of 0 to 255 without leading zeros, as `Ipv4Addr`'s parser accepts, in
+/// one pass over the bytes.
 fn parse_v4(b: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut n = 0;
-    for part in b.split(|&c| c == b'.') {
-        if n == 4 || part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut v = 0u16;
-        for &c in part {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + u16::from(c - b'0');
-        }
-        octets[n] = u8::try_from(v).ok()?;
-        n += 1;
+    if !(7..=15).contains(&b.len()) {
+        return None;
     }
-    (n == 4).then(|| Ipv4Addr::from(octets))
+    let mut octets = [0u8; 4];
+    let (mut n, mut v, mut digits) = (0, 0u16, 0);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                // A fourth digit, or a digit after a leading zero.
+                if digits == 3 || (digits == 1 && v == 0) {
+                    return None;
+                }
+                v = v * 10 + u16::from(c - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && n < 3 => {
+                octets[n] = u8::try_from(v).ok()?;
+                (n, v, digits) = (n + 1, 0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || n != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(v).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// `v` starts (or ends) with `lower` ignoring case; allocation-free for ASCII.
@@ -1125,6 +1136,13 @@ mod tests {
             "::ffff:10.0.0.1",
             "1.2.3.4:80",
             "١.٢.٣.٤",
+            "1.2.3.00",
+            "00.1.2.3",
+            "1.2.3.256",
+            "12.34.56.789",
+            "255.255.255.2555",
+            "1.2.3.4..",
+            "1.2..3.4",
         ]
         .map(String::from)
         .to_vec();
