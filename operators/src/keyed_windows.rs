@@ -55,7 +55,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::{Stream, StreamVec};
 use timely::progress::frontier::MutableAntichain;
 
-use crate::compact::Group;
+use crate::compact::{Group, SmallStr};
 use crate::event_id::EventId;
 use crate::records::{EpochSummary, Firing, Health, Hit};
 use crate::sequence::SeqFired;
@@ -790,9 +790,19 @@ impl Keys {
         // event. The hits to buffer move to the front of `hits`, in order.
         let mut runs: Vec<(u32, u32, u32)> = Vec::new();
         let mut kept = 0;
+        // The epoch's tenants by index, compared as bytes (a lookup by name reads the tenant
+        // as a `str`, checking its UTF-8 per hit).
+        let mut seen: Vec<(SmallStr, u32)> = Vec::new();
         for i in 0..hits.len() {
             let h = &mut hits[i];
-            let ti = self.tenants.index(&h.tenant);
+            let ti = match seen.iter().find(|(t, _)| *t == h.tenant) {
+                Some(&(_, ti)) => ti,
+                None => {
+                    let ti = self.tenants.index(&h.tenant);
+                    seen.push((h.tenant.clone(), ti));
+                    ti
+                }
+            };
             let check = match checks.iter().find(|&&(s, t, _)| s == h.source && t == ti) {
                 Some(&(_, _, c)) => c,
                 None => {
