@@ -142,8 +142,8 @@ impl Filters {
 
 /// The rules over events by the values their gates ([`Filters::gate`]) require of a field, so
 /// that an event visits only the rules whose gate it can pass: `process.name =~ "certutil.exe"`
-/// opens a handful of rules, and a logon need not visit them at all. A rule without a gate of
-/// equality or `in` tests (strings, either case, or numbers) is always visited.
+/// opens a handful of rules, and a logon need not visit them at all. A rule without a gate
+/// (equality, `in`, substring or CIDR tests) is always visited.
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
     /// Bit per rule index: the rules every event visits.

@@ -784,31 +784,26 @@ impl Keys {
         fired: &mut impl FnMut(Firing),
     ) -> Vec<u32> {
         let mut touched: Vec<u32> = Vec::new();
-        // The lateness bound per (source, tenant), as of the epoch before.
-        let mut checks: Vec<(u16, u32, LateCheck)> = Vec::new();
+        // Per (source, tenant) of the epoch: the tenant's index and the lateness bound as of the
+        // epoch before. Tenants compare as bytes (a lookup by name reads the tenant as a `str`,
+        // checking its UTF-8 per hit).
+        let mut checks: Vec<(u16, SmallStr, u32, LateCheck)> = Vec::new();
         // (tenant index, first, count) of the runs of hits to buffer: consecutive hits of one
         // event. The hits to buffer move to the front of `hits`, in order.
         let mut runs: Vec<(u32, u32, u32)> = Vec::new();
         let mut kept = 0;
-        // The epoch's tenants by index, compared as bytes (a lookup by name reads the tenant
-        // as a `str`, checking its UTF-8 per hit).
-        let mut seen: Vec<(SmallStr, u32)> = Vec::new();
         for i in 0..hits.len() {
             let h = &mut hits[i];
-            let ti = match seen.iter().find(|(t, _)| *t == h.tenant) {
-                Some(&(_, ti)) => ti,
+            let (ti, check) = match checks
+                .iter()
+                .find(|(s, t, _, _)| *s == h.source && *t == h.tenant)
+            {
+                Some(&(_, _, ti, c)) => (ti, c),
                 None => {
                     let ti = self.tenants.index(&h.tenant);
-                    seen.push((h.tenant.clone(), ti));
-                    ti
-                }
-            };
-            let check = match checks.iter().find(|&&(s, t, _)| s == h.source && t == ti) {
-                Some(&(_, _, c)) => c,
-                None => {
                     let c = tracker.late_check(h.source, &h.tenant);
-                    checks.push((h.source, ti, c));
-                    c
+                    checks.push((h.source, h.tenant.clone(), ti, c));
+                    (ti, c)
                 }
             };
             if check.is_late(h.ts, h.prior_max) {
