@@ -9,7 +9,9 @@ use vigil_dsl::{
 };
 use vigil_model::{Alert, AlertWindow, Severity, TenantId, Threshold, alert_id};
 use vigil_operators::window::{AggFn, WindowKind};
-use vigil_operators::{EventId, Firing, Health, Hit, RuleSpec, SequenceSpec, SmallStr, WindowSpec};
+use vigil_operators::{
+    EventId, Firing, Health, Hit, Measure, RuleSpec, SequenceSpec, SmallStr, WindowSpec,
+};
 
 use crate::decode::{Decoded, FieldTrie, Val};
 use crate::filter::{Filters, Memo, Node, RuleIndex, set_bits};
@@ -294,21 +296,18 @@ impl Compiled {
             }
         }
         let group = builder.group();
-        let distinct = match rule.distinct {
-            Some(s) => match d.first(s).and_then(canonical) {
-                Some(v) => Some(xxhash_rust::xxh3::xxh3_128(v.as_bytes())),
+        // A rule reads at most one of the two. Sums, minima, maxima and averages read numbers
+        // only: an event whose field is absent, null or not a number does not contribute.
+        let measure = match (rule.distinct, rule.number) {
+            (Some(s), _) => match d.first(s).and_then(canonical) {
+                Some(v) => Measure::distinct(xxhash_rust::xxh3::xxh3_128(v.as_bytes())),
                 None => return Matched::No,
             },
-            None => None,
-        };
-        // Sums, minima, maxima and averages read numbers only: an event whose field is
-        // absent, null or not a number does not contribute.
-        let number = match rule.number {
-            Some(s) => match d.first(s) {
-                Some(&Val::Num(n)) if n.is_finite() => Some(n),
+            (None, Some(s)) => match d.first(s) {
+                Some(&Val::Num(n)) if n.is_finite() => Measure::Number(n),
                 _ => return Matched::No,
             },
-            None => None,
+            (None, None) => Measure::None,
         };
         let title_values = rule
             .title
@@ -325,8 +324,7 @@ impl Compiled {
             tenant: at.hit_tenant.clone(),
             event_id: event_id(),
             group,
-            distinct,
-            number,
+            measure,
             steps,
             title_values,
         });

@@ -61,7 +61,14 @@ impl Default for Bytes {
 
 impl PartialEq for Bytes {
     fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
+        match (self, other) {
+            // Inline bytes past `len` are zero: the arrays compare whole, in a few word
+            // compares (the windows compare a hit's tenant per hit) rather than a `memcmp`.
+            (Bytes::Inline { len: a, buf: x }, Bytes::Inline { len: b, buf: y }) => {
+                a == b && x == y
+            }
+            _ => self.as_slice() == other.as_slice(),
+        }
     }
 }
 
@@ -298,6 +305,32 @@ mod tests {
         assert_eq!(SmallStr::from("acme").0.heap_bytes(), 0);
         assert_eq!(size_of::<SmallStr>(), 24);
         assert_eq!(size_of::<Group>(), 24);
+    }
+
+    #[test]
+    fn equal_exactly_when_the_bytes_are() {
+        let long = "y".repeat(40);
+        let cases = [
+            "",
+            "a",
+            "acme",
+            "acmf",
+            "acme\0",
+            "globex",
+            &long[..22],
+            &long[..23],
+            &long,
+        ];
+        let built: Vec<SmallStr> = cases.iter().map(|&c| SmallStr::from(c)).collect();
+        for (a, x) in cases.iter().zip(&built) {
+            for (b, y) in cases.iter().zip(&built) {
+                assert_eq!(x == y, a == b, "{a:?} vs {b:?}");
+            }
+        }
+        // A value decoded from a snapshot compares as one built in memory.
+        let decoded: SmallStr =
+            postcard::from_bytes(&postcard::to_allocvec("acme").unwrap()).unwrap();
+        assert_eq!(decoded, SmallStr::from("acme"));
     }
 
     #[test]

@@ -21,8 +21,8 @@
 //!
 //! ```
 //! use timely::dataflow::operators::{ToStream, Inspect, vec::Broadcast};
-//! use vigil_operators::{EpochSummary, EventId, Hit, KeyedWindows, RuleSpec, WindowSpec,
-//!                       WindowsConfig};
+//! use vigil_operators::{EpochSummary, EventId, Hit, KeyedWindows, Measure, RuleSpec,
+//!                       WindowSpec, WindowsConfig};
 //! use vigil_operators::window::{AggFn, WindowKind};
 //!
 //! let spec = WindowSpec { kind: WindowKind::Sliding, agg: AggFn::Count, window_ms: 300_000,
@@ -33,8 +33,8 @@
 //! timely::example(move |scope| {
 //!     let hit = |ts: i64, id: &str| Hit { epoch: 0, key: [7, 7], rule: 0, source: 0, ts,
 //!         prior_max: i64::MIN, tenant: "acme".into(), event_id: EventId::new(id),
-//!         group: ["alice"].into_iter().collect(), distinct: None, number: None,
-//!         steps: 0, title_values: vec![] };
+//!         group: ["alice"].into_iter().collect(), measure: Measure::None, steps: 0,
+//!         title_values: vec![] };
 //!     let hits = vec![hit(1_000, "a"), hit(2_000, "b")].to_stream(scope);
 //!     let summaries = vec![EpochSummary { epoch: 0, source: 0,
 //!         tenants: vec![("acme".into(), 2_000)], wall_ms: None, checkpoint: false }]
@@ -815,7 +815,9 @@ impl Keys {
                     touched.push(ti);
                 }
                 // Moves a hit only past the ones that left (late or single-event).
-                hits.swap(kept, i);
+                if kept != i {
+                    hits.swap(kept, i);
+                }
                 let (h, last) = (&hits[kept], runs.last_mut());
                 match last {
                     Some((t, first, n))
@@ -986,7 +988,7 @@ impl Keys {
         }
         match (&mut key.state, spec) {
             (KeyState::Window(state), RuleSpec::Window(w)) => {
-                match state.add(w, h.ts, id, h.distinct, h.number) {
+                match state.add(w, h.ts, id, h.measure.distinct_hash(), h.measure.number()) {
                     Outcome::Fired(f) => fired(Firing {
                         rule: h.rule,
                         tenant: h.tenant.to_string(),
@@ -1212,6 +1214,7 @@ mod tests {
     use timely::dataflow::operators::{Inspect, Probe};
 
     use super::*;
+    use crate::records::Measure;
     use crate::window::{AggFn, WindowKind, WindowSpec};
 
     const MIN: i64 = 60_000;
@@ -1227,8 +1230,7 @@ mod tests {
             tenant: tenant.into(),
             event_id: EventId::new(&format!("e{epoch}-{key}")),
             group: [format!("g{key}")].into_iter().collect(),
-            distinct: None,
-            number: None,
+            measure: Measure::None,
             steps: 0,
             title_values: vec![],
         }

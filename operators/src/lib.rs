@@ -34,7 +34,7 @@ pub use compact::{Group, GroupBuilder, GroupIter, SmallStr};
 pub use event_id::EventId;
 pub use keyed_windows::{KeyCaps, KeyedWindows, WindowsConfig};
 pub use lateness::Lateness;
-pub use records::{EpochSummary, Firing, Health, Hit};
+pub use records::{EpochSummary, Firing, Health, Hit, Measure};
 pub use sequence::{SequenceSpec, SequenceState};
 pub use snapshot::WindowsSnapshot;
 pub use state::{KeyState, Outcome, RuleSpec};

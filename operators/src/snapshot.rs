@@ -18,7 +18,7 @@ use crate::state::KeyState;
 use crate::watermark::WatermarkTracker;
 
 /// Bumped whenever the encoding of any snapshot type changes.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 /// One key's state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
