@@ -893,7 +893,8 @@ impl Keys {
             // caches). Nothing here changes state.
             for (_, slot) in &run {
                 let h = self.batches.get(*slot);
-                std::hint::black_box(self.keys.get(&h.key).map(|k| k.state.warm()));
+                let distinct = h.measure.distinct_hash();
+                std::hint::black_box(self.keys.get(&h.key).map(|k| k.state.warm(distinct)));
             }
             for (id, slot) in run.drain(..) {
                 self.apply((slot, id), &mut at, specs, st, fired);

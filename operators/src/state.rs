@@ -82,11 +82,11 @@ impl KeyState {
         }
     }
 
-    /// Reads the memory the next event will touch, so that it is in cache when that event is
-    /// applied: the value is meaningless.
-    pub fn warm(&self) -> i64 {
+    /// Reads the memory the next event (with this distinct value, if it has one) will touch, so
+    /// that it is in cache when that event is applied: the value is meaningless.
+    pub fn warm(&self, distinct: Option<u128>) -> i64 {
         match self {
-            KeyState::Window(s) => s.warm(),
+            KeyState::Window(s) => s.warm(distinct),
             KeyState::Sequence(s) => s.warm(),
         }
     }

@@ -149,7 +149,7 @@ struct Extra {
     older_count: u64,
     /// Distinct values (128-bit hashes) in the window with their latest time.
     distinct: HashMap<u128, i64, HashedKeys>,
-    /// Arrival order of distinct values, to evict them.
+    /// Arrival order of distinct values, to evict them (sliding windows only).
     distinct_order: VecDeque<(i64, u128)>,
     /// Sums, minima, maxima and averages.
     numeric: Option<Box<Numeric>>,
@@ -383,7 +383,11 @@ impl WindowState {
         {
             let x = self.extra.get_or_insert_with(Box::default);
             x.distinct.insert(h, ts);
-            x.distinct_order.push_back((ts, h));
+            // Only a sliding window evicts values one by one, in arrival order; a tumbling
+            // window or session drops them all when the next one starts.
+            if spec.kind == WindowKind::Sliding {
+                x.distinct_order.push_back((ts, h));
+            }
         }
         if let Some(v) = number {
             self.add_number(spec, ts, v);
@@ -677,15 +681,32 @@ impl WindowState {
         ends.max(self.suppressed_until)
     }
 
-    /// Reads the memory the next event will touch ([`KeyState::warm`](crate::KeyState::warm)).
-    pub fn warm(&self) -> i64 {
+    /// Reads the memory the next event will touch ([`KeyState::warm`](crate::KeyState::warm)):
+    /// both ends of the recent events and of the older ones, the numbers, the latest pane, and
+    /// the slot of the event's distinct value.
+    pub fn warm(&self, distinct: Option<u128>) -> i64 {
         let ends = |q: &VecDeque<(i64, EventId)>| {
             q.front().map_or(0, |e| e.0) ^ q.back().map_or(0, |e| e.0)
         };
+        let Some(x) = self.extra.as_deref() else {
+            return ends(&self.recent);
+        };
+        let numbers = x.numeric.as_deref().map_or(0, |n| {
+            n.values.back().map_or(0, |e| e.0)
+                ^ n.extremes.front().map_or(0, |e| e.0)
+                ^ n.extremes.back().map_or(0, |e| e.0)
+        });
         ends(&self.recent)
-            ^ self.extra.as_ref().map_or(0, |x| {
-                x.older.front().map_or(0, |e| e.0) ^ x.distinct_order.back().map_or(0, |e| e.0)
-            })
+            ^ x.older.front().map_or(0, |e| e.0)
+            ^ x.distinct_order.back().map_or(0, |e| e.0)
+            ^ numbers
+            ^ x.hops
+                .as_deref()
+                .and_then(|h| h.panes.back())
+                .map_or(0, |p| p.idx)
+            ^ distinct
+                .and_then(|d| x.distinct.get(&d).copied())
+                .unwrap_or(0)
     }
 
     /// Bytes of heap memory the state holds (capacities, not lengths).
