@@ -47,7 +47,7 @@ use vigil_model::time::{format_rfc3339_millis, now_millis};
 use vigil_operators::keyed_windows::{WindowStats, WindowStatsHandle};
 use vigil_operators::watermark::WatermarkTracker;
 use vigil_operators::{
-    EventId, Firing, Hit, KeyedWindows, Lateness, SmallStr, WindowsConfig, WindowsSnapshot,
+    EventId, Firing, Hit, HitVecs, KeyedWindows, Lateness, SmallStr, WindowsConfig, WindowsSnapshot,
 };
 
 use crate::checkpoint::{Coordinator, ProgressHandle, RuleRef, ToCoordinator};
@@ -527,6 +527,7 @@ pub fn run(
         let sinks = worker_sinks.clone();
         let abort = Arc::clone(&abort);
         let metrics = worker_metrics.clone();
+        let hit_vecs = HitVecs::default();
         let mut late_tracker = WatermarkTracker::new(lateness, vec![lateness]);
         if let Some(t) = restored_lateness.clone() {
             late_tracker.restore(t);
@@ -540,6 +541,7 @@ pub fn run(
                 normalizer: normalizer.clone(),
                 stats: Rc::clone(&stats),
                 abort: Arc::clone(&abort),
+                hit_vecs: hit_vecs.clone(),
             };
             let (hits, chunks, summaries, address) = source::source(scope, rx, ctx);
             let summaries = summaries.broadcast();
@@ -605,6 +607,7 @@ pub fn run(
                         Part::stage(windows, stages, level, bytes);
                     }),
                     key_caps: limits.key_caps(workers),
+                    hit_vecs: hit_vecs.clone(),
                 };
                 let firings = stage_hits.keyed_windows(summaries.clone(), windows);
                 let quiet = restore_quiet

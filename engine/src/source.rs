@@ -16,7 +16,7 @@ use timely::dataflow::{Scope, StreamVec};
 use vigil_model::time::{epoch_millis, parse_rfc3339};
 use vigil_model::{TenantId, is_valid_tenant};
 use vigil_operators::lateness::EventTimes;
-use vigil_operators::{EpochSummary, EventId, Group, Hit, SmallStr, TenantIndex};
+use vigil_operators::{EpochSummary, EventId, Group, Hit, HitVecs, SmallStr, TenantIndex};
 use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use crate::decode::{Decoded, Val};
@@ -110,6 +110,8 @@ pub(crate) struct SourceCtx {
     pub(crate) stats: Rc<RefCell<WorkerStats>>,
     /// Set when the engine stops without ending the input.
     pub(crate) abort: Arc<AtomicBool>,
+    /// The vectors the hits go out in, handed back by the window operators.
+    pub(crate) hit_vecs: HitVecs,
 }
 
 type Outputs<'s> = (
@@ -153,12 +155,13 @@ pub(crate) fn source<'s>(
                     Ok(chunk) => {
                         let seq = chunk.seq;
                         let (mut hits, parsed, summary) = parser.chunk(chunk);
-                        let mut h = hits_out.activate();
-                        h.session(&held[0].delayed(&seq))
-                            .give_iterator(hits.drain(..));
-                        // The next chunk fills the same allocation: growing a fresh vector
-                        // per chunk costs more than the hits themselves.
-                        parser.hits = hits;
+                        if !hits.is_empty() {
+                            // The chunk's hits go out as one vector, not copied into
+                            // timely's buffers.
+                            let mut h = hits_out.activate();
+                            h.session(&held[0].delayed(&seq)).give_container(&mut hits);
+                        }
+                        parser.ctx.hit_vecs.give(hits);
                         let mut c = chunks_out.activate();
                         c.session(&held[1].delayed(&seq)).give(parsed);
                         let mut s = sums_out.activate();
@@ -187,8 +190,9 @@ pub(crate) fn source<'s>(
 struct Parser {
     ctx: SourceCtx,
     scratch: Option<Decoded<'static>>,
-    /// The hits vector, handed back empty after each chunk.
-    hits: Vec<Hit>,
+    /// The most hits a chunk has had: a fresh vector for a chunk's hits starts at that
+    /// capacity, where growing it by doubling copied every hit once more.
+    largest: usize,
     /// Test results for the event at hand, kept to reuse the allocation.
     memo: Memo,
 }
@@ -198,7 +202,7 @@ impl Parser {
         Parser {
             ctx,
             scratch: Some(Decoded::default()),
-            hits: Vec::new(),
+            largest: 0,
             memo: Memo::default(),
         }
     }
@@ -262,7 +266,8 @@ impl Parser {
             (chunk.data, positions) = self.normalize(normalizer.as_ref(), &records);
         }
         let rules = Arc::clone(&self.ctx.rules);
-        let mut hits = std::mem::take(&mut self.hits);
+        let mut hits = self.ctx.hit_vecs.take();
+        hits.reserve(self.largest);
         let mut excepted: Vec<(u32, usize)> = Vec::new();
         let mut tenants = TenantIndex::default();
         let mut maxima: Vec<i64> = Vec::new();
@@ -393,6 +398,7 @@ impl Parser {
             events,
             positions,
         };
+        self.largest = self.largest.max(hits.len());
         (hits, parsed, summary)
     }
 

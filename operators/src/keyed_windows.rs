@@ -151,6 +151,34 @@ pub struct WindowsConfig {
     pub on_checkpoint: OnCheckpoint,
     /// The most live keys a tenant may hold in this operator (on this worker).
     pub key_caps: KeyCaps,
+    /// Where applied epochs' hit vectors go back to, for the worker's source to fill again.
+    pub hit_vecs: HitVecs,
+}
+
+/// Emptied hit vectors, shared by one worker's source and its `keyed_windows` operators: a
+/// chunk's hits travel in one vector from the source through the exchange (whole, on one
+/// worker) into the window state, where they wait in place, and the emptied vector comes back
+/// here. Nothing copies the hits on the way, and no vector grows from empty per chunk.
+#[derive(Clone, Debug, Default)]
+pub struct HitVecs(Rc<RefCell<Vec<Vec<Hit>>>>);
+
+/// The most vectors [`HitVecs`] keeps.
+const KEPT_VECS: usize = 8;
+
+impl HitVecs {
+    /// An empty vector, with the capacity of one handed back if there is one.
+    pub fn take(&self) -> Vec<Hit> {
+        self.0.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps the allocation of `hits` (dropping the hits) for a later [`HitVecs::take`].
+    pub fn give(&self, mut hits: Vec<Hit>) {
+        hits.clear();
+        let mut kept = self.0.borrow_mut();
+        if kept.len() < KEPT_VECS && hits.capacity() > 0 {
+            kept.push(hits);
+        }
+    }
 }
 
 /// Caps on live keys per tenant, in one `keyed_windows` operator.
@@ -193,6 +221,7 @@ impl WindowsConfig {
             restore: None,
             on_checkpoint: Box::new(|_, _| {}),
             key_caps: KeyCaps::default(),
+            hit_vecs: HitVecs::default(),
         }
     }
 }
@@ -283,6 +312,7 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
             restore,
             mut on_checkpoint,
             key_caps,
+            hit_vecs,
         } = config;
         self.binary_frontier(
             summaries,
@@ -295,6 +325,10 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                 let mut tracker = WatermarkTracker::new(default_lateness_ms, lateness_ms);
                 let mut state = Keys {
                     caps: key_caps,
+                    batches: Batches {
+                        vecs: hit_vecs,
+                        ..Batches::default()
+                    },
                     ..Keys::default()
                 };
                 if let Some(snap) = restore {
@@ -306,14 +340,21 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                 move |(hits_in, hits_frontier), (sum_in, sum_frontier), output| {
                     hits_in.for_each(|_, data| {
                         // A batch holds one epoch's hits (the common case): they are appended
-                        // together, with one lookup of their epoch.
+                        // together, with one lookup of their epoch. An epoch's first batch
+                        // becomes its vector as it is.
                         while let Some(e) = data.first().map(|h| h.epoch) {
-                            let epoch = stash.entry(e).or_insert_with(|| Epoch {
-                                hits: state.batches.spare(),
-                                summaries: Vec::new(),
-                            });
+                            let epoch = stash.entry(e).or_default();
                             let n = data.iter().take_while(|h| h.epoch == e).count();
-                            epoch.hits.extend(data.drain(..n));
+                            if n == data.len() && epoch.hits.is_empty() {
+                                let spare =
+                                    std::mem::replace(&mut epoch.hits, std::mem::take(data));
+                                state.batches.vecs.give(spare);
+                            } else {
+                                if epoch.hits.capacity() == 0 {
+                                    epoch.hits = state.batches.spare();
+                                }
+                                epoch.hits.extend(data.drain(..n));
+                            }
                         }
                     });
                     sum_in.for_each(|_, data| {
@@ -433,8 +474,8 @@ struct Batches {
     batches: Vec<(Vec<Hit>, u32)>,
     /// Indexes of emptied batches.
     free: Vec<u32>,
-    /// Emptied vectors, for the next epochs to fill.
-    spare: Vec<Vec<Hit>>,
+    /// Emptied vectors, for the next epochs (and the source) to fill.
+    vecs: HitVecs,
     /// The most hits one epoch has held: a new epoch's vector starts at that capacity, where
     /// growing it by doubling copied every hit once more.
     largest: usize,
@@ -456,7 +497,7 @@ fn slots((b, first, n): Run) -> impl Iterator<Item = Slot> {
 impl Batches {
     /// An empty vector for an epoch's hits, reusing an allocation when there is one.
     fn spare(&mut self) -> Vec<Hit> {
-        let mut hits = self.spare.pop().unwrap_or_default();
+        let mut hits = self.vecs.take();
         hits.reserve(self.largest);
         hits
     }
@@ -465,7 +506,7 @@ impl Batches {
     fn add(&mut self, hits: Vec<Hit>, waiting: u32) -> u32 {
         self.largest = self.largest.max(hits.len());
         if waiting == 0 {
-            self.recycle(hits);
+            self.vecs.give(hits);
             return u32::MAX;
         }
         match self.free.pop() {
@@ -490,16 +531,8 @@ impl Batches {
         *waiting -= 1;
         if *waiting == 0 {
             let hits = std::mem::take(hits);
-            self.recycle(hits);
+            self.vecs.give(hits);
             self.free.push(b);
-        }
-    }
-
-    /// Drops the hits of a vector and keeps its allocation for a later epoch.
-    fn recycle(&mut self, mut hits: Vec<Hit>) {
-        hits.clear();
-        if self.spare.len() < 4 {
-            self.spare.push(hits);
         }
     }
 }
@@ -1305,5 +1338,71 @@ mod tests {
             assert_eq!(live[&(1, tenant.to_owned())], 79, "{tenant}");
         }
         assert_eq!(live.len(), 4);
+    }
+
+    #[test]
+    fn hit_vectors_keep_at_most_eight_allocations() {
+        let vecs = HitVecs::default();
+        assert!(vecs.take().capacity() == 0, "empty at first");
+        vecs.give(Vec::new());
+        assert!(vecs.0.borrow().is_empty(), "no allocation, nothing kept");
+        for _ in 0..10 {
+            vecs.give(vec![hit(0, 0, "acme", 1, 0)]);
+        }
+        assert_eq!(vecs.0.borrow().len(), KEPT_VECS);
+        let v = vecs.take();
+        assert!(
+            v.is_empty() && v.capacity() >= 1,
+            "cleared, allocation kept"
+        );
+    }
+
+    #[test]
+    fn an_epoch_waits_in_the_vector_its_hits_came_in_and_hands_it_back() {
+        let spec = RuleSpec::Window(WindowSpec {
+            kind: WindowKind::Sliding,
+            agg: AggFn::Count,
+            window_ms: MIN,
+            threshold: vigil_model::Threshold::at_least(1e9),
+            suppress_ms: 0,
+            max_refs: 10,
+        });
+        let (sent, back) = timely::execute_directly(move |worker| {
+            let vecs = HitVecs::default();
+            let config = WindowsConfig {
+                hit_vecs: vecs.clone(),
+                ..WindowsConfig::new(vec![spec], 0)
+            };
+            let (mut hits, mut sums, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (hits_in, hits) = scope.new_input::<Hit>();
+                let (sums_in, sums) = scope.new_input::<EpochSummary>();
+                let probe = hits.keyed_windows(sums.broadcast(), config).probe().0;
+                (hits_in, sums_in, probe)
+            });
+            let mut batch: Vec<Hit> = (0..10).map(|k| hit(0, 0, "acme", k, k as i64)).collect();
+            let sent = batch.as_ptr() as usize;
+            hits.send_batch(&mut batch);
+            for (e, max) in [(0, 9), (1, MIN)] {
+                sums.send(EpochSummary {
+                    epoch: e,
+                    source: 0,
+                    tenants: vec![("acme".into(), max)],
+                    wall_ms: None,
+                    checkpoint: false,
+                });
+                hits.advance_to(e + 1);
+                sums.advance_to(e + 1);
+                worker.step_while(|| probe.less_than(&(e + 1)));
+            }
+            // Epoch 1's watermark (a minute) has passed every hit of epoch 0.
+            let back = vecs
+                .0
+                .borrow()
+                .iter()
+                .map(|v| v.as_ptr() as usize)
+                .collect::<Vec<_>>();
+            (sent, back)
+        });
+        assert!(back.contains(&sent), "{sent:#x} not among {back:x?}");
     }
 }

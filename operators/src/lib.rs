@@ -32,7 +32,7 @@ pub mod window;
 
 pub use compact::{Group, GroupBuilder, GroupIter, SmallStr};
 pub use event_id::EventId;
-pub use keyed_windows::{KeyCaps, KeyedWindows, WindowsConfig};
+pub use keyed_windows::{HitVecs, KeyCaps, KeyedWindows, WindowsConfig};
 pub use lateness::Lateness;
 pub use records::{EpochSummary, Firing, Health, Hit, Measure};
 pub use sequence::{SequenceSpec, SequenceState};
