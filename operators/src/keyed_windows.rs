@@ -915,21 +915,26 @@ impl Keys {
             wm,
             swept: false,
         };
-        let mut run = Vec::with_capacity(RUN);
+        // `next` is taken out of the queue one run ahead, and its hits read, so that their
+        // cache misses (a hit was written seconds of event time ago) overlap the run applied.
+        let (mut run, mut next) = (Vec::with_capacity(RUN), Vec::with_capacity(RUN));
         loop {
             let pending = &mut self.waiting[tenant_idx as usize].pending;
-            while run.len() < RUN
+            while next.len() < RUN
                 && let Some((id, hits)) = pending.pop_before(wm)
             {
-                run.extend(slots(hits).map(|slot| (id.clone(), slot)));
+                next.extend(slots(hits).map(|slot| (id.clone(), slot)));
             }
-            if run.is_empty() {
+            for (_, slot) in &next {
+                std::hint::black_box(self.batches.get(*slot).key);
+            }
+            if run.is_empty() && next.is_empty() {
                 break;
             }
-            // Load the run's hits and key states before applying them in order: the loads of
-            // this short loop are independent, so their cache misses overlap rather than
-            // queue one after another (the key table and the states are far larger than the
-            // caches). Nothing here changes state.
+            // Load the run's key states before applying its hits in order: the loads of this
+            // short loop are independent, so their cache misses overlap rather than queue one
+            // after another (the key table and the states are far larger than the caches).
+            // Nothing here changes state.
             for (_, slot) in &run {
                 let h = self.batches.get(*slot);
                 let distinct = h.measure.distinct_hash();
@@ -939,6 +944,7 @@ impl Keys {
                 self.apply((slot, id), &mut at, specs, st, fired);
                 self.batches.done(slot);
             }
+            std::mem::swap(&mut run, &mut next);
         }
         let timers = &mut self.waiting[tenant_idx as usize].timers;
         while let Some(&(d, k)) = timers.first() {
