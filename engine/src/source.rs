@@ -190,9 +190,6 @@ pub(crate) fn source<'s>(
 struct Parser {
     ctx: SourceCtx,
     scratch: Option<Decoded<'static>>,
-    /// The most hits a chunk has had: a fresh vector for a chunk's hits starts at that
-    /// capacity, where growing it by doubling copied every hit once more.
-    largest: usize,
     /// Test results for the event at hand, kept to reuse the allocation.
     memo: Memo,
 }
@@ -202,7 +199,6 @@ impl Parser {
         Parser {
             ctx,
             scratch: Some(Decoded::default()),
-            largest: 0,
             memo: Memo::default(),
         }
     }
@@ -267,7 +263,6 @@ impl Parser {
         }
         let rules = Arc::clone(&self.ctx.rules);
         let mut hits = self.ctx.hit_vecs.take();
-        hits.reserve(self.largest);
         let mut excepted: Vec<(u32, usize)> = Vec::new();
         let mut tenants = TenantIndex::default();
         let mut maxima: Vec<i64> = Vec::new();
@@ -398,7 +393,7 @@ impl Parser {
             events,
             positions,
         };
-        self.largest = self.largest.max(hits.len());
+        self.ctx.hit_vecs.note(hits.len());
         (hits, parsed, summary)
     }
 

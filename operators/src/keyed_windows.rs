@@ -160,23 +160,41 @@ pub struct WindowsConfig {
 /// worker) into the window state, where they wait in place, and the emptied vector comes back
 /// here. Nothing copies the hits on the way, and no vector grows from empty per chunk.
 #[derive(Clone, Debug, Default)]
-pub struct HitVecs(Rc<RefCell<Vec<Vec<Hit>>>>);
+pub struct HitVecs(Rc<RefCell<Kept>>);
+
+#[derive(Debug, Default)]
+struct Kept {
+    vecs: Vec<Vec<Hit>>,
+    /// The most hits a vector has been noted holding ([`HitVecs::note`]).
+    largest: usize,
+}
 
 /// The most vectors [`HitVecs`] keeps.
 const KEPT_VECS: usize = 8;
 
 impl HitVecs {
-    /// An empty vector, with the capacity of one handed back if there is one.
+    /// An empty vector with room for the most hits a vector has been noted holding, in the
+    /// allocation of one handed back if there is one: growing it by doubling would copy every
+    /// hit once more.
     pub fn take(&self) -> Vec<Hit> {
-        self.0.borrow_mut().pop().unwrap_or_default()
+        let mut kept = self.0.borrow_mut();
+        let mut hits = kept.vecs.pop().unwrap_or_default();
+        hits.reserve(kept.largest);
+        hits
+    }
+
+    /// A vector was filled with `n` hits.
+    pub fn note(&self, n: usize) {
+        let mut kept = self.0.borrow_mut();
+        kept.largest = kept.largest.max(n);
     }
 
     /// Keeps the allocation of `hits` (dropping the hits) for a later [`HitVecs::take`].
     pub fn give(&self, mut hits: Vec<Hit>) {
         hits.clear();
         let mut kept = self.0.borrow_mut();
-        if kept.len() < KEPT_VECS && hits.capacity() > 0 {
-            kept.push(hits);
+        if kept.vecs.len() < KEPT_VECS && hits.capacity() > 0 {
+            kept.vecs.push(hits);
         }
     }
 }
@@ -346,12 +364,11 @@ impl<'scope> KeyedWindows<'scope> for Stream<'scope, u64, Vec<Hit>> {
                             let epoch = stash.entry(e).or_default();
                             let n = data.iter().take_while(|h| h.epoch == e).count();
                             if n == data.len() && epoch.hits.is_empty() {
-                                let spare =
-                                    std::mem::replace(&mut epoch.hits, std::mem::take(data));
-                                state.batches.vecs.give(spare);
+                                // An empty epoch vector was never allocated.
+                                epoch.hits = std::mem::take(data);
                             } else {
-                                if epoch.hits.capacity() == 0 {
-                                    epoch.hits = state.batches.spare();
+                                if epoch.hits.is_empty() {
+                                    epoch.hits = state.batches.vecs.take();
                                 }
                                 epoch.hits.extend(data.drain(..n));
                             }
@@ -476,9 +493,6 @@ struct Batches {
     free: Vec<u32>,
     /// Emptied vectors, for the next epochs (and the source) to fill.
     vecs: HitVecs,
-    /// The most hits one epoch has held: a new epoch's vector starts at that capacity, where
-    /// growing it by doubling copied every hit once more.
-    largest: usize,
 }
 
 /// Where a buffered hit is: (batch, index in it).
@@ -495,16 +509,9 @@ fn slots((b, first, n): Run) -> impl Iterator<Item = Slot> {
 }
 
 impl Batches {
-    /// An empty vector for an epoch's hits, reusing an allocation when there is one.
-    fn spare(&mut self) -> Vec<Hit> {
-        let mut hits = self.vecs.take();
-        hits.reserve(self.largest);
-        hits
-    }
-
     /// Keeps `hits` of which `waiting` are buffered; an empty batch is recycled at once.
     fn add(&mut self, hits: Vec<Hit>, waiting: u32) -> u32 {
-        self.largest = self.largest.max(hits.len());
+        self.vecs.note(hits.len());
         if waiting == 0 {
             self.vecs.give(hits);
             return u32::MAX;
@@ -1357,15 +1364,23 @@ mod tests {
         let vecs = HitVecs::default();
         assert!(vecs.take().capacity() == 0, "empty at first");
         vecs.give(Vec::new());
-        assert!(vecs.0.borrow().is_empty(), "no allocation, nothing kept");
+        assert!(
+            vecs.0.borrow().vecs.is_empty(),
+            "no allocation, nothing kept"
+        );
         for _ in 0..10 {
             vecs.give(vec![hit(0, 0, "acme", 1, 0)]);
         }
-        assert_eq!(vecs.0.borrow().len(), KEPT_VECS);
+        assert_eq!(vecs.0.borrow().vecs.len(), KEPT_VECS);
         let v = vecs.take();
         assert!(
             v.is_empty() && v.capacity() >= 1,
             "cleared, allocation kept"
+        );
+        vecs.note(100);
+        assert!(
+            vecs.take().capacity() >= 100,
+            "room for the most hits noted"
         );
     }
 
@@ -1410,6 +1425,7 @@ mod tests {
             let back = vecs
                 .0
                 .borrow()
+                .vecs
                 .iter()
                 .map(|v| v.as_ptr() as usize)
                 .collect::<Vec<_>>();
@@ -1422,13 +1438,8 @@ mod tests {
     fn the_queue_gives_runs_in_time_id_and_arrival_order_however_they_arrive() {
         // Batches of arrivals, each nearly in time order and overlapping the ones waiting,
         // taken out up to a rising watermark; an ordered set is the oracle.
-        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = crate::Lcg(0x2545_f491_4f6c_dd1d);
+        let mut next = |n| rng.next(n);
         let (mut queue, mut oracle) = (Queue::default(), BTreeSet::new());
         let (mut seq, mut taken, mut expected) = (0u64, Vec::new(), Vec::new());
         for round in 0..200i64 {

@@ -30,6 +30,23 @@ pub mod tenants;
 pub mod watermark;
 pub mod window;
 
+/// A small deterministic generator for the tests, so that randomized comparisons need no
+/// dependency.
+#[cfg(test)]
+pub(crate) struct Lcg(pub(crate) u64);
+
+#[cfg(test)]
+impl Lcg {
+    /// The next number below `n`.
+    pub(crate) fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
 pub use compact::{Group, GroupBuilder, GroupIter, SmallStr};
 pub use event_id::EventId;
 pub use keyed_windows::{HitVecs, KeyCaps, KeyedWindows, WindowsConfig};

@@ -452,13 +452,8 @@ mod tests {
         // The sweep drops a key once it is expired at the watermark. For that to be invisible,
         // the state must answer every later event and watermark (at or after the one it was
         // dropped at) exactly as a fresh state would: same outcomes, same firings.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = crate::Lcg(0x9e37_79b9_7f4a_7c15);
+        let mut next = |n| rng.next(n);
         let a_then_b = SequenceSpec {
             stages: vec![0, 1],
             absent: None,

@@ -735,6 +735,7 @@ impl WindowState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Lcg;
 
     const MIN: i64 = 60_000;
 
@@ -760,19 +761,6 @@ mod tests {
                     .map(|f| (t, f))
             })
             .collect()
-    }
-
-    /// A small deterministic generator, so the brute-force comparisons need no dependency.
-    struct Lcg(u64);
-
-    impl Lcg {
-        fn next(&mut self, n: u64) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (self.0 >> 33) % n
-        }
     }
 
     /// Random (time, value, distinct) events in time order, with ties.
