@@ -8,8 +8,10 @@
 //! predicates' shape and short-circuit order, and an atom is pure in the event.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use aho_corasick::AhoCorasick;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use vigil_dsl::{Cidr, EventView, FieldId, Predicate, Test, ValueRef, parse_ip};
 use vigil_operators::GroupBuilder;
@@ -157,14 +159,39 @@ pub(crate) struct RuleIndex {
 /// `contains~`), found all at once by one automaton each, and networks.
 #[derive(Debug, Default)]
 struct ByValue {
-    exact: HashMap<Box<str>, Vec<u64>>,
-    folded: HashMap<Box<str>, Vec<u64>>,
-    nums: HashMap<u64, Vec<u64>>,
+    exact: ValueMap<Box<str>>,
+    folded: ValueMap<Box<str>>,
+    nums: ValueMap<u64>,
     contains: Option<Substrings>,
     contains_ci: Option<Substrings>,
     /// Networks (`cidr`), each with its rules: a value is parsed as an address once and
     /// checked against each.
     cidrs: Vec<(Cidr, Vec<u64>)>,
+}
+
+/// Rule bits by an indexed value. Every event looks up each of its indexed fields' values, so
+/// the map hashes with one-shot xxh3 rather than SipHash (its keys are rule literals: an event
+/// can only look one up, never add one, so a chosen value cannot degrade the table).
+type ValueMap<K> = HashMap<K, Vec<u64>, BuildHasherDefault<OneShot>>;
+
+/// A hasher for short keys hashed once each: xxh3 of each written slice, chained by seed.
+#[derive(Default)]
+struct OneShot(u64);
+
+impl Hasher for OneShot {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+    // A `str` key ends with a 0xff byte, a `u64` is its bytes: mix those without another pass.
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.write(&i.to_le_bytes());
+    }
 }
 
 /// The rules gated on substrings of one field: an Aho-Corasick automaton over the needles
@@ -177,7 +204,7 @@ struct Substrings {
 }
 
 impl Substrings {
-    fn new(needles: HashMap<Box<str>, Vec<u64>>, folded: bool) -> Option<Substrings> {
+    fn new(needles: ValueMap<Box<str>>, folded: bool) -> Option<Substrings> {
         if needles.is_empty() {
             return None;
         }
@@ -215,7 +242,7 @@ impl RuleIndex {
             fields: Vec::new(),
         };
         // Per indexed field: the needles of `contains` and of `contains~` (automata built last).
-        let mut needles: Vec<[HashMap<Box<str>, Vec<u64>>; 2]> = Vec::new();
+        let mut needles: Vec<[ValueMap<Box<str>>; 2]> = Vec::new();
         for (rule, gate) in rules {
             let (word, bit) = (rule as usize / 64, 1u64 << (rule % 64));
             let Some(gate) = gate else {
@@ -239,7 +266,7 @@ impl RuleIndex {
                 let by = &mut index.fields[at].1;
                 let [contains, contains_ci] = &mut needles[at];
                 let one = std::slice::from_ref;
-                let (map, values): (&mut HashMap<Box<str>, Vec<u64>>, &[String]) = match test {
+                let (map, values): (&mut ValueMap<Box<str>>, &[String]) = match test {
                     Test::EqStr(v) => (&mut by.exact, one(v)),
                     Test::InStr(vs) => (&mut by.exact, vs),
                     Test::EqStrCi(v) => (&mut by.folded, one(v)),
