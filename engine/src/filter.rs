@@ -185,12 +185,9 @@ impl Hasher for OneShot {
     fn write(&mut self, bytes: &[u8]) {
         self.0 = xxh3_64_with_seed(bytes, self.0);
     }
-    // A `str` key ends with a 0xff byte, a `u64` is its bytes: mix those without another pass.
+    // A `str` key ends with a 0xff byte: mix it in without another xxh3 pass.
     fn write_u8(&mut self, i: u8) {
         self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.write(&i.to_le_bytes());
     }
 }
 
